@@ -1,0 +1,3 @@
+from pgbg_cli.cli import main
+
+main()

@@ -1,0 +1,87 @@
+"""The ``pgbg`` command: the only place that knows about Typer and exit codes.
+
+Command groups live in ``pgbg_cli.commands``; each core error becomes one line on
+stderr and its exit code (see ``errors.EXIT_CODES``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from pgbg_cli import __version__
+from pgbg_cli.errors import EXIT_CODES, PgbgError
+
+EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()) + "."
+
+
+class PgbgGroup(TyperGroup):
+    """Turns pgbg's errors, database errors and Ctrl-C into one line and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PgbgError as exc:
+            _fail(exc.message, exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg"):
+                from pgbg_cli.db import first_line, redact
+
+                code = getattr(getattr(exc, "diag", None), "sqlstate", None)
+                where = f" [{code}]" if code else ""
+                _fail(f"database error{where}: {redact(first_line(exc))}", 3)
+            raise
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"pgbg: {message}\n")
+    sys.stderr.flush()
+    raise typer.Exit(code)
+
+
+app = typer.Typer(
+    name="pgbg",
+    cls=PgbgGroup,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Run and track SQL in PostgreSQL background workers (pg_background).",
+    epilog=EXIT_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pgbg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Run and track SQL in PostgreSQL background workers (pg_background)."""
+
+
+def _register() -> None:
+    from pgbg_cli.commands import admin, capacity, jobs, launch, stats
+
+    for module in (launch, jobs, capacity, stats, admin):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,73 @@
+"""Options shared by every command (sqlite-utils style: declared once, used everywhere)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pgbg_cli.errors import UsageError
+from pgbg_cli.output import Format
+
+DsnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dsn",
+        "-d",
+        envvar="PGBG_DSN",
+        show_envvar=True,
+        help="Connection string or URI (libpq's PG* variables, service file and .pgpass apply too).",
+        show_default=False,
+    ),
+]
+
+FormatOpt = Annotated[
+    Format,
+    typer.Option(
+        "--format",
+        "-F",
+        case_sensitive=False,
+        help="Output format: auto is a table on a terminal and plain text otherwise.",
+    ),
+]
+
+
+@contextmanager
+def database(dsn: str | None, *, need_schema: bool = True) -> Iterator[Any]:
+    """A connection with pg_background found (and pgbg's schema checked, unless told not to)."""
+    from pgbg_cli import db, extension, install
+
+    with db.connection(dsn) as conn:
+        extension.discover(conn)
+        if need_schema:
+            install.require(conn)
+        yield conn
+
+
+def read_sql(sql_arg: str | None, file: Path | None) -> str:
+    """SQL from the argument, ``-`` (standard input) or ``--file``; exactly one of them."""
+    if sql_arg is not None and file is not None:
+        raise UsageError("give the SQL either as an argument or with --file, not both")
+    if file is not None:
+        if str(file) == "-":
+            return sys.stdin.read()
+        try:
+            return file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read {file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{file} is not UTF-8 text") from None
+    if sql_arg is None:
+        raise UsageError("no SQL given: pass it as an argument, with --file FILE, or - for standard input")
+    if sql_arg == "-":
+        return sys.stdin.read()
+    return sql_arg
+
+
+def exit_for(jobs: list[dict[str, Any]]) -> int:
+    """0 when every job succeeded, 1 otherwise."""
+    return 0 if all(j["state"] == "succeeded" for j in jobs) else 1

@@ -1,0 +1,198 @@
+"""``pgbg wait | cancel | detach | show | list``: act on jobs from any session or host."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from pgbg_cli.commands.common import DsnOpt, FormatOpt, database, exit_for
+from pgbg_cli.output import Format
+
+HandlesArg = Annotated[list[str], typer.Argument(help="Job handles <id>:<cookie>, as printed by pgbg launch.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("wait")(wait)
+    app.command("cancel")(cancel)
+    app.command("detach")(detach)
+    app.command("show")(show)
+    app.command("list")(list_)
+
+
+def _emit_jobs(conn: Any, rows: list[dict[str, Any]], fmt: Format, *, title: str | None = None) -> None:
+    from pgbg_cli import jobview, output, progress
+
+    views = progress.by_pid(conn, [r.get("worker_pid") for r in rows if r["state"] == "running"])
+    enriched = []
+    for row in rows:
+        prog = progress.for_job(row, views)
+        enriched.append(jobview.enrich(row, prog.as_dict() if prog else None))
+    output.emit_rows(enriched, jobview.LIST_COLUMNS, fmt, title=title)
+
+
+def wait(
+    handles: HandlesArg,
+    timeout: Annotated[
+        str | None, typer.Option("--timeout", "-t", help="Give up after this long (e.g. 30s, 5m): exit 124.")
+    ] = None,
+    any_: Annotated[bool, typer.Option("--any", help="Return as soon as one of the jobs has ended.")] = False,
+    fmt: FormatOpt = Format.auto,
+    dsn: DsnOpt = None,
+) -> None:
+    """Wait for jobs to end and print their outcomes.
+
+    Exit 0 when all succeeded, 1 when any failed, was canceled, timed out or was lost,
+    124 when --timeout ran out first. The jobs go on after a timeout or Ctrl-C.
+    """
+    from pgbg_cli import handles as handles_mod
+    from pgbg_cli import jobs, output
+    from pgbg_cli.commands.livebar import LiveBar
+    from pgbg_cli.durations import parse_ms
+
+    wanted = handles_mod.parse_many(handles)
+    timeout_s = parse_ms(timeout, what="--timeout") / 1000 if timeout else None
+    with database(dsn) as conn:
+        bar = LiveBar(conn)
+        with bar:
+            final = jobs.wait(conn, wanted, timeout_s=timeout_s, any_=any_, tick=bar.update,
+                              tick_interval=0.25 if bar.enabled else 1.0)
+        _emit_jobs(conn, final, fmt)
+    ended = [j for j in final if jobs.is_final(j)]
+    for job in ended:
+        if job["state"] != "succeeded":
+            from pgbg_cli import jobview
+
+            output.say(f"pgbg: {jobview.summary(job)}")
+    raise typer.Exit(exit_for(ended if any_ else final))
+
+
+def cancel(
+    handles: Annotated[list[str] | None, typer.Argument(help="Job handles <id>:<cookie>.")] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", "-l", help="Cancel every live job whose label matches (* and ? work).")
+    ] = None,
+    grace: Annotated[
+        str | None,
+        typer.Option("--grace", "-g", help="Cancel the running statement first; stop the worker after this long."),
+    ] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Ask and return; do not wait for the jobs to stop.")] = False,
+    fmt: FormatOpt = Format.auto,
+    dsn: DsnOpt = None,
+) -> None:
+    """Stop jobs: the work really stops and the state becomes canceled.
+
+    pgbg only ever signals a worker it has verified (pid and start time); it never
+    sends SIGKILL, which would restart the whole cluster.
+    """
+    from pgbg_cli import handles as handles_mod
+    from pgbg_cli import jobs, output
+    from pgbg_cli.durations import parse_ms
+    from pgbg_cli.errors import UsageError
+
+    if not handles and not label:
+        raise UsageError("name the jobs to cancel: handles, or --label PATTERN")
+    grace_ms = parse_ms(grace, what="--grace") if grace else 0
+    with database(dsn) as conn:
+        wanted = handles_mod.parse_many(handles) if handles else []
+        if label:
+            wanted += [h for h in jobs.handles_by_label(conn, label) if h not in wanted]
+            if not wanted:
+                output.say(f"pgbg: no live job has a label matching {label!r}")
+                return
+        jobs.cancel(conn, wanted, grace_ms=grace_ms)
+        rows = jobs.get_many(conn, wanted)
+        if not no_wait:
+            rows = jobs.wait(conn, wanted, timeout_s=grace_ms / 1000 + 60)
+        _emit_jobs(conn, rows, fmt)
+
+
+def detach(
+    handles: HandlesArg,
+    fmt: FormatOpt = Format.auto,
+    dsn: DsnOpt = None,
+) -> None:
+    """Stop tracking jobs; their workers go on and commit, but no outcome is recorded.
+
+    This is pg_background's detach: it does not stop the work (use cancel for that).
+    """
+    from pgbg_cli import handles as handles_mod
+    from pgbg_cli import jobs
+
+    wanted = handles_mod.parse_many(handles)
+    with database(dsn) as conn:
+        jobs.detach(conn, wanted)
+        rows = jobs.wait(conn, wanted, timeout_s=30)
+        _emit_jobs(conn, rows, fmt)
+
+
+def show(
+    handle: Annotated[str, typer.Argument(help="A job handle <id>:<cookie>.")],
+    result: Annotated[bool, typer.Option("--result", "-r", help="Print the rows the job returned instead.")] = False,
+    fmt: FormatOpt = Format.auto,
+    dsn: DsnOpt = None,
+) -> None:
+    """Show everything pgbg recorded about one job."""
+    from pgbg_cli import handles as handles_mod
+    from pgbg_cli import jobs, jobview, output, progress
+    from pgbg_cli.errors import UsageError
+
+    h = handles_mod.parse(handle)
+    with database(dsn) as conn:
+        jobs.reconcile(conn)
+        job = jobs.get(conn, h)
+        if result:
+            if not job.get("want_result"):
+                raise UsageError(f"job {h} was not launched with --result: it kept no rows")
+            if job["state"] != "succeeded":
+                raise UsageError(f"job {h} is {job['state']}: it has no rows to show")
+            names, rows = jobs.result_rows(job)
+            output.emit_rows(rows, [output.Column(n) for n in names], fmt)
+            return
+        views = progress.by_pid(conn, [job.get("worker_pid")] if job["state"] == "running" else [])
+        prog = progress.for_job(job, views)
+        output.emit_record(jobview.enrich(job, prog.as_dict() if prog else None), jobview.RECORD_FIELDS, fmt,
+                           compact=True)
+
+
+def list_(
+    state: Annotated[
+        list[str] | None, typer.Option("--state", "-s", help="Only jobs in this state (repeatable).")
+    ] = None,
+    label: Annotated[str | None, typer.Option("--label", "-l", help="Only labels matching (* and ? work).")] = None,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="All history, not only live and last-hour jobs.")] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many jobs.")] = 50,
+    fmt: FormatOpt = Format.auto,
+    dsn: DsnOpt = None,
+) -> None:
+    """List live and recent jobs, and pg_background workers that pgbg did not launch."""
+    from pgbg_cli import jobs
+    from pgbg_cli.errors import UsageError
+
+    for s in state or []:
+        if s not in jobs.STATES:
+            raise UsageError(f"unknown state {s!r}: one of {', '.join(jobs.STATES)}")
+    with database(dsn) as conn:
+        jobs.reconcile(conn)
+        rows = jobs.list_jobs(conn, states=state, label=label, include_all=all_, limit=limit)
+        if not state and not label:
+            rows = [_foreign_row(w) for w in jobs.foreign_workers(conn)] + rows
+        _emit_jobs(conn, rows, fmt)
+
+
+def _foreign_row(worker: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"pid {worker['pid']}",
+        "cookie": "-",
+        "handle": None,
+        "label": worker["application_name"],
+        "state": "running",
+        "source": "other",
+        "owner": worker["owner"],
+        "queued_at": None,
+        "started_at": worker["backend_start"],
+        "finished_at": None,
+        "elapsed_ms": worker["elapsed_ms"],
+        "worker_pid": worker["pid"],
+        "query": worker["query"],
+    }

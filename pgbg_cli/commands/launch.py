@@ -1,0 +1,128 @@
+"""``pgbg launch``: submit SQL to run in a background worker, optionally waiting for it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pgbg_cli.commands.common import DsnOpt, FormatOpt, database, exit_for, read_sql
+from pgbg_cli.output import Format
+
+
+def register(app: typer.Typer) -> None:
+    app.command("launch")(launch)
+
+
+def launch(
+    sql: Annotated[
+        str | None, typer.Argument(help="The SQL to run; - reads it from standard input.", show_default=False)
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Read the SQL from FILE (- for standard input).")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", "-w", help="Wait for the job, show its progress, print its outcome.")
+    ] = False,
+    result: Annotated[
+        bool,
+        typer.Option("--result", "-r", help="Keep the rows the query returns and print them (implies --wait)."),
+    ] = False,
+    label: Annotated[str | None, typer.Option("--label", "-l", help="A label to find the job by.")] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option("--timeout", "-t", help="Cancel the job if it runs longer (e.g. 30s, 10m, 2h); state timed_out."),
+    ] = None,
+    queue_size: Annotated[
+        int, typer.Option("--queue-size", min=0, help="Shared memory queue size in bytes (0: the server default).")
+    ] = 0,
+    keep_running: Annotated[
+        bool,
+        typer.Option("--keep-running", help="On Ctrl-C, leave the job running and print its handle (default: cancel it)."),
+    ] = False,
+    fmt: FormatOpt = Format.auto,
+    dsn: DsnOpt = None,
+) -> None:
+    """Run SQL in a pg_background worker, supervised inside the server.
+
+    Prints the job's handle <id>:<cookie>, which every later pgbg command accepts from any
+    host. With --wait, shows live progress and prints the outcome; the exit code is 0 when
+    the job succeeded and 1 when it failed, was canceled or timed out. Killing pgbg never
+    loses the job: it runs and its outcome is recorded all the same.
+    """
+    from pgbg_cli import jobs
+    from pgbg_cli.durations import parse_ms
+    from pgbg_cli.output import say
+
+    text = read_sql(sql, file)
+    timeout_ms = parse_ms(timeout, what="--timeout") if timeout else None
+    if timeout_ms == 0:
+        timeout_ms = None
+    if queue_size and queue_size < 4096:
+        from pgbg_cli.errors import UsageError
+
+        raise UsageError("--queue-size must be 0 (server default) or at least 4096 bytes")
+    with database(dsn) as conn:
+        job, warning = jobs.submit(
+            conn, text, label=label, timeout_ms=timeout_ms, queue_size=queue_size, want_result=result
+        )
+        if warning:
+            say(f"pgbg: {warning}")
+        if not (wait or result):
+            _print_accepted(job, fmt)
+            return
+        final = _wait_attached(conn, job, keep_running=keep_running, dsn=dsn)
+    _print_outcome(final, fmt, rows=result)
+    raise typer.Exit(exit_for([final]))
+
+
+def _print_accepted(job: dict[str, Any], fmt: Format) -> None:
+    from pgbg_cli import jobview, output
+
+    if output.resolve(fmt) in (Format.json, Format.csv):
+        output.emit_record(jobview.enrich(job), jobview.RECORD_FIELDS, fmt)
+        return
+    sys.stdout.write(f"{job['id']}:{job['cookie']}\n")
+    sys.stdout.flush()
+    if sys.stdout.isatty():
+        output.say(f"pgbg: job queued; follow it with: pgbg wait {job['id']}:{job['cookie']}")
+
+
+def _wait_attached(conn: Any, job: dict[str, Any], *, keep_running: bool, dsn: str | None) -> dict[str, Any]:
+    """Wait with a live bar; Ctrl-C cancels the job (or, with keep_running, leaves it)."""
+    from pgbg_cli import db, jobs
+    from pgbg_cli.commands.livebar import LiveBar
+    from pgbg_cli.output import say
+
+    handle = jobs.handle_of(job)
+    bar = LiveBar(conn)
+    try:
+        with bar:
+            return jobs.wait(conn, [handle], tick=bar.update, tick_interval=0.25 if bar.enabled else 1.0)[0]
+    except KeyboardInterrupt:
+        bar.stop()
+        if keep_running:
+            sys.stdout.write(f"{handle}\n")
+            sys.stdout.flush()
+            say(f"pgbg: interrupted; job {handle} goes on (pgbg wait {handle}, pgbg cancel {handle})")
+            raise typer.Exit(130) from None
+        say(f"pgbg: interrupted; canceling job {handle}")
+        # The interrupted connection may be mid-query: ask on a fresh one.
+        with db.connection(dsn) as fresh:
+            jobs.cancel(fresh, [handle])
+            return jobs.wait(fresh, [handle], timeout_s=120)[0]
+
+
+def _print_outcome(job: dict[str, Any], fmt: Format, *, rows: bool) -> None:
+    from pgbg_cli import jobs, jobview, output
+
+    if rows and job["state"] == "succeeded":
+        names, data = jobs.result_rows(job)
+        output.emit_rows(data, [output.Column(n) for n in names], fmt)
+        output.say(f"pgbg: {jobview.summary(job)}")
+        return
+    output.emit_record(jobview.enrich(job), jobview.RECORD_FIELDS, fmt, compact=True)
+    if job["state"] != "succeeded":
+        output.say(f"pgbg: {jobview.summary(job)}")

@@ -1,0 +1,102 @@
+"""Connections: libpq's environment, a conninfo string or URI, and passwords kept out of sight.
+
+psycopg is imported here and only here (and by modules that run queries), so that
+``pgbg --help`` and ``pgbg --version`` never pay for it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from pgbg_cli import __version__
+from pgbg_cli.errors import ConnectionProblem, PrivilegeProblem, UsageError
+
+if TYPE_CHECKING:
+    import psycopg
+
+APPLICATION_NAME = "pgbg"
+
+_URI_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)(@)")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Hide passwords in a message: URI user:password@, password=..., and any known secret."""
+    text = _URI_PASSWORD.sub(r"\1***\3", text)
+    text = _KV_PASSWORD.sub(r"\1***", text)
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _secrets_of(dsn: str | None) -> tuple[str, ...]:
+    import os
+
+    found = [os.environ.get("PGPASSWORD", "")]
+    if dsn:
+        try:
+            from psycopg.conninfo import conninfo_to_dict
+
+            found.append(str(conninfo_to_dict(dsn).get("password") or ""))
+        except Exception:  # an unparsable DSN has its own error message
+            pass
+    return tuple(s for s in found if s)
+
+
+def first_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[0] if lines else str(text).strip()
+
+
+def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+    """Open a connection with libpq defaults, ``application_name`` set to pgbg."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    secrets = _secrets_of(dsn)
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(dsn or "")
+    except psycopg.ProgrammingError as exc:
+        raise UsageError(f"invalid connection string: {redact(first_line(exc), secrets)}") from None
+    params.setdefault("application_name", APPLICATION_NAME)
+    params.setdefault("connect_timeout", 10)
+    try:
+        conn = psycopg.connect(autocommit=autocommit, row_factory=dict_row, **params)
+    except psycopg.OperationalError as exc:
+        message = redact(_connection_reason(exc), secrets)
+        if "permission denied" in message.lower():
+            raise PrivilegeProblem(f"cannot connect: {message}") from None
+        raise ConnectionProblem(
+            f"cannot connect to PostgreSQL: {message} "
+            "(set --dsn/-d, PGBG_DSN or the PG* environment variables)"
+        ) from None
+    return conn
+
+
+def _connection_reason(exc: Exception) -> str:
+    """libpq's multi-line failure folded into one line, most specific part kept."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) if lines else exc.__class__.__name__
+
+
+@contextmanager
+def connection(dsn: str | None) -> Iterator[psycopg.Connection[Any]]:
+    conn = connect(dsn)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def server_version(conn: psycopg.Connection[Any]) -> int:
+    return int(conn.info.server_version)
+
+
+def user_agent() -> str:
+    return f"pgbg {__version__}"

@@ -1,0 +1,225 @@
+"""``pgbg init``, ``grant`` and ``revoke``: install, upgrade and open up pgbg's schema.
+
+Install is one transaction under an advisory lock, so two concurrent runs serialize and
+the second finds nothing to do. Table files apply once each (``pgbg.meta`` records the
+version); function files are re-applied with CREATE OR REPLACE every time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pgbg_cli import extension, queries, schema
+from pgbg_cli.errors import PrivilegeProblem, SchemaMissing, UsageError
+
+if TYPE_CHECKING:
+    import psycopg
+
+LOCK_CLASS = 1885823591  # 'pgbg'
+USER_ROLE = "pgbg_user"
+ADMIN_ROLE = "pgbg_admin"
+
+
+@dataclass
+class Status:
+    installed: bool
+    version: int | None
+    wanted: int
+    digest: str | None
+    wanted_digest: str
+    actions: list[str] = field(default_factory=list)
+
+    @property
+    def current(self) -> bool:
+        return self.installed and self.version == self.wanted and self.digest == self.wanted_digest
+
+    def describe(self) -> str:
+        if not self.installed:
+            return "pgbg schema: not installed (run pgbg init)"
+        if self.version is not None and self.version > self.wanted:
+            return f"pgbg schema: version {self.version} is newer than this pgbg ({self.wanted}): upgrade pgbg"
+        if not self.current:
+            return f"pgbg schema: version {self.version}, outdated (this pgbg has {self.wanted}): run pgbg init"
+        return f"pgbg schema: version {self.version}, current"
+
+
+def status(conn: psycopg.Connection[Any]) -> Status:
+    row = conn.execute(
+        "SELECT to_regclass('pgbg.meta') IS NOT NULL AS has_meta, "
+        "to_regclass('pgbg.job') IS NOT NULL AS has_job"
+    ).fetchone()
+    version = digest = None
+    if row["has_meta"]:
+        meta = dict(
+            (r["key"], r["value"]) for r in conn.execute("SELECT key, value FROM pgbg.meta").fetchall()
+        )
+        version = int(meta["schema_version"]) if "schema_version" in meta else None
+        digest = meta.get("code_digest")
+    return Status(
+        installed=bool(row["has_meta"] and row["has_job"] and version),
+        version=version,
+        wanted=schema.schema_version(),
+        digest=digest,
+        wanted_digest=schema.code_digest(),
+    )
+
+
+def require(conn: psycopg.Connection[Any]) -> Status:
+    """Raise the "run pgbg init" error unless the schema is installed and usable."""
+    st = status(conn)
+    if not st.installed:
+        raise SchemaMissing(
+            f"pgbg's schema is not installed in database {conn.info.dbname!r}: run pgbg init"
+        )
+    if st.version is not None and st.version > st.wanted:
+        raise SchemaMissing(
+            f"pgbg's schema is version {st.version}, newer than this pgbg knows ({st.wanted}): upgrade pgbg"
+        )
+    if not st.current:
+        raise SchemaMissing("pgbg's schema is outdated: run pgbg init to upgrade it in place")
+    allowed = conn.execute(
+        "SELECT has_schema_privilege('pgbg', 'USAGE') AND has_table_privilege('pgbg.job', 'INSERT') AS ok"
+    ).fetchone()["ok"]
+    if not allowed:
+        user = conn.info.user
+        raise PrivilegeProblem(
+            f"role {user!r} may not use pgbg: ask an administrator to run pgbg grant {user}"
+        )
+    return st
+
+
+def _api_sql(conn: psycopg.Connection[Any], ext: extension.Extension) -> Any:
+    from psycopg import sql
+
+    needed = ("launch", "detach", "cancel", "outcome", "error_info", "result_info", "get_progress", "result")
+    missing = [role for role in needed if not ext.has(role)]
+    if missing or ext.version_tuple < (2, 0):
+        raise UsageError(
+            f"pgbg init needs pg_background 2.0 or newer for server-side supervision "
+            f"(found {ext.version}); `pgbg launch --wait` works without it. "
+            "Upgrade with ALTER EXTENSION pg_background UPDATE"
+        )
+    names = {role: sql.Identifier(ext.schema, ext.fn(role)) for role in needed}
+    names["result_name"] = sql.Literal(sql.Identifier(ext.schema, ext.fn("result")).as_string(conn))
+    names["worker_slots"] = sql.SQL(queries.text("worker_slots"))
+    return sql.SQL(schema.read("api.sql")).format(**names)
+
+
+def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
+    """Install or upgrade in place; returns the status with what was done."""
+    from psycopg import sql
+
+    before = status(conn)
+    actions: list[str] = []
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
+            for role in (USER_ROLE, ADMIN_ROLE):
+                if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+                    actions.append(f"created role {role}")
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(USER_ROLE), sql.Identifier(ADMIN_ROLE)))
+            conn.execute("CREATE SCHEMA IF NOT EXISTS pgbg")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS pgbg.meta (key text PRIMARY KEY, value text NOT NULL)"
+            )
+            row = conn.execute("SELECT value FROM pgbg.meta WHERE key = 'schema_version'").fetchone()
+            current = int(row["value"]) if row else 0
+            if current > schema.schema_version():
+                raise UsageError(
+                    f"pgbg's schema is version {current}, newer than this pgbg ({schema.schema_version()})"
+                )
+            for version, name in schema.migrations():
+                if version > current:
+                    conn.execute(schema.read(name))
+                    actions.append(f"applied {name}")
+            conn.execute(_api_sql(conn, ext))
+            conn.execute(schema.read("functions.sql"))
+            conn.execute(
+                "INSERT INTO pgbg.meta (key, value) VALUES ('schema_version', %s), ('code_digest', %s),"
+                " ('extension_schema', %s), ('extension_version', %s)"
+                " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                (str(schema.schema_version()), schema.code_digest(), ext.schema, ext.version),
+            )
+            _grants(conn)
+            if before.digest != schema.code_digest():
+                actions.append("installed functions" if not before.installed else "updated functions")
+    except Exception as exc:
+        import psycopg
+
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            raise PrivilegeProblem(
+                f"pgbg init needs a role that may create schemas and roles (a superuser, or "
+                f"CREATE on the database plus CREATEROLE): {str(exc).splitlines()[0]}"
+            ) from None
+        raise
+    after = status(conn)
+    after.actions = actions
+    return after
+
+
+def _grants(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        """
+        REVOKE ALL ON ALL TABLES IN SCHEMA pgbg FROM PUBLIC;
+        REVOKE ALL ON ALL ROUTINES IN SCHEMA pgbg FROM PUBLIC;
+        GRANT USAGE ON SCHEMA pgbg TO pgbg_user;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON pgbg.job TO pgbg_user;
+        GRANT SELECT ON pgbg.settings, pgbg.meta TO pgbg_user;
+        GRANT INSERT, UPDATE, DELETE ON pgbg.settings TO pgbg_admin;
+        GRANT EXECUTE ON ALL ROUTINES IN SCHEMA pgbg TO pgbg_user;
+        """
+    )
+    # pgbg_admin cancels orphaned workers of other roles by pid: that takes pg_signal_backend.
+    conn.execute(
+        """
+        DO $$
+        BEGIN
+            GRANT pg_signal_backend TO pgbg_admin;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'pgbg_admin was not granted pg_signal_backend';
+        END
+        $$
+        """
+    )
+
+
+def _role_exists(conn: psycopg.Connection[Any], role: str) -> None:
+    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+        raise UsageError(f"no role named {role!r}")
+
+
+def grant(conn: psycopg.Connection[Any], role: str, *, admin: bool = False) -> list[str]:
+    """Give ``role`` what it needs to use pgbg; returns the statements run."""
+    from psycopg import sql
+
+    _role_exists(conn, role)
+    groups = ["pgbackground_role", USER_ROLE] + ([ADMIN_ROLE] if admin else [])
+    done = []
+    with conn.transaction():
+        for group in groups:
+            stmt = sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role))
+            conn.execute(stmt)
+            done.append(stmt.as_string(conn))
+    return done
+
+
+def revoke(conn: psycopg.Connection[Any], role: str) -> list[str]:
+    """Take back what ``grant`` gave; returns the statements run."""
+    from psycopg import sql
+
+    _role_exists(conn, role)
+    done = []
+    with conn.transaction():
+        for group in (ADMIN_ROLE, USER_ROLE, "pgbackground_role"):
+            member = conn.execute(
+                "SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+                "JOIN pg_roles r ON r.oid = m.member WHERE g.rolname = %s AND r.rolname = %s",
+                (group, role),
+            ).fetchone()
+            if member:
+                stmt = sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), sql.Identifier(role))
+                conn.execute(stmt)
+                done.append(stmt.as_string(conn))
+    return done

@@ -1,0 +1,253 @@
+"""Durable jobs: submit, look up, wait for, cancel and detach jobs in pgbg's registry.
+
+Every operation works from any session: the registry (``pgbg.job``) and the per-role
+supervisor inside the server hold what pg_background keeps only per session.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pgbg_cli import describe, queries
+from pgbg_cli.errors import PgbgError, UsageError, WaitTimedOut
+from pgbg_cli.handles import Handle
+
+if TYPE_CHECKING:
+    import psycopg
+
+ACTIVE = ("queued", "starting", "running")
+FINAL = ("succeeded", "failed", "canceled", "timed_out", "lost", "detached")
+STATES = ACTIVE + FINAL
+CHANNEL = "pgbg_jobs"
+
+
+class UnknownHandle(UsageError):
+    """A handle that names no job, or names one with another cookie: both read the same."""
+
+
+def is_final(job: dict[str, Any]) -> bool:
+    return job["state"] in FINAL
+
+
+def succeeded(job: dict[str, Any]) -> bool:
+    return job["state"] == "succeeded"
+
+
+def handle_of(job: dict[str, Any]) -> Handle:
+    return Handle(job["id"], job["cookie"])
+
+
+def submit(
+    conn: psycopg.Connection[Any],
+    sql_text: str,
+    *,
+    label: str | None = None,
+    timeout_ms: int | None = None,
+    queue_size: int = 0,
+    want_result: bool = False,
+) -> tuple[dict[str, Any], str | None]:
+    """Register a job and make sure this role's supervisor runs. Returns (job, warning)."""
+    if not sql_text.strip():
+        raise UsageError("no SQL given")
+    if "\x00" in sql_text:
+        raise UsageError("the SQL contains a NUL byte")
+    shape = describe.describe(conn, sql_text)
+    if want_result and not shape.known and shape.sqlstate == "42601" and "multiple" in (shape.error or ""):
+        raise UsageError("--result needs a single statement (pg_background returns the rows of one query)")
+    types = typmods = names = None
+    if want_result and shape.returns_rows:
+        pseudo = conn.execute(
+            "SELECT format_type(oid, NULL) AS t FROM pg_type WHERE oid = ANY(%s::oid[]) AND typtype = 'p'",
+            (shape.types,),
+        ).fetchone()
+        if pseudo:
+            raise UsageError(f"--result cannot return a column of type {pseudo['t']}: cast it (e.g. ::text)")
+    if shape.returns_rows:
+        types, typmods, names = shape.types, shape.typmods, shape.names
+    job = conn.execute(
+        "SELECT * FROM pgbg.submit(%s, %s, %s, %s, %s, %s::oid[], %s::int[], %s::text[])",
+        (sql_text, label, timeout_ms, queue_size, want_result, types, typmods, names),
+    ).fetchone()
+    return job, ensure_supervisor(conn)
+
+
+def ensure_supervisor(conn: psycopg.Connection[Any]) -> str | None:
+    """Start this role's supervisor if none is alive; a warning when none could start."""
+    import psycopg
+
+    try:
+        conn.execute("SELECT pgbg.ensure_supervisor()")
+    except psycopg.errors.InsufficientResources:
+        return ("no background worker slot is free for pgbg's supervisor: the job stays queued "
+                "until a slot frees up and any pgbg command runs (see pgbg capacity)")
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise PgbgError(f"cannot start pgbg's supervisor: {str(exc).splitlines()[0]}") from None
+    return None
+
+
+def reconcile(conn: psycopg.Connection[Any]) -> None:
+    """Make active jobs tell the truth, and restart this role's supervisor if it has work."""
+    conn.execute("SELECT pgbg.reconcile()")
+    queued = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pgbg.job WHERE owner = current_user AND state = 'queued') AS q"
+    ).fetchone()["q"]
+    if queued:
+        ensure_supervisor(conn)
+
+
+def fetch(conn: psycopg.Connection[Any], handles: Sequence[Handle]) -> dict[Handle, dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT j.* FROM pgbg.job j JOIN unnest(%s::bigint[], %s::bigint[]) AS h(id, cookie) "
+        "ON j.id = h.id AND j.cookie = h.cookie",
+        ([h.id for h in handles], [h.cookie for h in handles]),
+    ).fetchall()
+    return {handle_of(row): row for row in rows}
+
+
+def get_many(conn: psycopg.Connection[Any], handles: Sequence[Handle]) -> list[dict[str, Any]]:
+    found = fetch(conn, handles)
+    for h in handles:
+        if h not in found:
+            raise UnknownHandle(f"no job with handle {h} (unknown id, wrong cookie, or not yours)")
+    return [found[h] for h in handles]
+
+
+def get(conn: psycopg.Connection[Any], handle: Handle) -> dict[str, Any]:
+    return get_many(conn, [handle])[0]
+
+
+def cancel(
+    conn: psycopg.Connection[Any], handles: Sequence[Handle], *, grace_ms: int = 0
+) -> list[dict[str, Any]]:
+    """Ask for the jobs to stop. Queued jobs are canceled at once; running ones by their supervisor."""
+    get_many(conn, handles)
+    conn.execute(
+        queries.text("cancel_jobs"),
+        {"ids": [h.id for h in handles], "cookies": [h.cookie for h in handles], "grace_ms": grace_ms},
+    )
+    conn.execute("SELECT pgbg.reconcile()")
+    return get_many(conn, handles)
+
+
+def handles_by_label(conn: psycopg.Connection[Any], pattern: str, *, active_only: bool = True) -> list[Handle]:
+    """Jobs whose label matches a shell-style pattern (``*`` and ``?``)."""
+    rows = conn.execute(
+        "SELECT id, cookie FROM pgbg.job WHERE label LIKE %s ESCAPE '\\' AND (NOT %s OR state = ANY(%s)) "
+        "ORDER BY id",
+        (glob_to_like(pattern), active_only, list(ACTIVE)),
+    ).fetchall()
+    return [handle_of(r) for r in rows]
+
+
+def glob_to_like(pattern: str) -> str:
+    out = []
+    for ch in pattern:
+        if ch in "%_\\":
+            out.append("\\" + ch)
+        elif ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def detach(conn: psycopg.Connection[Any], handles: Sequence[Handle]) -> list[dict[str, Any]]:
+    """Stop tracking the jobs; their workers go on (pg_background's detach)."""
+    jobs = get_many(conn, handles)
+    for job in jobs:
+        if job["state"] == "queued":
+            raise UsageError(
+                f"job {handle_of(job)} is still queued: no worker runs yet to detach from (cancel it instead)"
+            )
+    conn.execute(
+        "UPDATE pgbg.job SET detach_requested_at = clock_timestamp() "
+        "FROM unnest(%s::bigint[], %s::bigint[]) AS h(id, cookie) "
+        "WHERE job.id = h.id AND job.cookie = h.cookie AND job.state IN ('starting', 'running')",
+        ([h.id for h in handles], [h.cookie for h in handles]),
+    )
+    conn.execute("SELECT pgbg.reconcile()")
+    return get_many(conn, handles)
+
+
+def wait(
+    conn: psycopg.Connection[Any],
+    handles: Sequence[Handle],
+    *,
+    timeout_s: float | None = None,
+    any_: bool = False,
+    tick: Callable[[list[dict[str, Any]]], None] | None = None,
+    tick_interval: float = 1.0,
+) -> list[dict[str, Any]]:
+    """Block until every job (or, with ``any_``, one job) has ended.
+
+    Sleeps on LISTEN pgbg_jobs, which the supervisor notifies after it records an
+    outcome; every second it also reconciles, so a job whose supervisor died ends too.
+    Raises WaitTimedOut after ``timeout_s``.
+    """
+    conn.execute(f"LISTEN {CHANNEL}")
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    last_reconcile = 0.0
+    try:
+        while True:
+            jobs = get_many(conn, handles)
+            done = [j for j in jobs if is_final(j)]
+            if done and (any_ or len(done) == len(jobs)):
+                return jobs
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                pending = ", ".join(str(handle_of(j)) for j in jobs if not is_final(j))
+                raise WaitTimedOut(f"timed out waiting for {pending}")
+            if now - last_reconcile >= 1.0:
+                reconcile(conn)
+                last_reconcile = now
+                continue
+            if tick is not None:
+                tick(jobs)
+            pause = tick_interval
+            if deadline is not None:
+                pause = max(0.0, min(pause, deadline - now))
+            for _ in conn.notifies(timeout=pause, stop_after=1):
+                pass
+    finally:
+        conn.execute(f"UNLISTEN {CHANNEL}")
+
+
+def list_jobs(
+    conn: psycopg.Connection[Any],
+    *,
+    states: Sequence[str] | None = None,
+    label: str | None = None,
+    include_all: bool = False,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Live jobs and recent ones (the last hour), newest first; ``include_all`` for all history."""
+    return conn.execute(
+        queries.text("list_jobs"),
+        {
+            "states": list(states) if states else None,
+            "label": glob_to_like(label) if label else None,
+            "all": include_all,
+            "limit": limit,
+        },
+    ).fetchall()
+
+
+def foreign_workers(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """pg_background workers in this database that pgbg did not launch."""
+    return conn.execute(queries.text("foreign_workers")).fetchall()
+
+
+def result_rows(job: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The stored result of a ``--result`` job as (column names, rows keyed by those names)."""
+    names = list(job.get("result_names") or [])
+    unique: list[str] = []
+    for i, name in enumerate(names):
+        unique.append(name if name not in unique else f"{name}_{i + 1}")
+    rows = []
+    for raw in job.get("result") or []:
+        rows.append({unique[i]: raw.get(f"c{i + 1}") for i in range(len(unique))})
+    return unique, rows

@@ -1,0 +1,39 @@
+"""The SQL of pgbg's own schema: versioned table files, then functions re-applied on every init."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import cache
+from importlib import resources
+
+SCHEMA = "pgbg"
+
+
+@cache
+def read(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+@cache
+def migrations() -> list[tuple[int, str]]:
+    """``(version, file name)`` of every ``vNNN_*.sql``, in order."""
+    found = []
+    for entry in resources.files(__package__).iterdir():
+        match = re.fullmatch(r"v(\d{3})_[a-z0-9_]+\.sql", entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name))
+    return sorted(found)
+
+
+def schema_version() -> int:
+    """The version this pgbg installs: the newest table file."""
+    return migrations()[-1][0]
+
+
+def code_digest() -> str:
+    """A digest of the re-applied function files, to tell an outdated install."""
+    h = hashlib.sha256()
+    for name in ("functions.sql", "api.sql"):
+        h.update(read(name).encode())
+    return h.hexdigest()[:16]

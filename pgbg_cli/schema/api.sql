@@ -1,0 +1,55 @@
+-- Thin wrappers over the installed pg_background, re-made by every `pgbg init` with the
+-- schema and function names that `pgbg_cli.extension` picked for the installed version.
+-- Brace placeholders are filled with psycopg.sql identifiers; nothing else is templated.
+
+CREATE OR REPLACE FUNCTION pgbg._bg_launch(p_sql text, p_queue_size integer, p_label text)
+RETURNS TABLE (pid integer, cookie bigint) LANGUAGE sql AS $f$
+    SELECT (h).pid, (h).cookie FROM (SELECT {launch}(p_sql, p_queue_size, p_label) AS h) s
+$f$;
+
+CREATE OR REPLACE FUNCTION pgbg._bg_detach(p_pid integer, p_cookie bigint)
+RETURNS void LANGUAGE sql AS $f$
+    SELECT {detach}(p_pid, p_cookie)
+$f$;
+
+CREATE OR REPLACE FUNCTION pgbg._bg_cancel(p_pid integer, p_cookie bigint)
+RETURNS void LANGUAGE sql AS $f$
+    SELECT {cancel}(p_pid, p_cookie, 0)
+$f$;
+
+CREATE OR REPLACE FUNCTION pgbg._bg_outcome(p_pid integer, p_cookie bigint)
+RETURNS TABLE (state text, completed boolean, has_error boolean, row_count bigint,
+               command_tag text, sqlstate text, error_message text) LANGUAGE sql AS $f$
+    SELECT o.state, o.completed, o.has_error, o.row_count, o.command_tag, o.sqlstate, o.error_message
+      FROM {outcome}(p_pid, p_cookie) o
+$f$;
+
+CREATE OR REPLACE FUNCTION pgbg._bg_error_info(p_pid integer, p_cookie bigint)
+RETURNS TABLE (sqlstate text, message text, detail text, hint text, context text) LANGUAGE sql AS $f$
+    SELECT e.sqlstate, e.message, e.detail, e.hint, e.context FROM {error_info}(p_pid, p_cookie) e
+$f$;
+
+CREATE OR REPLACE FUNCTION pgbg._bg_result_info(p_pid integer, p_cookie bigint)
+RETURNS TABLE (row_count bigint, command_tag text, started_at timestamptz, finished_at timestamptz)
+LANGUAGE sql AS $f$
+    SELECT r.row_count, r.command_tag, r.started_at, r.finished_at FROM {result_info}(p_pid, p_cookie) r
+$f$;
+
+CREATE OR REPLACE FUNCTION pgbg._bg_get_progress(p_pid integer, p_cookie bigint)
+RETURNS TABLE (pct integer, msg text) LANGUAGE sql AS $f$
+    SELECT p.progress_pct, p.progress_msg FROM {get_progress}(p_pid, p_cookie) p
+$f$;
+
+-- The quoted name of the result function, for EXECUTE with a column definition list.
+CREATE OR REPLACE FUNCTION pgbg._bg_result_fn()
+RETURNS text LANGUAGE sql IMMUTABLE AS $f$
+    SELECT {result_name}::text
+$f$;
+
+-- Who holds the slots of max_worker_processes (the same query as `pgbg capacity`).
+CREATE OR REPLACE FUNCTION pgbg.worker_slots()
+RETURNS TABLE (max_worker_processes integer, max_parallel_workers integer, pg_background integer,
+               parallel integer, replication integer, other integer, used integer)
+LANGUAGE sql STABLE AS $f$
+{worker_slots}
+$f$;

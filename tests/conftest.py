@@ -1,0 +1,241 @@
+"""Fixtures: a real PostgreSQL 18 + pg_background 2.0 sandbox, fresh databases per run.
+
+The server is the project's own (scripts/sandbox.sh); set PGBG_TEST_DSN to a superuser
+URI to use another. A server that does not answer stops the run at once, loudly
+(pytest.exit), instead of failing or skipping hundreds of tests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SANDBOX = ROOT / "scripts" / "sandbox.sh"
+APP_PASSWORD = os.environ.get("PGBG_SANDBOX_APP_PASSWORD", "sandbox-app-secret")
+
+os.environ.setdefault("COLUMNS", "200")  # stable Rich/tabulate widths
+os.environ["NO_COLOR"] = "1"
+
+
+def _sandbox(*args: str) -> str:
+    return subprocess.run(
+        ["bash", str(SANDBOX), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _with_db(uri: str, dbname: str, user: str | None = None, password: str | None = None) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(uri)
+    params["dbname"] = dbname
+    if user:
+        params["user"] = user
+        params["password"] = password
+    return make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> str:
+    dsn = os.environ.get("PGBG_TEST_DSN")
+    if not dsn:
+        try:
+            _sandbox("start")
+            dsn = _sandbox("dsn", "admin")
+        except subprocess.CalledProcessError as exc:
+            pytest.exit(f"could not start the sandbox server:\n{exc.stderr}", returncode=3)
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=10):
+            pass
+    except psycopg.Error as exc:
+        pytest.exit(f"the test server does not answer: {exc}", returncode=3)
+    return dsn
+
+
+def _make_db(server_dsn: str, name: str, *, init: bool) -> str:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        for role, password in (("pgbg_app", APP_PASSWORD), ("pgbg_plain", APP_PASSWORD),
+                               ("pgbg_other", APP_PASSWORD), ("pgbg_boss", APP_PASSWORD)):
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)))
+    db_dsn = _with_db(server_dsn, name)
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_background")
+        conn.execute("GRANT CREATE ON SCHEMA public TO pgbg_app, pgbg_other, pgbg_boss")
+        conn.execute("GRANT pgbackground_role TO pgbg_app")
+        conn.execute("REVOKE pgbackground_role FROM pgbg_plain")
+    if init:
+        from pgbg_cli import db, extension, install
+
+        conn = db.connect(db_dsn)
+        try:
+            install.install(conn, extension.discover(conn))
+            install.grant(conn, "pgbg_app")
+            install.grant(conn, "pgbg_other")
+            install.grant(conn, "pgbg_boss", admin=True)
+        finally:
+            conn.close()
+    return db_dsn
+
+
+def _drop_db(server_dsn: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        for _ in range(50):
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()", (name,)
+            )
+            try:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                return
+            except psycopg.Error:
+                time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def test_db(server_dsn: str) -> Iterator[dict[str, str]]:
+    """A fresh database with pg_background and pgbg's schema; DSNs for each test role."""
+    name = f"pgbg_test_{uuid.uuid4().hex[:8]}"
+    admin = _make_db(server_dsn, name, init=True)
+    yield {
+        "admin": admin,
+        "app": _with_db(server_dsn, name, "pgbg_app", APP_PASSWORD),
+        "other": _with_db(server_dsn, name, "pgbg_other", APP_PASSWORD),
+        "boss": _with_db(server_dsn, name, "pgbg_boss", APP_PASSWORD),
+        "plain": _with_db(server_dsn, name, "pgbg_plain", APP_PASSWORD),
+        "name": name,
+    }
+    _drop_db(server_dsn, name)
+
+
+@pytest.fixture(scope="session")
+def bare_db(server_dsn: str) -> Iterator[dict[str, str]]:
+    """A fresh database with pg_background but without pgbg's schema."""
+    name = f"pgbg_bare_{uuid.uuid4().hex[:8]}"
+    admin = _make_db(server_dsn, name, init=False)
+    yield {
+        "admin": admin,
+        "app": _with_db(server_dsn, name, "pgbg_app", APP_PASSWORD),
+        "plain": _with_db(server_dsn, name, "pgbg_plain", APP_PASSWORD),
+        "name": name,
+    }
+    _drop_db(server_dsn, name)
+
+
+@pytest.fixture
+def admin_dsn(test_db: dict[str, str]) -> str:
+    return test_db["admin"]
+
+
+@pytest.fixture
+def app_dsn(test_db: dict[str, str]) -> str:
+    return test_db["app"]
+
+
+@pytest.fixture
+def sql_admin(test_db: dict[str, str]) -> Iterator[Callable[..., list[dict[str, Any]]]]:
+    """Run SQL as the superuser in the test database; returns rows as dicts."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    conn = psycopg.connect(test_db["admin"], autocommit=True, row_factory=dict_row)
+
+    def run(query: str, params: Any = None) -> list[dict[str, Any]]:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+    yield run
+    conn.close()
+
+
+class Result:
+    def __init__(self, code: int, stdout: str, stderr: str) -> None:
+        self.exit_code = code
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __repr__(self) -> str:
+        return f"Result(exit_code={self.exit_code}, stdout={self.stdout!r}, stderr={self.stderr!r})"
+
+
+@pytest.fixture
+def cli() -> Callable[..., Result]:
+    """Run pgbg in-process (Typer's CliRunner) with stdout and stderr apart."""
+    from typer.testing import CliRunner
+
+    from pgbg_cli.cli import app
+
+    def run(*args: str, dsn: str | None = None, input: str | None = None,
+            env: dict[str, str] | None = None) -> Result:
+        runner = CliRunner()
+        full_env = {"PGBG_DSN": dsn or "", "NO_COLOR": "1", "COLUMNS": "200"}
+        full_env.update(env or {})
+        res = runner.invoke(app, list(args), input=input, env=full_env, catch_exceptions=False)
+        return Result(res.exit_code, res.stdout, res.stderr)
+
+    return run
+
+
+@pytest.fixture
+def pgbg_proc() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run pgbg as a separate process (``python -m pgbg_cli``), as a shell script would."""
+
+    def run(*args: str, dsn: str | None = None, timeout: float = 120, input: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = dict(os.environ)
+        full_env.update({"PGBG_DSN": dsn or "", "NO_COLOR": "1", "PYTHONPATH": str(ROOT)})
+        full_env.update(env or {})
+        return subprocess.run([sys.executable, "-m", "pgbg_cli", *args], capture_output=True,
+                              text=True, env=full_env, timeout=timeout, input=input)
+
+    return run
+
+
+def retry(fn: Callable[[], Any], msg: str, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll ``fn`` until it returns something truthy (pg_activity's habit for async state)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s: {msg}")
+        time.sleep(interval)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    dsn = os.environ.get("PGBG_TEST_DSN")
+    if not dsn:
+        try:
+            dsn = _sandbox("dsn", "admin")
+        except Exception:
+            return ["server: (sandbox not built yet)"]
+    try:
+        import psycopg
+
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+            ext = conn.execute(
+                "SELECT default_version FROM pg_available_extensions WHERE name = 'pg_background'"
+            ).fetchone()
+        return [f"server: PostgreSQL {version}, pg_background {ext[0] if ext else 'missing'}"]
+    except Exception as exc:  # the fixture reports it properly
+        return [f"server: not reachable yet ({type(exc).__name__})"]
