@@ -15,6 +15,8 @@
 #   scripts/sandbox.sh env       print PG* export lines for the superuser
 #   scripts/sandbox.sh destroy   stop and delete the cluster (the root is kept)
 #
+# PGBG_SANDBOX_INSTANCE (default "main") names a cluster: tests that crash or restart a
+# server use their own instance so they never disturb the others.
 # Needs root (debootstrap and chroot). Never writes a registry host into the repo:
 # the Debian mirror is read from this machine's own apt sources.
 set -euo pipefail
@@ -22,10 +24,13 @@ set -euo pipefail
 CACHE=${PGBG_SANDBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgbg-sandbox}
 ROOT=$CACHE/sid-root
 PGBIN=/usr/lib/postgresql/18/bin
-DATA_IN_ROOT=/var/lib/pgbg-sandbox/data
-LOG_IN_ROOT=/var/lib/pgbg-sandbox/server.log
+INSTANCE=${PGBG_SANDBOX_INSTANCE:-main}
+case "$INSTANCE" in *[!a-z0-9_-]*|"") echo "sandbox: bad instance name '$INSTANCE'" >&2; exit 2 ;; esac
+BASE_IN_ROOT=/var/lib/pgbg-sandbox/$INSTANCE
+DATA_IN_ROOT=$BASE_IN_ROOT/data
+LOG_IN_ROOT=$BASE_IN_ROOT/server.log
 DATA=$ROOT$DATA_IN_ROOT
-PORTFILE=$CACHE/port
+PORTFILE=$CACHE/port-$INSTANCE
 DB=${PGBG_SANDBOX_DB:-pgbg}
 # Sandbox-only passwords: the server is bound to 127.0.0.1 and thrown away.
 ADMIN_PW=${PGBG_SANDBOX_ADMIN_PASSWORD:-sandbox-admin-secret}
@@ -105,13 +110,13 @@ init_cluster() {
   [ -f "$DATA/PG_VERSION" ] && return 0
   log "initdb"
   mkdir -p "$(dirname "$DATA")"
-  chroot "$ROOT" /bin/sh -c "mkdir -p $(dirname $DATA_IN_ROOT) && chown postgres:postgres $(dirname $DATA_IN_ROOT)"
-  local pwfile_in_root=/var/lib/pgbg-sandbox/.pw
+  chroot "$ROOT" /bin/sh -c "mkdir -p $BASE_IN_ROOT && chown postgres:postgres /var/lib/pgbg-sandbox $BASE_IN_ROOT"
+  local pwfile_in_root=$BASE_IN_ROOT/.pw
   printf '%s\n' "$ADMIN_PW" >"$ROOT$pwfile_in_root"
   chroot "$ROOT" chown postgres:postgres "$pwfile_in_root"
   in_root "$PGBIN/initdb" -D "$DATA_IN_ROOT" -U postgres --pwfile="$pwfile_in_root" \
-    --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$CACHE/initdb.log" 2>&1 \
-    || { cat "$CACHE/initdb.log" >&2; die "initdb failed"; }
+    --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$CACHE/initdb-$INSTANCE.log" 2>&1 \
+    || { cat "$CACHE/initdb-$INSTANCE.log" >&2; die "initdb failed"; }
   rm -f "$ROOT$pwfile_in_root"
   cat >>"$DATA/postgresql.conf" <<'CONF'
 # pgbg sandbox
@@ -208,6 +213,6 @@ case "${1:-}" in
   dsn) dsn "${2:-admin}" ;;
   env) printf 'export PGHOST=127.0.0.1 PGPORT=%s PGDATABASE=%s PGUSER=postgres PGPASSWORD=%s\n' "$(port)" "$DB" "$ADMIN_PW" ;;
   logfile) echo "$ROOT$LOG_IN_ROOT" ;;
-  destroy) stop; rm -rf "$ROOT/var/lib/pgbg-sandbox" "$PORTFILE" ;;
+  destroy) stop; rm -rf "$ROOT$BASE_IN_ROOT" "$PORTFILE" ;;
   *) sed -n '2,20p' "$0" >&2; exit 2 ;;
 esac
