@@ -243,7 +243,10 @@ BEGIN
         IF j.cancel_requested_at IS NOT NULL THEN
             IF j.cancel_signalled_at IS NULL THEN
                 IF coalesce(j.cancel_grace_ms, 0) > 0 THEN
-                    PERFORM pg_cancel_backend(j.worker_pid);  -- SIGINT: stop the statement
+                    -- SIGINT: stop the statement; only the backend this job started (pid and
+                    -- start time match), so a reused pid is never signalled
+                    PERFORM pg_cancel_backend(a.pid) FROM pg_stat_activity a
+                     WHERE a.pid = j.worker_pid AND a.backend_start = j.worker_started;
                 ELSE
                     PERFORM pgbg._bg_cancel(j.worker_pid, j.worker_cookie);
                     j.cancel_terminated := true;
