@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pgbg_cli import extension, queries, schema
-from pgbg_cli.errors import PrivilegeProblem, SchemaMissing, UsageError
+from pgbg_cli.errors import ExtensionProblem, PrivilegeProblem, SchemaMissing, UsageError
 
 if TYPE_CHECKING:
     import psycopg
@@ -94,11 +94,11 @@ def _api_sql(conn: psycopg.Connection[Any], ext: extension.Extension) -> Any:
 
     needed = ("launch", "detach", "cancel", "outcome", "error_info", "result_info", "get_progress", "result")
     missing = [role for role in needed if not ext.has(role)]
-    if missing or ext.version_tuple < (2, 0):
-        raise UsageError(
-            f"pgbg init needs pg_background 2.0 or newer for server-side supervision "
-            f"(found {ext.version}); `pgbg launch --wait` works without it. "
-            "Upgrade with ALTER EXTENSION pg_background UPDATE"
+    if missing:
+        # 1.10 has every piece under its _v2 names; 1.8 and 1.9 lack outcome/error_info.
+        raise ExtensionProblem(
+            f"pgbg's server-side supervision needs pg_background 1.10 or newer (2.0 recommended); "
+            f"{ext.version} lacks {', '.join(missing)}: ALTER EXTENSION pg_background UPDATE"
         )
     names = {role: sql.Identifier(ext.schema, ext.fn(role)) for role in needed}
     names["result_name"] = sql.Literal(sql.Identifier(ext.schema, ext.fn("result")).as_string(conn))

@@ -46,7 +46,6 @@ def grant(
 ) -> None:
     """Give a role what it needs: pgbackground_role and pgbg_user (and pgbg_admin with --admin)."""
     from pgbg_cli import install
-
     from pgbg_cli.commands.common import database
 
     with database(dsn) as conn:

@@ -40,7 +40,7 @@ def launch(
     ] = 0,
     keep_running: Annotated[
         bool,
-        typer.Option("--keep-running", help="On Ctrl-C, leave the job running and print its handle (default: cancel it)."),
+        typer.Option("--keep-running", help="On Ctrl-C, leave the job running and print its handle (default: cancel)."),
     ] = False,
     fmt: FormatOpt = Format.auto,
     dsn: DsnOpt = None,
