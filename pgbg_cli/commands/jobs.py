@@ -76,7 +76,9 @@ def cancel(
         str | None,
         typer.Option("--grace", "-g", help="Cancel the running statement first; stop the worker after this long."),
     ] = None,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return at once; do not wait for the jobs to stop.")] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Return at once; do not wait for the jobs to stop.")
+    ] = False,
     fmt: FormatOpt = Format.auto,
     dsn: DsnOpt = None,
 ) -> None:
