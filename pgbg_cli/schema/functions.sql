@@ -56,7 +56,8 @@ BEGIN
        OR NEW.label IS DISTINCT FROM OLD.label OR NEW.timeout_ms IS DISTINCT FROM OLD.timeout_ms
        OR NEW.queue_size <> OLD.queue_size OR NEW.want_result <> OLD.want_result
        OR NEW.result_types IS DISTINCT FROM OLD.result_types
-       OR NEW.result_typmods IS DISTINCT FROM OLD.result_typmods THEN
+       OR NEW.result_typmods IS DISTINCT FROM OLD.result_typmods
+       OR NEW.search_path IS DISTINCT FROM OLD.search_path THEN
         RAISE EXCEPTION 'pgbg: what a job runs and who owns it cannot change (job %)', OLD.id
             USING ERRCODE = '42501';
     END IF;
@@ -368,6 +369,11 @@ BEGIN
     SELECT * INTO j FROM pgbg.job WHERE id = p_id FOR UPDATE;
     IF j.state <> 'starting' THEN
         RETURN true;
+    END IF;
+    -- The worker inherits the GUC state of this session as it is now: give it the
+    -- search_path of the session that submitted the job (transaction-local here).
+    IF j.search_path IS NOT NULL THEN
+        PERFORM set_config('search_path', j.search_path, true);
     END IF;
     BEGIN
         SELECT * INTO h FROM pgbg._bg_launch(

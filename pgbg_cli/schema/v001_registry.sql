@@ -60,7 +60,8 @@ CREATE TABLE pgbg.job (
     progress_msg        text,
     progress_at         timestamptz,
     client_addr         text DEFAULT host(inet_client_addr()),
-    client_app          text DEFAULT current_setting('application_name', true)
+    client_app          text DEFAULT current_setting('application_name', true),
+    search_path         text DEFAULT current_setting('search_path', true)
 );
 
 CREATE INDEX job_active_idx ON pgbg.job (owner, id) WHERE state IN ('queued', 'starting', 'running');
