@@ -110,11 +110,13 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
     """Install or upgrade in place; returns the status with what was done."""
     from psycopg import sql
 
-    before = status(conn)
     actions: list[str] = []
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
+            # Read what is there only once the lock is held: a concurrent init that got the
+            # lock first has committed by now, and this one then has nothing to do.
+            before = status(conn)
             for role in (USER_ROLE, ADMIN_ROLE):
                 if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
                     conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
