@@ -1,0 +1,66 @@
+# pgbg: development tasks (GNU make). On a fresh machine `make demo` and `make test` are enough:
+# they make the virtualenv and start the sandbox server (scripts/sandbox.sh) themselves.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.pgbg-installed
+SANDBOX := bash scripts/sandbox.sh
+
+# make test PYTEST_ARGS='-k wait -x'      make bench BENCH_ARGS='-n 20'      make dsn ROLE=app
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+ROLE ?= admin
+
+.PHONY: help venv sandbox sandbox-stop dsn test lint demo bench completions clean
+
+help:
+	@echo "make demo          sandbox server + a VACUUM of a 3M-row table through pgbg, with progress"
+	@echo "make test          the test suite against the sandbox server (PYTEST_ARGS=...)"
+	@echo "make lint          ruff check ."
+	@echo "make bench         CLI and job latency figures (BENCH_ARGS='-n 20')"
+	@echo "make venv          $(VENV) with pgbg installed editable, plus dev tools"
+	@echo "make sandbox       build (once) and start the PostgreSQL 18 + pg_background sandbox"
+	@echo "make sandbox-stop  stop it"
+	@echo "make dsn           print the sandbox's connection URI (ROLE=admin|app|plain)"
+	@echo "make completions   write shell completion scripts into completions/"
+	@echo "make clean         remove the virtualenv and build leftovers (the sandbox stays)"
+
+# Re-made when pyproject.toml changes: the stamp is older than it then.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+sandbox:
+	$(SANDBOX) start
+
+sandbox-stop:
+	$(SANDBOX) stop
+
+dsn:
+	@$(SANDBOX) dsn $(ROLE)
+
+test: venv sandbox
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+demo: venv sandbox
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
+
+bench: venv sandbox
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) bench/bench_cli.py $(BENCH_ARGS)
+
+completions: venv
+	$(PY) -m pgbg_cli.completions completions/
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
