@@ -33,7 +33,10 @@ def schema_version() -> int:
 
 def code_digest() -> str:
     """A digest of the re-applied function files, to tell an outdated install."""
+    from pgbg_cli import queries
+
     h = hashlib.sha256()
     for name in ("functions.sql", "api.sql"):
         h.update(read(name).encode())
+    h.update(queries.text("worker_slots").encode())  # compiled into api.sql's pgbg.worker_slots()
     return h.hexdigest()[:16]

@@ -46,10 +46,15 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $f$
     SELECT {result_name}::text
 $f$;
 
--- Who holds the slots of max_worker_processes (the same query as `pgbg capacity`).
-CREATE OR REPLACE FUNCTION pgbg.worker_slots()
+-- Who holds the slots of max_worker_processes (the same query as `pgbg capacity`). SECURITY
+-- DEFINER: the installer (a superuser) sees every process's backend_type; a plain role sees
+-- only its own, so its supervisor would undercount the slots in use. Only counts come out.
+-- Dropped first: CREATE OR REPLACE cannot change the columns of an older install.
+DROP FUNCTION IF EXISTS pgbg.worker_slots();
+CREATE FUNCTION pgbg.worker_slots()
 RETURNS TABLE (max_worker_processes integer, max_parallel_workers integer, pg_background integer,
-               parallel integer, replication integer, other integer, used integer)
-LANGUAGE sql STABLE AS $f$
+               parallel integer, replication integer, other integer, used integer,
+               pgbg_jobs integer, pgbg_supervisors integer, pg_background_other integer, hidden integer)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
 {worker_slots}
 $f$;
