@@ -115,7 +115,7 @@ RETURNS void LANGUAGE sql AS $$
 $$;
 
 -- The live pg_background backend that runs job j, verified by pid and start time
--- (or, for a job caught between claim and record, by the label pgbg gave it), and
+-- (or, while its start time is not recorded yet, by the label pgbg gave it), and
 -- belonging to the job's owner. NULL when it no longer runs.
 CREATE OR REPLACE FUNCTION pgbg._live_worker(j pgbg.job)
 RETURNS integer LANGUAGE sql STABLE AS $$
@@ -123,10 +123,10 @@ RETURNS integer LANGUAGE sql STABLE AS $$
       FROM pg_stat_activity a
      WHERE a.backend_type = 'pg_background'
        AND a.usename = j.owner
-       AND ((a.pid = j.worker_pid AND a.backend_start = j.worker_started)
-            OR (j.worker_pid IS NULL
-                AND a.application_name LIKE 'pg\_background:pgbg:' || j.id || ':%'
-                AND a.backend_start >= j.queued_at))
+       AND (a.pid = j.worker_pid OR j.worker_pid IS NULL)
+       AND CASE WHEN j.worker_started IS NOT NULL THEN a.backend_start = j.worker_started
+                ELSE a.application_name LIKE 'pg\_background:pgbg:' || j.id || ':%'
+                     AND a.backend_start >= j.queued_at END
      LIMIT 1
 $$;
 
@@ -228,6 +228,15 @@ BEGIN
         -- this session no longer holds the handle: let reconcile judge it as an orphan
         UPDATE pgbg.job SET supervisor_pid = NULL WHERE id = j.id;
         RETURN;
+    END IF;
+
+    IF j.worker_started IS NULL THEN
+        -- A worker shows in pg_stat_activity a moment after its launch returns: record its
+        -- start time (found by pid and label), which every later signal to it is checked against.
+        SELECT a.backend_start INTO j.worker_started FROM pg_stat_activity a WHERE a.pid = pgbg._live_worker(j);
+        IF j.worker_started IS NOT NULL THEN
+            UPDATE pgbg.job SET worker_started = j.worker_started WHERE id = j.id;
+        END IF;
     END IF;
 
     IF j.detach_requested_at IS NOT NULL AND NOT coalesce(o.completed, false) THEN
