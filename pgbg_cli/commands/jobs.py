@@ -9,6 +9,8 @@ import typer
 from pgbg_cli.commands.common import DsnOpt, FormatOpt, database, exit_for
 from pgbg_cli.output import Format
 
+OUTCOME_KEYS = ("sqlstate", "message", "reason")
+
 HandlesArg = Annotated[list[str], typer.Argument(help="Job handles <id>:<cookie>, as printed by pgbg launch.")]
 
 
@@ -28,7 +30,11 @@ def _emit_jobs(conn: Any, rows: list[dict[str, Any]], fmt: Format, *, title: str
     for row in rows:
         prog = progress.for_job(row, views)
         enriched.append(jobview.enrich(row, prog.as_dict() if prog else None))
-    output.emit_rows(enriched, jobview.LIST_COLUMNS, fmt, title=title)
+    columns = list(jobview.LIST_COLUMNS)
+    if output.resolve(fmt) in (Format.json, Format.csv):
+        # scripts read why a job ended from the same output (people get it on stderr)
+        columns += [output.Column(key) for key in OUTCOME_KEYS]
+    output.emit_rows(enriched, columns, fmt, title=title)
 
 
 def wait(
