@@ -1,0 +1,356 @@
+"""Durable jobs across processes: wait, list, show, cancel, detach, timeouts, handles,
+awkward text, and many launches at once. Real server; each pgbg run is its own session."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from typing import Any
+
+import pytest
+from conftest import retry
+
+
+def _label(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def _launch(cli: Any, dsn: str, sql: str, *args: str) -> str:
+    res = cli("launch", *args, sql, dsn=dsn)
+    assert res.exit_code == 0, res
+    return res.stdout.strip()
+
+
+def _job(sql_admin: Any, handle: str) -> dict[str, Any]:
+    job_id, cookie = handle.split(":")
+    return sql_admin("SELECT * FROM pgbg.job WHERE id = %s AND cookie = %s", (int(job_id), int(cookie)))[0]
+
+
+def _state(sql_admin: Any, handle: str) -> str:
+    return _job(sql_admin, handle)["state"]
+
+
+def _running(sql_admin: Any, handle: str, timeout: float = 20) -> dict[str, Any]:
+    return retry(lambda: (j := _job(sql_admin, handle))["state"] == "running" and j,
+                 f"job {handle} running", timeout=timeout)
+
+
+def _alive(sql_admin: Any, pid: int) -> bool:
+    return bool(sql_admin("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)))
+
+
+def _one_line(text: str) -> bool:
+    return len(text.strip().splitlines()) == 1 and "Traceback" not in text
+
+
+@pytest.fixture
+def max_running(sql_admin):
+    """Set pgbg.settings max_running_per_role for one test; restored afterwards."""
+    old = sql_admin("SELECT value FROM pgbg.settings WHERE name = 'max_running_per_role'")[0]["value"]
+
+    def set_(n: int) -> None:
+        sql_admin("UPDATE pgbg.settings SET value = %s WHERE name = 'max_running_per_role'", (str(n),))
+
+    yield set_
+    set_(int(old))
+
+
+# --- across processes --------------------------------------------------------------------
+
+
+def test_launch_in_one_process_act_from_others(test_db, pgbg_proc, sql_admin):
+    dsn = test_db["app"]
+    label = _label("xproc")
+    launched = pgbg_proc("launch", "-l", label, "SELECT pg_sleep(30)", dsn=dsn)
+    assert launched.returncode == 0, launched.stderr
+    handle = launched.stdout.strip()
+    job = _running(sql_admin, handle)
+
+    listed = pgbg_proc("list", "--format", "json", "--label", label, dsn=dsn)
+    assert listed.returncode == 0, listed.stderr
+    assert [(r["handle"], r["state"]) for r in json.loads(listed.stdout)] == [(handle, "running")]
+
+    shown = pgbg_proc("show", handle, "--format", "json", dsn=dsn)
+    assert shown.returncode == 0, shown.stderr
+    rec = json.loads(shown.stdout)
+    assert (rec["state"], rec["label"], rec["sql"], rec["worker_pid"]) == (
+        "running", label, "SELECT pg_sleep(30)", job["worker_pid"])
+
+    canceled = pgbg_proc("cancel", handle, "--format", "json", dsn=dsn)
+    assert canceled.returncode == 0, canceled.stderr
+    assert json.loads(canceled.stdout)[0]["state"] == "canceled"
+
+    waited = pgbg_proc("wait", handle, "--format", "json", dsn=dsn)
+    assert waited.returncode == 1
+    assert json.loads(waited.stdout)[0]["state"] == "canceled"
+    assert "canceled" in waited.stderr
+    assert not _alive(sql_admin, job["worker_pid"])
+
+
+def test_failing_job_sqlstate_read_back_from_another_process(test_db, pgbg_proc):
+    dsn = test_db["app"]
+    launched = pgbg_proc("launch", "SELECT 1/0", dsn=dsn)
+    assert launched.returncode == 0, launched.stderr
+    handle = launched.stdout.strip()
+    waited = pgbg_proc("wait", handle, "--format", "json", dsn=dsn)
+    assert waited.returncode == 1
+    assert json.loads(waited.stdout)[0]["sqlstate"] == "22012"
+    shown = pgbg_proc("show", handle, "--format", "json", dsn=dsn)
+    rec = json.loads(shown.stdout)
+    assert (rec["state"], rec["sqlstate"], rec["message"]) == ("failed", "22012", "division by zero")
+
+
+def test_wait_timeout_exits_124_and_job_goes_on(test_db, cli, sql_admin):
+    dsn = test_db["app"]
+    handle = _launch(cli, dsn, "SELECT pg_sleep(30)")
+    res = cli("wait", "--timeout", "1s", handle, dsn=dsn)
+    assert res.exit_code == 124, res
+    assert _one_line(res.stderr) and handle in res.stderr
+    job = _job(sql_admin, handle)
+    assert job["state"] == "running" and _alive(sql_admin, job["worker_pid"])
+    assert cli("cancel", handle, dsn=dsn).exit_code == 0
+
+
+def test_wait_any_returns_when_the_first_ends(test_db, cli, sql_admin):
+    dsn = test_db["app"]
+    quick = _launch(cli, dsn, "SELECT pg_sleep(0.3)")
+    slow = _launch(cli, dsn, "SELECT pg_sleep(30)")
+    res = cli("wait", "--any", "--format", "json", "--timeout", "20s", quick, slow, dsn=dsn)
+    assert res.exit_code == 0, res
+    states = {r["handle"]: r["state"] for r in json.loads(res.stdout)}
+    assert states[quick] == "succeeded" and states[slow] == "running"
+    assert _state(sql_admin, slow) == "running"
+    assert cli("cancel", slow, dsn=dsn).exit_code == 0
+
+
+def test_wait_exits_1_when_any_failed(test_db, cli):
+    dsn = test_db["app"]
+    good = _launch(cli, dsn, "SELECT 1")
+    bad = _launch(cli, dsn, "SELECT 1/0")
+    res = cli("wait", "--format", "json", good, bad, dsn=dsn)
+    assert res.exit_code == 1
+    assert {r["handle"]: r["state"] for r in json.loads(res.stdout)} == {good: "succeeded", bad: "failed"}
+    ok = cli("wait", good, dsn=dsn)
+    assert ok.exit_code == 0
+
+
+# --- cancel ------------------------------------------------------------------------------
+
+
+def test_cancel_running_job_stops_the_worker(test_db, cli, sql_admin):
+    dsn = test_db["app"]
+    handle = _launch(cli, dsn, "SELECT pg_sleep(60)")
+    job = _running(sql_admin, handle)
+    res = cli("cancel", handle, "--format", "json", dsn=dsn)
+    assert res.exit_code == 0, res
+    assert json.loads(res.stdout)[0]["state"] == "canceled"
+    after = _job(sql_admin, handle)
+    assert after["state"] == "canceled" and after["cancel_by"] == "pgbg_app"
+    assert not _alive(sql_admin, job["worker_pid"])
+
+
+def test_cancel_with_grace_stops_the_statement_first(test_db, cli, sql_admin):
+    dsn = test_db["app"]
+    handle = _launch(cli, dsn, "SELECT pg_sleep(60)")
+    job = _running(sql_admin, handle)
+    res = cli("cancel", "--grace", "2s", "--format", "json", handle, dsn=dsn)
+    assert res.exit_code == 0, res
+    rec = json.loads(res.stdout)[0]
+    assert rec["state"] == "canceled"
+    after = _job(sql_admin, handle)
+    assert after["cancel_grace_ms"] == 2000
+    assert after["sqlstate"] == "57014"  # the SIGINT canceled the statement: no need to terminate
+    assert not after["cancel_terminated"]
+    assert not _alive(sql_admin, job["worker_pid"])
+
+
+def test_cancel_by_label_only_matching_live_jobs(test_db, cli, sql_admin):
+    dsn = test_db["app"]
+    tag = uuid.uuid4().hex[:6]
+    hits = [_launch(cli, dsn, "SELECT pg_sleep(60)", "-l", f"batch-{tag}-{i}") for i in range(2)]
+    miss = _launch(cli, dsn, "SELECT pg_sleep(60)", "-l", f"other-{tag}")
+    done = _launch(cli, dsn, "SELECT 1", "-l", f"batch-{tag}-done")
+    assert cli("wait", done, dsn=dsn).exit_code == 0
+    for h in hits + [miss]:
+        _running(sql_admin, h)
+    res = cli("cancel", "--label", f"batch-{tag}-*", "--format", "json", dsn=dsn)
+    assert res.exit_code == 0, res
+    assert sorted(r["handle"] for r in json.loads(res.stdout)) == sorted(hits)
+    assert [_state(sql_admin, h) for h in hits] == ["canceled", "canceled"]
+    assert _state(sql_admin, miss) == "running"
+    assert _state(sql_admin, done) == "succeeded"
+    none = cli("cancel", "--label", f"nomatch-{tag}-*", dsn=dsn)
+    assert none.exit_code == 0 and "no live job" in none.stderr
+    assert cli("cancel", miss, dsn=dsn).exit_code == 0
+
+
+def test_cancel_queued_job(test_db, cli, sql_admin, max_running):
+    dsn = test_db["other"]
+    max_running(1)
+    first = _launch(cli, dsn, "SELECT pg_sleep(60)")
+    _running(sql_admin, first)
+    queued = _launch(cli, dsn, "SELECT pg_sleep(60)")
+    assert _state(sql_admin, queued) == "queued"
+    res = cli("cancel", "--format", "json", queued, dsn=dsn)
+    assert res.exit_code == 0, res
+    job = _job(sql_admin, queued)
+    assert job["state"] == "canceled" and job["worker_pid"] is None and "while queued" in job["reason"]
+    assert cli("cancel", first, dsn=dsn).exit_code == 0
+
+
+def test_cancel_of_finished_job_is_harmless(test_db, cli, sql_admin):
+    dsn = test_db["app"]
+    handle = _launch(cli, dsn, "SELECT 42")
+    assert cli("wait", handle, dsn=dsn).exit_code == 0
+    before = _job(sql_admin, handle)
+    res = cli("cancel", handle, "--format", "json", dsn=dsn)
+    assert res.exit_code == 0, res
+    assert json.loads(res.stdout)[0]["state"] == "succeeded"
+    after = _job(sql_admin, handle)
+    assert after["state"] == "succeeded" and after["cancel_requested_at"] is None
+    assert after["finished_at"] == before["finished_at"]
+
+
+# --- handles -----------------------------------------------------------------------------
+
+
+def test_wrong_cookie_reads_like_unknown_id(test_db, cli):
+    dsn = test_db["app"]
+    handle = _launch(cli, dsn, "SELECT 1")
+    job_id, cookie = handle.split(":")
+    wrong = f"{job_id}:{int(cookie) ^ 1}"
+    unknown = f"{int(job_id) + 10_000_000}:{cookie}"
+    for command in (("show",), ("wait",), ("cancel",), ("detach",)):
+        a = cli(*command, wrong, dsn=dsn)
+        b = cli(*command, unknown, dsn=dsn)
+        assert a.exit_code == b.exit_code == 2, (a, b)
+        assert _one_line(a.stderr) and _one_line(b.stderr)
+        assert a.stderr.replace(wrong, "H") == b.stderr.replace(unknown, "H")
+
+
+@pytest.mark.parametrize("bad", ["abc", "12", "1:2:3", ":5", "5:", "1:x", "1:2 x", "1:99999999999999999999"])
+def test_malformed_handles_exit_2(test_db, cli, bad):
+    for command in ("show", "wait", "cancel", "detach"):
+        res = cli(command, bad, dsn=test_db["app"])
+        assert res.exit_code == 2, (command, bad, res)
+        assert _one_line(res.stderr)
+
+
+# --- detach, timeout ---------------------------------------------------------------------
+
+
+def test_detach_lets_the_worker_commit(test_db, cli, sql_admin):
+    dsn = test_db["app"]
+    table = f"det_{uuid.uuid4().hex[:8]}"
+    sql_admin(f"CREATE TABLE {table} (v text)")
+    sql_admin(f"GRANT INSERT, SELECT ON {table} TO pgbg_app")
+    handle = _launch(cli, dsn, f"SELECT pg_sleep(1.5); INSERT INTO {table} VALUES ('done')")
+    job = _running(sql_admin, handle)
+    res = cli("detach", handle, "--format", "json", dsn=dsn)
+    assert res.exit_code == 0, res
+    assert json.loads(res.stdout)[0]["state"] == "detached"
+    assert _alive(sql_admin, job["worker_pid"])  # detach does not stop the work
+    retry(lambda: sql_admin(f"SELECT v FROM {table}") == [{"v": "done"}], "the detached INSERT commits")
+    assert _state(sql_admin, handle) == "detached"
+
+
+def test_launch_timeout_ends_timed_out(test_db, cli, sql_admin):
+    res = cli("launch", "--timeout", "1s", "--wait", "--format", "json", "SELECT pg_sleep(30)",
+              dsn=test_db["app"])
+    assert res.exit_code == 1, res
+    rec = json.loads(res.stdout)
+    assert rec["state"] == "timed_out"
+    assert rec["timeout_ms"] == 1000
+    assert "timeout" in rec["reason"]
+    assert 900 <= rec["elapsed_ms"] < 20_000
+    assert not _alive(sql_admin, rec["worker_pid"])
+
+
+def test_cancel_blocked_create_index_concurrently(test_db, cli, sql_admin):
+    import psycopg
+
+    dsn = test_db["app"]
+    table = f"cicb_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} AS SELECT g AS id FROM generate_series(1, 1000) g")
+    blocker = psycopg.connect(dsn)  # an open writing transaction: CIC waits for it
+    try:
+        blocker.execute(f"INSERT INTO {table} VALUES (0)")
+        handle = _launch(cli, dsn, f"CREATE INDEX CONCURRENTLY {table}_idx ON {table} (id)")
+        job = _running(sql_admin, handle)
+        retry(lambda: sql_admin("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                (job["worker_pid"],)) == [{"wait_event_type": "Lock"}],
+              "CIC waits behind the open transaction")
+        res = cli("cancel", handle, "--format", "json", dsn=dsn)
+        assert res.exit_code == 0, res
+        assert json.loads(res.stdout)[0]["state"] == "canceled"
+        assert not _alive(sql_admin, job["worker_pid"])
+        assert not sql_admin("SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pg_background' "
+                             "AND application_name LIKE %s", (f"pg_background:pgbg:{job['id']}:%",))
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+
+# --- awkward text ------------------------------------------------------------------------
+
+
+def test_quotes_dollars_backslashes_newlines_unicode_round_trip(test_db, cli):
+    dsn = test_db["app"]
+    text = "it's \"q\" $$ $x$ \\n \\ back\nline2 ünï €"
+    label = "lbl it's $$ \\ ünï € " + uuid.uuid4().hex[:6]
+    literal = "E'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+    sql = f"SELECT {literal} AS v -- ünï € $$\n"
+    res = cli("launch", "--result", "--format", "json", "-l", label, sql, dsn=dsn)
+    assert res.exit_code == 0, res
+    assert json.loads(res.stdout) == [{"v": text}]
+    listed = json.loads(cli("list", "--format", "json", "--label", label, dsn=dsn).stdout)
+    assert len(listed) == 1 and listed[0]["label"] == label
+    handle = listed[0]["handle"]
+    shown = json.loads(cli("show", handle, "--format", "json", dsn=dsn).stdout)
+    assert shown["label"] == label and shown["sql"] == sql
+
+    raise_sql = f"DO $body$ BEGIN RAISE EXCEPTION '%', {literal}; END $body$"
+    res = cli("launch", "--wait", "--format", "json", "-l", label + "-err", raise_sql, dsn=dsn)
+    assert res.exit_code == 1
+    rec = json.loads(res.stdout)
+    assert rec["message"] == text and rec["sql"] == raise_sql and rec["label"] == label + "-err"
+    assert "ünï €" in res.stderr
+    shown = json.loads(cli("show", rec["handle"], "--format", "json", dsn=dsn).stdout)
+    assert shown["message"] == text
+
+
+# --- many at once ------------------------------------------------------------------------
+
+
+def test_twenty_launches_from_five_processes(test_db, pgbg_proc, sql_admin, cli):
+    dsn = test_db["app"]
+    table = f"conc_{uuid.uuid4().hex[:8]}"
+    sql_admin(f"CREATE TABLE {table} (tag text)")
+    sql_admin(f"GRANT INSERT, SELECT ON {table} TO pgbg_app")
+    handles: list[str] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def launcher(n: int) -> None:
+        for i in range(4):
+            res = pgbg_proc("launch", f"INSERT INTO {table} VALUES ('p{n}-{i}')", dsn=dsn, timeout=60)
+            with lock:
+                if res.returncode == 0:
+                    handles.append(res.stdout.strip())
+                else:
+                    errors.append(res.stderr)
+
+    threads = [threading.Thread(target=launcher, args=(n,)) for n in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(handles) == 20 and len(set(handles)) == 20
+    res = cli("wait", "--timeout", "60s", "--format", "json", *handles, dsn=dsn)
+    assert res.exit_code == 0, res
+    assert [r["state"] for r in json.loads(res.stdout)] == ["succeeded"] * 20
+    rows = sql_admin(f"SELECT tag, count(*) AS n FROM {table} GROUP BY tag")
+    assert len(rows) == 20 and all(r["n"] == 1 for r in rows)
