@@ -1,0 +1,280 @@
+"""How long pgbg takes, next to psql calling pg_background directly. Figures only, no verdict.
+
+Run with ``make bench`` (or ``.venv/bin/python bench/bench_cli.py -n 20``). Talks to the
+sandbox server's ``pgbg`` database as the application role (``scripts/sandbox.sh dsn app``);
+``pgbg init`` and ``pgbg grant`` are done there first, as the superuser, when missing.
+
+Measures, each over N runs (median and minimum wall time of the whole process):
+  * start-up: ``python -c pass``, ``pgbg --version``, ``pgbg --help``, ``psql -c "SELECT 1"``;
+  * the same work through pgbg and through psql + the extension: run ``SELECT 1`` and wait
+    for it; launch it and get a handle back;
+  * the delay between a job's end (its recorded ``finished_at``) and ``pgbg wait`` returning;
+  * the worker slots held while J jobs of one role run (pgbg's design: J + 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SANDBOX = ROOT / "scripts" / "sandbox.sh"
+
+# psql + the extension, in one session each: launch and wait and detach; launch only.
+PSQL_RUN = (
+    "DO $$DECLARE h record; BEGIN "
+    "SELECT * INTO h FROM pg_background_launch('SELECT 1'); "
+    "PERFORM pg_background_wait(h.pid, h.cookie); "
+    "PERFORM pg_background_detach(h.pid, h.cookie); END$$"
+)
+PSQL_LAUNCH = "SELECT * FROM pg_background_launch('SELECT 1')"
+
+
+def sandbox_dsn(role: str) -> str:
+    return subprocess.run(["bash", str(SANDBOX), "dsn", role], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def redact(dsn: str) -> str:
+    sys.path.insert(0, str(ROOT))
+    from pgbg_cli.db import redact as _redact
+
+    return _redact(dsn)
+
+
+def find_pgbg() -> str:
+    here = Path(sys.executable).parent / "pgbg"
+    if here.exists():
+        return str(here)
+    found = shutil.which("pgbg")
+    if not found:
+        sys.exit("bench: pgbg is not installed (make venv)")
+    return found
+
+
+class Runner:
+    def __init__(self, pgbg: str, app_dsn: str) -> None:
+        self.pgbg = pgbg
+        self.env = dict(os.environ, PGBG_DSN=app_dsn, NO_COLOR="1", PGCONNECT_TIMEOUT="10")
+        self.env.pop("PGSERVICE", None)
+
+    def run(self, argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(list(argv), capture_output=True, text=True, env=self.env, stdin=subprocess.DEVNULL,
+                             timeout=120)
+        if check and res.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv[:3])}... exited {res.returncode}: {res.stderr.strip()[:300]}")
+        return res
+
+    def pgbg_cmd(self, *args: str) -> list[str]:
+        return [self.pgbg, *args]
+
+
+def timed(fn: Callable[[], object], runs: int, *, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    return f"{seconds * 1000:.1f}ms" if seconds < 10 else f"{seconds:.2f}s"
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = str(cells[0]).ljust(widths[0])
+        rest = [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    print(line(headers))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(line(row))
+
+
+def ensure_ready(runner: Runner, admin_dsn: str, app_role: str) -> None:
+    """pgbg's schema current and the app role granted, in the sandbox's pgbg database."""
+    admin_env = dict(runner.env, PGBG_DSN=admin_dsn)
+    check = subprocess.run([runner.pgbg, "init", "--check"], capture_output=True, text=True, env=admin_env)
+    if check.returncode != 0:
+        print(f"bench: {check.stderr.strip()} -> running pgbg init as the superuser", file=sys.stderr)
+        subprocess.run([runner.pgbg, "init"], check=True, capture_output=True, env=admin_env)
+    import psycopg
+
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        granted = conn.execute("SELECT pg_has_role(%s, 'pgbg_user', 'MEMBER')", (app_role,)).fetchone()[0]
+    if not granted:
+        print(f"bench: granting pgbg to {app_role}", file=sys.stderr)
+        subprocess.run([runner.pgbg, "grant", app_role], check=True, capture_output=True, env=admin_env)
+
+
+def bench_commands(runner: Runner, psql: str | None, app_dsn: str, runs: int) -> dict[str, list[float] | None]:
+    cmds: dict[str, list[str] | None] = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "pgbg --version": runner.pgbg_cmd("--version"),
+        "pgbg --help": runner.pgbg_cmd("--help"),
+        'psql -c "SELECT 1"': [psql, "-X", "-Atq", app_dsn, "-c", "SELECT 1"] if psql else None,
+        'pgbg launch --wait "SELECT 1"': runner.pgbg_cmd("launch", "--wait", "SELECT 1"),
+        "psql: launch + wait + detach": [psql, "-X", "-Atq", app_dsn, "-c", PSQL_RUN] if psql else None,
+        'pgbg launch "SELECT 1"': runner.pgbg_cmd("launch", "SELECT 1"),
+        "psql: pg_background_launch": [psql, "-X", "-Atq", app_dsn, "-c", PSQL_LAUNCH] if psql else None,
+    }
+    out: dict[str, list[float] | None] = {}
+    for name, argv in cmds.items():
+        if argv is None:
+            out[name] = None
+            continue
+        print(f"  {name} x{runs}", file=sys.stderr, flush=True)
+        out[name] = timed(lambda argv=argv: runner.run(argv), runs)
+    return out
+
+
+def bench_wait_delay(runner: Runner, app_dsn: str, runs: int, sleep_s: float) -> list[float]:
+    """Seconds from a job's recorded finished_at to the moment ``pgbg wait`` returned."""
+    import psycopg
+
+    delays = []
+    with psycopg.connect(app_dsn, autocommit=True) as conn:
+        for i in range(runs):
+            print(f"  pgbg wait on a {sleep_s:g}s job, {i + 1}/{runs}", file=sys.stderr, flush=True)
+            handle = runner.run(runner.pgbg_cmd("launch", f"SELECT pg_sleep({sleep_s})")).stdout.strip()
+            runner.run(runner.pgbg_cmd("wait", handle))
+            returned = dt.datetime.now(dt.timezone.utc)
+            job_id, cookie = (int(x) for x in handle.split(":"))
+            finished = conn.execute("SELECT finished_at FROM pgbg.job WHERE id = %s AND cookie = %s",
+                                    (job_id, cookie)).fetchone()[0]
+            delays.append((returned - finished).total_seconds())
+    return delays
+
+
+def bench_slots(runner: Runner, admin_dsn: str, app_role: str, jobs: int) -> dict[str, object]:
+    """Launch ``jobs`` sleeping jobs; count the role's pg_background backends while they all run."""
+    import psycopg
+
+    handles = [runner.run(runner.pgbg_cmd("launch", "--label", "bench-slots", "SELECT pg_sleep(5)")).stdout.strip()
+               for _ in range(jobs)]
+    ids = [int(h.split(":")[0]) for h in handles]
+    result: dict[str, object] = {"jobs": jobs}
+    try:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            deadline = time.monotonic() + 20
+            while True:
+                running = conn.execute("SELECT count(*) FROM pgbg.job WHERE id = ANY(%s) AND state = 'running'",
+                                       (ids,)).fetchone()[0]
+                if running == jobs or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            rows = conn.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE backend_type = 'pg_background' "
+                "AND usename = %s AND datname = current_database()", (app_role,)).fetchall()
+            result["running"] = running
+            result["slots"] = len(rows)
+            result["supervisors"] = sum(1 for (name,) in rows if "pgbg:supervisor" in (name or ""))
+            result["max_worker_processes"] = conn.execute("SHOW max_worker_processes").fetchone()[0]
+    finally:
+        runner.run(runner.pgbg_cmd("cancel", "--no-wait", *handles), check=False)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 10)),
+                        help="runs per measurement (default 10)")
+    parser.add_argument("-j", "--jobs", type=int, default=5,
+                        help="concurrent jobs for the worker-slot count (default 5; at most max_running_per_role)")
+    parser.add_argument("--sleep", type=float, default=1.0, help="length of the job pgbg wait waits for (s)")
+    parser.add_argument("--json", action="store_true", help="also print every figure as JSON")
+    parser.add_argument("--dsn", default=None, help="application role conninfo (default: the sandbox's)")
+    parser.add_argument("--admin-dsn", default=None, help="superuser conninfo (default: the sandbox's)")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.jobs < 1:
+        parser.error("--runs and --jobs must be at least 1")
+
+    app_dsn = args.dsn or sandbox_dsn("app")
+    admin_dsn = args.admin_dsn or sandbox_dsn("admin")
+    pgbg = find_pgbg()
+    psql = shutil.which("psql")
+    runner = Runner(pgbg, app_dsn)
+    from psycopg.conninfo import conninfo_to_dict
+
+    app_role = conninfo_to_dict(app_dsn).get("user") or os.environ.get("PGUSER", "")
+
+    import psycopg
+
+    with psycopg.connect(app_dsn) as conn:
+        server = conn.execute("SHOW server_version").fetchone()[0]
+        ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_background'").fetchone()
+    print(f"pgbg bench: {redact(app_dsn)}", file=sys.stderr)
+    print(f"  PostgreSQL {server}, pg_background {ext[0] if ext else '?'}, {os.cpu_count()} CPUs, "
+          f"{args.runs} runs each; psql: {psql or 'not found'}", file=sys.stderr)
+    ensure_ready(runner, admin_dsn, app_role)
+
+    timings = bench_commands(runner, psql, app_dsn, args.runs)
+    delays = bench_wait_delay(runner, app_dsn, args.runs, args.sleep)
+    slots = bench_slots(runner, admin_dsn, app_role, args.jobs)
+
+    print()
+    print(f"Wall time of whole processes, {args.runs} runs each (after one warm-up run)")
+    print_table(["command", "median", "min", "max"], [
+        [name, ms(statistics.median(t)) if t else "n/a", ms(min(t)) if t else "n/a", ms(max(t)) if t else "n/a"]
+        for name, t in timings.items()
+    ])
+
+    def med(name: str) -> str:
+        t = timings.get(name)
+        return ms(statistics.median(t)) if t else "n/a"
+
+    print()
+    print("Same work, side by side (medians)")
+    print_table(["work", "pgbg", "psql + pg_background"], [
+        ["run SELECT 1 in a worker and wait", med('pgbg launch --wait "SELECT 1"'),
+         med("psql: launch + wait + detach")],
+        ["launch SELECT 1, get a handle", med('pgbg launch "SELECT 1"'), med("psql: pg_background_launch")],
+    ])
+    print("  (psql's handle is pid+cookie of its own session only; pgbg's <id>:<cookie> works from any session)")
+
+    print()
+    print(f"Job end -> pgbg wait returned (job: pg_sleep({args.sleep:g}); finished_at as recorded by the "
+          f"supervisor vs this machine's clock when the pgbg process exited; {len(delays)} runs)")
+    print_table(["", "median", "min", "max"],
+                [["delay", ms(statistics.median(delays)), ms(min(delays)), ms(max(delays))]])
+
+    print()
+    print(f"Worker slots held by {slots['jobs']} running jobs of role {app_role} "
+          f"(pg_stat_activity, backend_type = 'pg_background')")
+    print_table(["jobs running", "slots held", "of which supervisors", "expected", "max_worker_processes"], [
+        [str(slots["running"]), str(slots["slots"]), str(slots["supervisors"]), str(int(slots["jobs"]) + 1),
+         str(slots["max_worker_processes"])],
+    ])
+    if slots["running"] != slots["jobs"]:
+        print(f"  note: only {slots['running']} of {slots['jobs']} jobs were running when counted "
+              "(queued behind max_running_per_role or free slots)")
+    if args.json:
+        print(json.dumps({
+            "runs": args.runs,
+            "seconds": {k: v for k, v in timings.items()},
+            "wait_delay_seconds": delays,
+            "slots": slots,
+        }, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
