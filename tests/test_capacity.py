@@ -94,7 +94,7 @@ def test_running_job_counts_as_job_worker_and_its_supervisor(cli, test_db, sql_a
         assert name["application_name"].startswith(f"pg_background:pgbg:{job_id}:")
         data = _agrees(cli, sql_admin, test_db["app"], "pgbg_job_workers", JOB_WORKERS)
         assert data["pgbg_job_workers"] >= 1
-        assert data["role_running_jobs"] == 1 and data["running_jobs"] >= 1
+        assert data["role_running_jobs"] >= 1 and data["running_jobs"] >= data["role_running_jobs"]
         assert data["supervisor_running"] is True and data["supervisor_slot"] == 0
         assert data["live_supervisors"] >= 1
         data = _agrees(cli, sql_admin, test_db["app"], "pgbg_supervisors", SUPERVISORS)
