@@ -1,0 +1,124 @@
+"""Who may see and touch which job: row-level security and the guard trigger, in the database
+itself, and the CLI on top of them (pgbg_app, pgbg_other: users; pgbg_boss: pgbg admin)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import retry
+
+
+def _launch(cli: Any, dsn: str, sql: str, *args: str) -> str:
+    res = cli("launch", *args, sql, dsn=dsn)
+    assert res.exit_code == 0, res
+    return res.stdout.strip()
+
+
+def _job(sql_admin: Any, handle: str) -> dict[str, Any]:
+    job_id, cookie = handle.split(":")
+    return sql_admin("SELECT * FROM pgbg.job WHERE id = %s AND cookie = %s", (int(job_id), int(cookie)))[0]
+
+
+def _running(sql_admin: Any, handle: str) -> dict[str, Any]:
+    return retry(lambda: (j := _job(sql_admin, handle))["state"] == "running" and j, f"{handle} running", 20)
+
+
+def _alive(sql_admin: Any, pid: int) -> bool:
+    return bool(sql_admin("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)))
+
+
+@pytest.fixture
+def others_job(test_db, cli, sql_admin):
+    """A running job of pgbg_other, canceled at the end if still live."""
+    handle = _launch(cli, test_db["other"], "SELECT pg_sleep(60)", "-l", f"theirs-{uuid.uuid4().hex[:6]}")
+    _running(sql_admin, handle)
+    yield handle
+    cli("cancel", handle, dsn=test_db["other"])
+
+
+def test_app_cannot_see_or_cancel_anothers_job(test_db, cli, sql_admin, others_job):
+    app = test_db["app"]
+    job_id, cookie = others_job.split(":")
+    unknown = f"{int(job_id) + 10_000_000}:{cookie}"
+    for command in ("show", "cancel", "wait", "detach"):
+        theirs = cli(command, others_job, dsn=app)
+        nothing = cli(command, unknown, dsn=app)
+        assert theirs.exit_code == nothing.exit_code == 2, (command, theirs)
+        assert theirs.stderr.replace(others_job, "H") == nothing.stderr.replace(unknown, "H")
+    listed = json.loads(cli("list", "--format", "json", dsn=app).stdout)
+    assert others_job not in [r["handle"] for r in listed]
+    # label patterns do not reach it either
+    res = cli("cancel", "--label", "theirs-*", dsn=app)
+    assert res.exit_code == 0 and "no live job" in res.stderr
+    assert _job(sql_admin, others_job)["state"] == "running"
+    assert _job(sql_admin, others_job)["cancel_requested_at"] is None
+
+
+def test_admin_lists_and_cancels_anothers_job(test_db, cli, sql_admin, others_job):
+    boss = test_db["boss"]
+    worker = _job(sql_admin, others_job)["worker_pid"]
+    listed = json.loads(cli("list", "--format", "json", dsn=boss).stdout)
+    rows = [r for r in listed if r["handle"] == others_job]
+    assert len(rows) == 1 and rows[0]["owner"] == "pgbg_other" and rows[0]["state"] == "running"
+    shown = cli("show", "--format", "json", others_job, dsn=boss)
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["owner"] == "pgbg_other"
+    res = cli("cancel", "--format", "json", others_job, dsn=boss)
+    assert res.exit_code == 0, res
+    assert json.loads(res.stdout)[0]["state"] == "canceled"
+    job = _job(sql_admin, others_job)
+    assert job["state"] == "canceled" and job["cancel_by"] == "pgbg_boss"
+    assert "pgbg_boss" in job["reason"]
+    assert not _alive(sql_admin, worker)
+
+
+def test_rls_shows_a_role_only_its_own_rows(test_db, cli, sql_admin, others_job):
+    _launch(cli, test_db["app"], "SELECT 1")
+    counts = {r["owner"]: r["n"] for r in sql_admin("SELECT owner, count(*) AS n FROM pgbg.job GROUP BY owner")}
+    assert counts.get("pgbg_app") and counts.get("pgbg_other")
+    with psycopg.connect(test_db["app"], autocommit=True) as conn:
+        seen = conn.execute("SELECT count(*) FROM pgbg.job").fetchone()[0]
+        owners = {r[0] for r in conn.execute("SELECT DISTINCT owner FROM pgbg.job").fetchall()}
+    assert seen == counts["pgbg_app"] and owners == {"pgbg_app"}
+    with psycopg.connect(test_db["boss"], autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pgbg.job").fetchone()[0] == sum(counts.values())
+
+
+def test_app_cannot_update_or_delete_anothers_job(test_db, sql_admin, others_job):
+    job_id = int(others_job.split(":")[0])
+    with psycopg.connect(test_db["app"], autocommit=True) as conn:
+        assert conn.execute("UPDATE pgbg.job SET cancel_requested_at = now(), state = 'canceled' "
+                            "WHERE id = %s", (job_id,)).rowcount == 0
+        assert conn.execute("DELETE FROM pgbg.job WHERE id = %s", (job_id,)).rowcount == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO pgbg.job (sql, owner) VALUES ('SELECT 1', 'pgbg_other')")
+    job = _job(sql_admin, others_job)
+    assert job["state"] == "running" and job["cancel_requested_at"] is None
+
+
+def test_submitted_job_cannot_change_what_it_runs_or_whose_it_is(test_db, cli, sql_admin):
+    handle = _launch(cli, test_db["app"], "SELECT pg_sleep(30)")
+    job_id = int(handle.split(":")[0])
+    try:
+        with psycopg.connect(test_db["app"], autocommit=True) as conn:
+            for assignment in ("sql = 'DROP TABLE x'", "owner = 'pgbg_other'", "owner = 'pgbg_boss'",
+                               "cookie = cookie + 1", "timeout_ms = 5", "label = 'changed'"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(f"UPDATE pgbg.job SET {assignment} WHERE id = %s", (job_id,))
+        job = _job(sql_admin, handle)
+        assert job["sql"] == "SELECT pg_sleep(30)" and job["owner"] == "pgbg_app"
+    finally:
+        cli("cancel", handle, dsn=test_db["app"])
+
+
+def test_a_new_row_always_starts_queued_without_a_worker(test_db, cli):
+    with psycopg.connect(test_db["app"], autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO pgbg.job (sql, state, worker_pid, supervisor_pid, started_at) "
+            "VALUES ('SELECT 1', 'running', pg_backend_pid(), pg_backend_pid(), now()) "
+            "RETURNING state, worker_pid, supervisor_pid, started_at, id || ':' || cookie").fetchone()
+    assert row[:4] == ("queued", None, None, None)
+    assert cli("cancel", row[4], dsn=test_db["app"]).exit_code == 0
