@@ -1,0 +1,93 @@
+"""The per-role budget: launches beyond max_running_per_role queue instead of failing, and
+the worker slots a role's jobs hold (N running jobs: N workers and one supervisor)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+
+import psycopg
+import pytest
+from conftest import retry
+
+ROLE = "pgbg_other"
+
+
+@pytest.fixture
+def max_running(sql_admin):
+    old = sql_admin("SELECT value FROM pgbg.settings WHERE name = 'max_running_per_role'")[0]["value"]
+
+    def set_(n: int) -> None:
+        sql_admin("UPDATE pgbg.settings SET value = %s WHERE name = 'max_running_per_role'", (str(n),))
+
+    yield set_
+    set_(int(old))
+
+
+def _launch(cli, dsn: str, sql: str, *args: str) -> str:
+    res = cli("launch", *args, sql, dsn=dsn)
+    assert res.exit_code == 0, res
+    return res.stdout.strip()
+
+
+def test_more_launches_than_the_budget_queue_and_all_run(test_db, cli, max_running):
+    dsn = test_db[ROLE.removeprefix("pgbg_")]
+    max_running(2)
+    label = f"budget-{uuid.uuid4().hex[:8]}"
+    seen_running: list[int] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        with psycopg.connect(test_db["admin"], autocommit=True) as conn:
+            while not stop.is_set():
+                n = conn.execute("SELECT count(*) FROM pgbg.job WHERE label = %s AND state IN ('starting', 'running')",
+                                 (label,)).fetchone()[0]
+                seen_running.append(n)
+                stop.wait(0.02)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        handles = [_launch(cli, dsn, "SELECT pg_sleep(1)", "-l", label) for _ in range(6)]
+        assert len(set(handles)) == 6
+        queued = json.loads(cli("list", "--state", "queued", "--label", label, "--format", "json", dsn=dsn).stdout)
+        assert len(queued) >= 1  # accepted at once, waiting for a place
+        res = cli("wait", "--timeout", "60s", "--format", "json", *handles, dsn=dsn)
+    finally:
+        stop.set()
+        poller.join()
+    assert res.exit_code == 0, res
+    assert [r["state"] for r in json.loads(res.stdout)] == ["succeeded"] * 6
+    assert max(seen_running) == 2, seen_running
+
+    # the registry's own record agrees: never more than two ran at the same moment
+    with psycopg.connect(test_db["admin"], autocommit=True) as conn:
+        spans = conn.execute("SELECT started_at, finished_at FROM pgbg.job WHERE label = %s", (label,)).fetchall()
+    for start, _ in spans:
+        overlapping = sum(1 for s, f in spans if s <= start < f)
+        assert overlapping <= 2, spans
+
+
+def test_n_running_jobs_hold_n_plus_one_slots(test_db, cli, sql_admin):
+    dsn = test_db[ROLE.removeprefix("pgbg_")]
+    n = 3
+
+    def slots(supervisor: bool = True) -> int:
+        return sql_admin("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'pg_background' "
+                         "AND usename = %s AND datname = %s AND (%s OR application_name NOT LIKE %s)",
+                         (ROLE, test_db["name"], supervisor, "pg_background:pgbg:supervisor:%"))[0]["n"]
+
+    retry(lambda: slots(supervisor=False) == 0, "no job worker of the role is left from earlier tests", timeout=15)
+    handles = [_launch(cli, dsn, "SELECT pg_sleep(30)") for _ in range(n)]
+    try:
+        ids = [int(h.split(":")[0]) for h in handles]
+        retry(lambda: sql_admin("SELECT count(*) AS n FROM pgbg.job WHERE id = ANY(%s) AND state = 'running' "
+                                "AND worker_started IS NOT NULL", (ids,))[0]["n"] == n, "all running")
+        assert slots() == n + 1
+        supervisors = sql_admin("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'pg_background' "
+                                "AND usename = %s AND datname = %s AND application_name LIKE %s",
+                                (ROLE, test_db["name"], "pg_background:pgbg:supervisor:%"))
+        assert supervisors[0]["n"] == 1
+    finally:
+        assert cli("cancel", *handles, dsn=dsn).exit_code == 0
