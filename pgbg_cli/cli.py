@@ -18,8 +18,31 @@ from pgbg_cli.errors import EXIT_CODES, PgbgError
 EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()) + "."
 
 
+try:  # Typer 0.29 vendors click; older releases depend on it
+    from typer._click.exceptions import ClickException
+    from typer.exceptions import Abort
+except ImportError:  # pragma: no cover
+    from click.exceptions import Abort, ClickException
+
+
 class PgbgGroup(TyperGroup):
-    """Turns pgbg's errors, database errors and Ctrl-C into one line and an exit code."""
+    """Turns pgbg's errors, database errors, usage errors and Ctrl-C into one line and an exit code."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as exc:
+            where = getattr(getattr(exc, "ctx", None), "command_path", None) or "pgbg"
+            hint = f" (see {where} --help)" if exc.exit_code == 2 else ""
+            sys.stderr.write(f"pgbg: {exc.format_message()}{hint}\n")
+            sys.exit(exc.exit_code)
+        except Abort:
+            sys.stderr.write("pgbg: interrupted\n")
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: Any) -> Any:
         try:

@@ -45,11 +45,18 @@ class Status:
 
 
 def status(conn: psycopg.Connection[Any]) -> Status:
+    # Catalog lookups, not to_regclass(): they work for roles without USAGE on the schema.
     row = conn.execute(
-        "SELECT to_regclass('pgbg.meta') IS NOT NULL AS has_meta, "
-        "to_regclass('pgbg.job') IS NOT NULL AS has_job"
+        "SELECT bool_or(c.relname = 'meta') AS has_meta, bool_or(c.relname = 'job') AS has_job, "
+        "bool_or(has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')"
+        "        AND c.relname = 'meta') AS readable "
+        "FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid "
+        "WHERE n.nspname = 'pgbg' AND c.relname IN ('meta', 'job')"
     ).fetchone()
     version = digest = None
+    if row["has_meta"] and not row["readable"]:
+        user = conn.info.user
+        raise PrivilegeProblem(f"role {user!r} may not use pgbg: ask an administrator to run pgbg grant {user}")
     if row["has_meta"]:
         meta = dict(
             (r["key"], r["value"]) for r in conn.execute("SELECT key, value FROM pgbg.meta").fetchall()
