@@ -32,6 +32,16 @@ RETURNS integer LANGUAGE sql STABLE AS $$
      LIMIT 1
 $$;
 
+-- When the server last started, crash restarts included: after a backend crash the
+-- postmaster restarts every other process (the checkpointer too) but keeps its own start
+-- time. SECURITY DEFINER because the server's own processes show their start time only to
+-- privileged roles; when the installing role has no such privilege, this is the postmaster's.
+CREATE OR REPLACE FUNCTION pgbg.server_started()
+RETURNS timestamptz LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
+    SELECT greatest(pg_postmaster_start_time(),
+                    (SELECT min(a.backend_start) FROM pg_stat_activity a WHERE a.backend_type = 'checkpointer'))
+$$;
+
 CREATE OR REPLACE FUNCTION pgbg.is_final(p_state text)
 RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
     SELECT p_state IN ('succeeded', 'failed', 'canceled', 'timed_out', 'lost', 'detached')
@@ -459,7 +469,7 @@ BEGIN
             CONTINUE;
         END IF;
         why := CASE
-            WHEN coalesce(j.worker_started, j.started_at, j.queued_at) < pg_postmaster_start_time()
+            WHEN coalesce(j.worker_started, j.started_at, j.queued_at) < pgbg.server_started()
                 THEN 'the server restarted while the job ran; its outcome is unknown'
             WHEN j.cancel_requested_at IS NOT NULL
                 THEN 'the worker stopped after a cancel while no supervisor watched it'
