@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from pgbg_cli.commands.common import DsnOpt, FormatOpt, database, exit_for
+from pgbg_cli.commands.stats import CountOpt, IntervalOpt, WatchOpt, watch_interval
 from pgbg_cli.output import Format
 
 OUTCOME_KEYS = ("sqlstate", "message", "reason")
@@ -170,17 +171,31 @@ def list_(
     label: Annotated[str | None, typer.Option("--label", "-l", help="Only labels matching (* and ? work).")] = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="All history, not only live and last-hour jobs.")] = False,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many jobs.")] = 50,
+    watch: WatchOpt = False,
+    interval: IntervalOpt = "2s",
+    count: CountOpt = None,
     fmt: FormatOpt = Format.auto,
     dsn: DsnOpt = None,
 ) -> None:
-    """List live and recent jobs, and pg_background workers that pgbg did not launch."""
+    """List live and recent jobs, and pg_background workers that pgbg did not launch.
+
+    With --watch the list stays on screen, refreshed every --interval, cut to the
+    terminal's height; when the output is not a terminal each refresh prints one line
+    of counts per state (or one JSON object with --format json). Ctrl-C ends it (exit 0).
+    """
     from pgbg_cli import jobs
     from pgbg_cli.errors import UsageError
 
     for s in state or []:
         if s not in jobs.STATES:
             raise UsageError(f"unknown state {s!r}: one of {', '.join(jobs.STATES)}")
+    seconds = watch_interval(interval, count, watch)
     with database(dsn) as conn:
+        if watch:
+            from pgbg_cli import watch as watch_mod
+
+            view = watch_mod.ListView(conn, states=state, label=label, include_all=all_, limit=limit)
+            raise typer.Exit(watch_mod.run(view, interval=seconds, count=count, fmt=fmt))
         jobs.reconcile(conn)
         rows = jobs.list_jobs(conn, states=state, label=label, include_all=all_, limit=limit)
         if not state and not label:

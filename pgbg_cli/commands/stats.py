@@ -1,9 +1,190 @@
-"""``pgbg stats``: statistics of the database's pgbg jobs (see issue: observability)."""
+"""``pgbg stats | prune | settings``: how the database's jobs fare, and how much history is kept."""
 
 from __future__ import annotations
 
+import enum
+from typing import Annotated, Any
+
 import typer
+
+from pgbg_cli.commands.common import DsnOpt, FormatOpt, database
+from pgbg_cli.output import Format
+
+
+class By(str, enum.Enum):
+    label = "label"
+    role = "role"
+
+
+WatchOpt = Annotated[
+    bool, typer.Option("--watch", "-w", help="Keep the view on screen, refreshed every --interval (Ctrl-C ends it).")
+]
+IntervalOpt = Annotated[
+    str, typer.Option("--interval", "-i", help="With --watch: time between refreshes (e.g. 500ms, 2s, 1m).")
+]
+CountOpt = Annotated[
+    int | None, typer.Option("--count", "-c", min=1, help="With --watch: stop after this many refreshes.")
+]
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("stats")(stats_)
+    app.command("prune")(prune)
+    app.command("settings")(settings)
+
+
+def watch_interval(interval: str, count: int | None, watch: bool) -> float:
+    """The --interval in seconds, after checking that --interval/--count go with --watch."""
+    from pgbg_cli.durations import parse_ms
+    from pgbg_cli.errors import UsageError
+
+    if count is not None and not watch:
+        raise UsageError("--count goes with --watch")
+    seconds = parse_ms(interval, what="--interval") / 1000
+    if seconds < 0.05:
+        raise UsageError(f"--interval must be at least 50ms, not {interval!r}")
+    return seconds
+
+
+# Headers of the --by table, narrow enough for 80 columns (JSON and CSV use the keys).
+SHORT_TITLES = {
+    "workers_launched": "LAUNCHED", "workers_completed": "OK", "workers_failed": "FAILED",
+    "workers_canceled": "CANCELED", "workers_timed_out": "TIMEOUT", "workers_active": "ACTIVE",
+    "avg_execution_ms": "AVG", "p50_ms": "P50", "p95_ms": "P95", "max_ms": "MAX",
+}
+
+
+def _stat_columns(by: By | None, fmt: Format) -> list[Any]:
+    from pgbg_cli import stats
+    from pgbg_cli.durations import format_ms
+    from pgbg_cli.output import Column, resolve
+
+    def ms(value: Any, row: dict[str, Any]) -> str:
+        return format_ms(value) if value is not None else "-"
+
+    human = resolve(fmt) in (Format.table, Format.plain)
+    columns = [Column("group", by.value.upper() if by else "group",
+                      (lambda v, r: "(none)" if v is None else str(v)) if human else None)] if by else []
+    for key in stats.EXTENSION_COLUMNS + stats.EXTRA_COLUMNS:
+        if human and by and key in ("max_workers", "lost", "detached"):
+            continue  # kept for JSON and CSV; a table of groups is narrower without them
+        title = SHORT_TITLES.get(key, key.upper()) if by else key
+        columns.append(Column(key, title, ms if key.endswith("_ms") else None, justify="right" if by else "left"))
+    if not by or not human:
+        columns += [Column(key, key, justify="right" if by else "left") for key in stats.SLOT_COLUMNS]
+    return columns
+
+
+def stats_(
+    since: Annotated[
+        str, typer.Option("--since", "-s", help="The window: jobs that ended this long ago or later (e.g. 1h, 7d).")
+    ] = "24h",
+    by: Annotated[By | None, typer.Option("--by", "-b", help="One row per label or per role.")] = None,
+    session: Annotated[
+        bool,
+        typer.Option("--session", help="Show pg_background_stats() of pgbg's own session instead (see below)."),
+    ] = False,
+    watch: WatchOpt = False,
+    interval: IntervalOpt = "2s",
+    count: CountOpt = None,
+    fmt: FormatOpt = Format.auto,
+    dsn: DsnOpt = None,
+) -> None:
+    """Statistics of the database's pgbg jobs over a window (default: the last 24 hours).
+
+    The columns of pg_background's own stats (workers launched, completed, failed,
+    canceled, timed out, active, average run time, max_workers), counted from pgbg's job
+    registry so they cover every session: your own jobs, or every role's for pgbg_admin.
+    workers_failed includes lost jobs. Also the queue, the median, 95th percentile and
+    longest run times, and the worker slots in use against max_worker_processes.
+
+    --session prints pg_background_stats() itself instead: the extension counts only the
+    workers of the session that asks, and each pgbg command is a new session, so it is
+    almost always zero. It is there to compare.
+    """
+    from pgbg_cli import output
+    from pgbg_cli import stats as core
+    from pgbg_cli.durations import parse_ms
+    from pgbg_cli.errors import UsageError
+
+    seconds = watch_interval(interval, count, watch)
+    window_ms = parse_ms(since, what="--since")
+    if window_ms <= 0:
+        raise UsageError("--since must be longer than zero")
+    if session and (by or watch):
+        raise UsageError("--session shows one row of this session: it goes without --by and --watch")
+    with database(dsn) as conn:
+        if session:
+            row = core.session_stats(conn)
+            output.emit_record(row, [output.Column(k, k) for k in row], fmt)
+            return
+        if watch:
+            from pgbg_cli import watch as watch_mod
+
+            view = watch_mod.StatsView(conn, window_ms=window_ms, window_text=since.strip(),
+                                       by=by.value if by else None)
+            raise typer.Exit(watch_mod.run(view, interval=seconds, count=count, fmt=fmt))
+        rows = core.job_stats(conn, window_ms=window_ms, by=by.value if by else None)
+        slots = core.worker_slots(conn).as_dict()
+    columns = _stat_columns(by, fmt)
+    if by:
+        output.emit_rows([{**r, **slots} for r in rows], columns, fmt)
+    else:
+        record = {"window_s": window_ms / 1000, **{k: v for k, v in rows[0].items() if k != "group"}, **slots}
+        output.emit_record(record, [output.Column("window_s", "window_s")] + columns, fmt)
+
+
+def prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", "-o", help="Delete finished jobs that ended longer ago than this (e.g. 7d).")
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only count what would go.")] = False,
+    fmt: FormatOpt = Format.auto,
+    dsn: DsnOpt = None,
+) -> None:
+    """Delete finished jobs from the history: your own, or every role's for pgbg_admin.
+
+    Live jobs are never deleted. pgbg also bounds the history by itself: each role's
+    supervisor keeps at most history_keep finished jobs of its role and none older than
+    history_max_age, about once a minute (see pgbg settings).
+    """
+    from pgbg_cli import output
+    from pgbg_cli import stats as core
+    from pgbg_cli.durations import format_ms, parse_ms
+
+    older_ms = parse_ms(older_than, what="--older-than")
+    with database(dsn) as conn:
+        n = core.prune(conn, older_than_ms=older_ms, dry_run=dry_run)
+    key = "would_delete" if dry_run else "deleted"
+    output.emit_record({key: n, "older_than_s": older_ms / 1000},
+                       [output.Column(key, key.replace("_", " ")),
+                        output.Column("older_than_s", "older than", lambda v, r: format_ms(v * 1000))], fmt)
+
+
+def settings(
+    name: Annotated[str | None, typer.Argument(help="A setting to show, or to change with VALUE.")] = None,
+    value: Annotated[str | None, typer.Argument(help="Its new value (pgbg_admin only).")] = None,
+    fmt: FormatOpt = Format.auto,
+    dsn: DsnOpt = None,
+) -> None:
+    """Show pgbg's settings, or change one (members of pgbg_admin).
+
+    history_keep and history_max_age bound the job history: each role's supervisor
+    prunes that role's finished jobs beyond them about once a minute.
+    """
+    from pgbg_cli import output
+    from pgbg_cli import stats as core
+    from pgbg_cli.errors import UsageError
+
+    columns = [output.Column("name", "NAME"), output.Column("value", "VALUE"),
+               output.Column("description", "DESCRIPTION")]
+    with database(dsn) as conn:
+        if name is not None and value is not None:
+            rows = [core.set_setting(conn, name, value)]
+        else:
+            rows = core.settings(conn)
+            if name is not None:
+                rows = [r for r in rows if r["name"] == name]
+                if not rows:
+                    raise UsageError(f"unknown setting {name!r}: one of {', '.join(core.SETTING_KINDS)}")
+    output.emit_rows(rows, columns, fmt)

@@ -1,14 +1,34 @@
 -- Live jobs, and those that ended in the last hour (or all history with %(all)s), newest first.
+-- One index per branch, so a refresh of `pgbg list --watch` costs what the live jobs and the
+-- last %(limit)s finished ones cost, however long the history: live jobs come from the
+-- partial index job_active_idx, recently finished ones from job_finished_idx (or the
+-- primary key), all history from the primary key read backwards.
+-- statement_timestamp(), not clock_timestamp(): a volatile bound could not use an index.
 SELECT j.id, j.cookie, j.id || ':' || j.cookie AS handle, j.label, j.state, j.owner,
        j.queued_at, j.started_at, j.finished_at,
-       round(extract(epoch FROM coalesce(j.finished_at, clock_timestamp())
-                                - coalesce(j.started_at, j.queued_at)) * 1000)::bigint AS elapsed_ms,
+       greatest(0, round(extract(epoch FROM coalesce(j.finished_at, clock_timestamp())
+                                            - coalesce(j.started_at, j.queued_at)) * 1000))::bigint AS elapsed_ms,
        j.progress_pct, j.progress_msg, j.worker_pid, j.sqlstate, j.message, j.reason,
-       left(regexp_replace(j.sql, '\s+', ' ', 'g'), 80) AS query
-  FROM pgbg.job j
+       left(regexp_replace(left(j.sql, 1000), '\s+', ' ', 'g'), 80) AS query
+  FROM ((SELECT a.* FROM pgbg.job a
+          WHERE NOT %(all)s AND a.state IN ('queued', 'starting', 'running'))
+        UNION ALL
+        (SELECT f.* FROM pgbg.job f
+          WHERE NOT %(all)s
+            AND f.finished_at > statement_timestamp() - interval '1 hour'
+            AND f.state NOT IN ('queued', 'starting', 'running')
+            AND (%(states)s::text[] IS NULL OR f.state = ANY(%(states)s::text[]))
+            AND (%(label)s::text IS NULL OR f.label LIKE %(label)s::text ESCAPE '\')
+          ORDER BY f.id DESC
+          LIMIT %(limit)s)
+        UNION ALL
+        (SELECT h.* FROM pgbg.job h
+          WHERE %(all)s
+            AND (%(states)s::text[] IS NULL OR h.state = ANY(%(states)s::text[]))
+            AND (%(label)s::text IS NULL OR h.label LIKE %(label)s::text ESCAPE '\')
+          ORDER BY h.id DESC
+          LIMIT %(limit)s)) j
  WHERE (%(states)s::text[] IS NULL OR j.state = ANY(%(states)s::text[]))
    AND (%(label)s::text IS NULL OR j.label LIKE %(label)s::text ESCAPE '\')
-   AND (%(all)s OR j.state IN ('queued', 'starting', 'running')
-        OR j.finished_at > clock_timestamp() - interval '1 hour')
  ORDER BY j.id DESC
  LIMIT %(limit)s
