@@ -38,6 +38,9 @@ def _secrets_of(dsn: str | None) -> tuple[str, ...]:
 
     found = [os.environ.get("PGPASSWORD", "")]
     if dsn:
+        # as written, too: libpq quotes a malformed token (say, bad percent-encoding) verbatim
+        found += [m.group(2) for m in _URI_PASSWORD.finditer(dsn)]
+        found += [m.group(2).strip("'") for m in _KV_PASSWORD.finditer(dsn)]
         try:
             from psycopg.conninfo import conninfo_to_dict
 
