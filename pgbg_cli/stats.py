@@ -10,6 +10,8 @@ ever describes the calling session.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -67,15 +69,158 @@ def job_stats(
     return conn.execute(queries.text("stats_jobs"), {"window_s": window_ms / 1000, "by": by}).fetchall()
 
 
-def state_counts(
-    conn: psycopg.Connection[Any], *, states: list[str] | None = None, label_like: str | None = None
-) -> dict[str, int]:
-    """Jobs per state among the live ones and those that ended in the last hour."""
-    rows = conn.execute(queries.text("stats_counts"), {"states": states or None, "label": label_like}).fetchall()
-    counts = {s: 0 for s in STATE_ORDER}
-    for row in rows:
-        counts[row["state"]] = int(row["n"])
-    return counts
+@dataclass(frozen=True)
+class Ended:
+    """A job that ended, as a window keeps it."""
+
+    owner: str
+    label: str | None
+    state: str
+    started_at: dt.datetime | None
+    finished_at: dt.datetime
+    run_ms: decimal.Decimal | None
+
+
+class Window:
+    """The jobs of a window (live ones, and those that ended in the last ``window_ms``),
+    kept current by reading only what changed: each ``refresh`` reads every live job and
+    the jobs that ended since the previous refresh (``stats_delta.sql``), and forgets
+    those that left the window. So a refresh costs what the live jobs and the jobs ending
+    cost, however many jobs the window or the history holds; ``figures`` then computes
+    the same columns as ``job_stats`` (tests hold them equal).
+
+    A job's end is read again for ``OVERLAP`` after it: its outcome is committed a little
+    after its ``finished_at``. One recorded later than that (a stalled supervisor) is
+    counted by ``pgbg stats``, and here only from the next start.
+    """
+
+    OVERLAP = dt.timedelta(seconds=30)
+
+    def __init__(self, window_ms: int) -> None:
+        self.window = dt.timedelta(milliseconds=window_ms)
+        self.ended: dict[int, Ended] = {}
+        self.live: list[dict[str, Any]] = []
+        self.now: dt.datetime | None = None
+        self.max_workers: int | None = None
+        self._high: dt.datetime | None = None
+
+    @property
+    def since(self) -> dt.datetime:
+        return (self.now or dt.datetime.now(dt.timezone.utc)) - self.window
+
+    def refresh(self, conn: psycopg.Connection[Any]) -> None:
+        after = None if self._high is None else self._high - self.OVERLAP
+        rows = conn.execute(queries.text("stats_delta"),
+                            {"after": after, "window_s": self.window.total_seconds()}).fetchall()
+        live = []
+        for row in rows:
+            kind = row["kind"]
+            if kind == "now":
+                self.now, self.max_workers = row["now"], row["max_workers"]
+            elif kind == "live":
+                live.append(row)
+            else:
+                self.ended[row["id"]] = Ended(row["owner"], row["label"], row["state"], row["started_at"],
+                                              row["finished_at"], row["run_ms"])
+                if self._high is None or row["finished_at"] > self._high:
+                    self._high = row["finished_at"]
+        if self._high is None:
+            self._high = self.since
+        self.live = live
+        since = self.since
+        for key in [k for k, e in self.ended.items() if e.finished_at < since]:
+            del self.ended[key]
+
+    def _matching(self, states: list[str] | None, label_glob: str | None) -> tuple[list[Ended], list[dict[str, Any]]]:
+        match = glob_matcher(label_glob)
+        ended = [e for e in self.ended.values()
+                 if (not states or e.state in states) and match(e.label)]
+        live = [r for r in self.live if (not states or r["state"] in states) and match(r["label"])]
+        return ended, live
+
+    def counts(self, *, states: list[str] | None = None, label_glob: str | None = None) -> dict[str, int]:
+        """Jobs per state (every state, zeros included), optionally filtered as ``pgbg list`` does."""
+        ended, live = self._matching(states, label_glob)
+        counts = {s: 0 for s in STATE_ORDER}
+        for item in ended:
+            counts[item.state] = counts.get(item.state, 0) + 1
+        for row in live:
+            counts[row["state"]] = counts.get(row["state"], 0) + 1
+        return counts
+
+    def figures(self, *, by: str | None = None) -> list[dict[str, Any]]:
+        """The rows of ``job_stats`` for this window, computed from what the window holds."""
+        since = self.since
+        groups: dict[Any, dict[str, Any]] = {}
+
+        def group(owner: str, label: str | None) -> dict[str, Any]:
+            key = label if by == "label" else owner if by == "role" else "all"
+            if key not in groups:
+                groups[key] = {"launched": 0, "states": {}, "runs": []}
+            return groups[key]
+
+        if by is None:
+            group("", None)
+        for e in self.ended.values():
+            g = group(e.owner, e.label)
+            g["states"][e.state] = g["states"].get(e.state, 0) + 1
+            g["launched"] += e.started_at is not None and e.started_at >= since
+            if e.run_ms is not None:
+                g["runs"].append(e.run_ms)
+        for r in self.live:
+            g = group(r["owner"], r["label"])
+            g["states"][r["state"]] = g["states"].get(r["state"], 0) + 1
+            g["launched"] += r["started_at"] is not None and r["started_at"] >= since
+        out = []
+        for key in sorted(groups, key=lambda k: (k is None, k or "")):
+            g = groups[key]
+            st = g["states"]
+            runs = sorted(g["runs"])
+            floats = [float(x) for x in runs]
+            out.append({
+                "group": key,
+                "workers_launched": g["launched"],
+                "workers_completed": st.get("succeeded", 0),
+                "workers_failed": st.get("failed", 0) + st.get("lost", 0),
+                "workers_canceled": st.get("canceled", 0),
+                "workers_timed_out": st.get("timed_out", 0),
+                "workers_active": st.get("starting", 0) + st.get("running", 0),
+                "avg_execution_ms": _round1(sum(runs) / len(runs)) if runs else None,
+                "max_workers": self.max_workers,
+                "queued": st.get("queued", 0),
+                "lost": st.get("lost", 0),
+                "detached": st.get("detached", 0),
+                "p50_ms": _round1(percentile_cont(floats, 0.5)),
+                "p95_ms": _round1(percentile_cont(floats, 0.95)),
+                "max_ms": _round1(runs[-1]) if runs else None,
+            })
+        return out
+
+
+def percentile_cont(values: list[float], fraction: float) -> float | None:
+    """PostgreSQL's ``percentile_cont``: linear interpolation over sorted ``values``."""
+    if not values:
+        return None
+    pos = fraction * (len(values) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+
+
+def _round1(value: Any) -> float | None:
+    """``round(x::numeric, 1)::float8`` as PostgreSQL does it (halves away from zero)."""
+    if value is None:
+        return None
+    return float(decimal.Decimal(str(value)).quantize(decimal.Decimal("0.1"), rounding=decimal.ROUND_HALF_UP))
+
+
+def glob_matcher(pattern: str | None) -> Any:
+    """A test of labels against a ``*``/``?`` pattern, as ``pgbg list --label`` matches them."""
+    if not pattern:
+        return lambda label: True
+    regex = re.compile("".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern),
+                       re.DOTALL)
+    return lambda label: label is not None and regex.fullmatch(label) is not None
 
 
 def session_stats(conn: psycopg.Connection[Any]) -> dict[str, Any]:

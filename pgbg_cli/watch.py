@@ -42,7 +42,7 @@ class Snapshot:
     jobs: list[dict[str, Any]] = field(default_factory=list)  # enriched, with progress
     counts: dict[str, int] = field(default_factory=dict)  # list view: jobs per state
     groups: list[dict[str, Any]] = field(default_factory=list)  # stats view: stats rows
-    hidden_jobs: int = 0  # live jobs beyond the limit (stats view)
+    hidden_jobs: int = 0  # live jobs not read (stats view: it reads the newest LIVE_JOBS_SHOWN)
 
 
 class View(Protocol):
@@ -113,6 +113,7 @@ class ListView:
         self.include_all = include_all
         self.limit = limit
         self.foreign = foreign and not states and not label
+        self.window = stats.Window(3600 * 1000)  # the counts: live jobs and the last hour's
 
     def fetch(self) -> Snapshot:
         conn = self.conn
@@ -121,12 +122,12 @@ class ListView:
                               limit=self.limit)
         if self.foreign:
             rows = [foreign_row(w) for w in jobs.foreign_workers(conn)] + rows
-        label_like = jobs.glob_to_like(self.label) if self.label else None
+        self.window.refresh(conn)
         return Snapshot(
             at=dt.datetime.now(dt.timezone.utc),
             slots=stats.worker_slots(conn),
             jobs=_enrich(conn, rows),
-            counts=stats.state_counts(conn, states=self.states, label_like=label_like),
+            counts=self.window.counts(states=self.states, label_glob=self.label),
         )
 
     def line(self, snap: Snapshot) -> list[str]:
@@ -164,18 +165,19 @@ class StatsView:
         self.window_ms = window_ms
         self.window_text = window_text
         self.by = by
+        self.window = stats.Window(window_ms)
 
     def fetch(self) -> Snapshot:
         conn = self.conn
         jobs.reconcile(conn)
-        live = jobs.list_jobs(conn, states=list(jobs.ACTIVE), limit=LIVE_JOBS_SHOWN + 1)
-        hidden = max(0, len(live) - LIVE_JOBS_SHOWN)
+        live = jobs.list_jobs(conn, states=list(jobs.ACTIVE), limit=LIVE_JOBS_SHOWN)
+        self.window.refresh(conn)
         return Snapshot(
             at=dt.datetime.now(dt.timezone.utc),
             slots=stats.worker_slots(conn),
-            groups=stats.job_stats(conn, window_ms=self.window_ms, by=self.by),
-            jobs=_enrich(conn, live[:LIVE_JOBS_SHOWN]),
-            hidden_jobs=hidden,
+            groups=self.window.figures(by=self.by),
+            jobs=_enrich(conn, live),
+            hidden_jobs=max(0, len(self.window.live) - len(live)),
         )
 
     def line(self, snap: Snapshot) -> list[str]:

@@ -431,9 +431,19 @@ DECLARE
     changed integer := 0;
     why text;
 BEGIN
-    FOR j IN SELECT * FROM pgbg.job
-              WHERE state IN ('starting', 'running')
-              ORDER BY id FOR UPDATE SKIP LOCKED
+    -- Only jobs whose supervisor is not alive, read from pg_locks once (not once per job, and
+    -- locking none of the supervised ones): `pgbg list --watch` calls this every refresh.
+    FOR j IN WITH live AS MATERIALIZED (
+                 SELECT l.pid, r.rolname
+                   FROM pg_locks l
+                   JOIN pg_roles r ON (r.oid::bigint % 2147483648) = l.objid::bigint
+                  WHERE l.locktype = 'advisory' AND l.granted
+                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    AND l.classid = 1885823591 AND l.objsubid = 2)
+             SELECT jb.* FROM pgbg.job jb
+              WHERE jb.state IN ('starting', 'running')
+                AND NOT EXISTS (SELECT 1 FROM live WHERE live.pid = jb.supervisor_pid AND live.rolname = jb.owner)
+              ORDER BY jb.id FOR UPDATE OF jb SKIP LOCKED
     LOOP
         IF j.supervisor_pid IS NOT NULL AND pgbg.supervisor_pid(j.owner) = j.supervisor_pid THEN
             CONTINUE;  -- its supervisor is alive and looks after it
