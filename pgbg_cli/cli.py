@@ -6,6 +6,7 @@ stderr and its exit code (see ``errors.EXIT_CODES``), never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Any
 
@@ -107,4 +108,8 @@ _register()
 
 
 def main() -> None:
-    app()
+    if "_PGBG_COMPLETE" in os.environ:  # a shell asks for completions (see pgbg_cli.completions)
+        from pgbg_cli.completions import prepare
+
+        prepare()
+    app(complete_var="_PGBG_COMPLETE")
