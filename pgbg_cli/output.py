@@ -136,12 +136,13 @@ def _csv_value(value: Any) -> str:
 
 def rich_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], title: str | None = None):
     from rich.table import Table
+    from rich.text import Text  # cells as Text: data such as "[####--]  42%" or "[x]" is not markup
 
     table = Table(title=title, header_style="bold", title_justify="left", expand=False)
     for c in columns:
         table.add_column(c.title, justify=c.justify, overflow="fold")
     for row in rows:
-        table.add_row(*[_human(c, row) for c in columns])
+        table.add_row(*[Text(_human(c, row)) for c in columns])
     return table
 
 
@@ -176,12 +177,13 @@ def emit_record(
         sys.stdout.write(render_rows([record], fields, fmt))
     elif fmt is Format.table:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(show_header=False, box=None, pad_edge=False)
         table.add_column(style="bold")
         table.add_column(overflow="fold")
         for c in human_fields:
-            table.add_row(c.title, _human(c, record))
+            table.add_row(c.title, Text(_human(c, record)))
         stdout_console().print(table)
     else:
         width = max((len(c.title) for c in human_fields), default=0)
