@@ -1,0 +1,33 @@
+"""A job runs with the search_path of the session that submitted it, not the supervisor's."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_job_inherits_submitters_search_path(test_db, pgbg_proc, sql_admin):
+    sql_admin("CREATE SCHEMA IF NOT EXISTS sp_a AUTHORIZATION pgbg_app")
+    sql_admin("CREATE SCHEMA IF NOT EXISTS sp_b AUTHORIZATION pgbg_app")
+    sql_admin("CREATE OR REPLACE FUNCTION sp_a.which() RETURNS text LANGUAGE sql AS $$ SELECT 'a' $$")
+    sql_admin("CREATE OR REPLACE FUNCTION sp_b.which() RETURNS text LANGUAGE sql AS $$ SELECT 'b' $$")
+    sql_admin("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA sp_a, sp_b TO pgbg_app")
+    seen = {}
+    for schema in ("sp_a", "sp_b"):
+        res = pgbg_proc("launch", "--result", "-F", "json", "SELECT which() AS w", dsn=test_db["app"],
+                        env={"PGOPTIONS": f"-c search_path={schema},public"})
+        assert res.returncode == 0, res.stderr
+        seen[schema] = json.loads(res.stdout)[0]["w"]
+    assert seen == {"sp_a": "a", "sp_b": "b"}
+
+
+def test_nobody_can_change_a_submitted_jobs_search_path(test_db, sql_admin):
+    import psycopg
+
+    with psycopg.connect(test_db["app"], autocommit=True) as conn:
+        job_id = conn.execute("SELECT id FROM pgbg.submit('SELECT 1')").fetchone()[0]
+        try:
+            conn.execute("UPDATE pgbg.job SET search_path = 'evil' WHERE id = %s", (job_id,))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            assert "cannot change" in str(exc)
+        else:
+            raise AssertionError("search_path of a submitted job was changed")
