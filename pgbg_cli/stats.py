@@ -211,7 +211,9 @@ def _round1(value: Any) -> float | None:
     """``round(x::numeric, 1)::float8`` as PostgreSQL does it (halves away from zero)."""
     if value is None:
         return None
-    return float(decimal.Decimal(str(value)).quantize(decimal.Decimal("0.1"), rounding=decimal.ROUND_HALF_UP))
+    # a float8 becomes numeric through its 15 significant digits, as PostgreSQL casts it
+    exact = decimal.Decimal(format(value, ".15g")) if isinstance(value, float) else decimal.Decimal(value)
+    return float(exact.quantize(decimal.Decimal("0.1"), rounding=decimal.ROUND_HALF_UP))
 
 
 def glob_matcher(pattern: str | None) -> Any:

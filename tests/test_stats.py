@@ -1,0 +1,280 @@
+"""pgbg stats: pg_background_stats()'s columns computed from the job registry over a window,
+plus the queue, run-time percentiles and worker slots; --by label/role; RLS; --session;
+pgbg settings. Real server only.
+
+Jobs with exact run times are written straight into pgbg.job as the superuser (with
+session_replication_role = replica, so the guard trigger does not make them queued);
+each test uses labels of its own, so the jobs other tests leave do not disturb it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pgbg_cli import stats
+
+INSERT_JOB = """
+INSERT INTO pgbg.job (owner, label, sql, state, queued_at, started_at, finished_at, worker_pid)
+SELECT %(owner)s, %(label)s, 'SELECT 1 /* written by test_stats */', %(state)s,
+       statement_timestamp() - make_interval(secs => %(ago)s + %(run)s / 1000.0 + 1),
+       CASE WHEN %(started)s THEN statement_timestamp() - make_interval(secs => %(ago)s + %(run)s / 1000.0) END,
+       CASE WHEN %(final)s THEN statement_timestamp() - make_interval(secs => %(ago)s) END,
+       CASE WHEN %(state)s = 'running' THEN 999999 END
+RETURNING id, cookie
+"""
+
+
+def insert_job(sql_admin: Callable[..., list[dict[str, Any]]], *, owner: str, label: str | None, state: str,
+               run_ms: float = 0, ago_s: float = 1, started: bool | None = None) -> str:
+    """Write one job row as it would look; returns its handle."""
+    final = state not in ("queued", "starting", "running")
+    if started is None:
+        started = state != "queued"
+    sql_admin("SET session_replication_role = replica")
+    try:
+        row = sql_admin(INSERT_JOB, {"owner": owner, "label": label, "state": state, "run": run_ms,
+                                     "ago": ago_s, "started": started, "final": final})[0]
+    finally:
+        sql_admin("RESET session_replication_role")
+    return f"{row['id']}:{row['cookie']}"
+
+
+def label_of(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def group(rows: list[dict[str, Any]], name: str | None) -> dict[str, Any]:
+    found = [r for r in rows if r["group"] == name]
+    assert len(found) == 1, f"no single group {name!r} in {rows}"
+    return found[0]
+
+
+def test_stats_columns_are_those_of_pg_background_stats(test_db, sql_admin):
+    # the extension's own function, with the column names pgbg mirrors
+    cols = sql_admin("SELECT * FROM pg_background_stats()")[0]
+    assert tuple(cols) == stats.EXTENSION_COLUMNS
+
+
+def test_stats_by_label_counts_outcomes_and_run_times(test_db, sql_admin, cli):
+    label = label_of("stats")
+    for run_ms in (100, 200, 300, 400, 1000):
+        insert_job(sql_admin, owner="pgbg_app", label=label, state="succeeded", run_ms=run_ms)
+    insert_job(sql_admin, owner="pgbg_app", label=label, state="failed", run_ms=50)
+    insert_job(sql_admin, owner="pgbg_app", label=label, state="lost", run_ms=50)
+    insert_job(sql_admin, owner="pgbg_app", label=label, state="canceled", run_ms=50)
+    insert_job(sql_admin, owner="pgbg_app", label=label, state="timed_out", run_ms=50)
+    insert_job(sql_admin, owner="pgbg_app", label=label, state="detached", run_ms=50)
+    insert_job(sql_admin, owner="pgbg_app", label=label, state="succeeded", run_ms=999_000, ago_s=30 * 3600)
+
+    res = cli("stats", "--by", "label", "--format", "json", dsn=test_db["app"])
+    assert res.exit_code == 0, res.stderr
+    row = group(json.loads(res.stdout), label)
+    assert {k: row[k] for k in ("workers_launched", "workers_completed", "workers_failed", "workers_canceled",
+                                "workers_timed_out", "workers_active", "queued", "lost", "detached")} == {
+        "workers_launched": 10, "workers_completed": 5, "workers_failed": 2, "workers_canceled": 1,
+        "workers_timed_out": 1, "workers_active": 0, "queued": 0, "lost": 1, "detached": 1,
+    }
+    runs = sorted([100, 200, 300, 400, 1000] + [50] * 5)
+    assert row["avg_execution_ms"] == pytest.approx(sum(runs) / len(runs), abs=0.1)
+    assert row["p50_ms"] == pytest.approx(75.0, abs=0.1)  # percentile_cont: between 50 and 100
+    assert row["p95_ms"] == pytest.approx(400 + 0.55 * 600, abs=0.1)
+    assert row["max_ms"] == pytest.approx(1000, abs=0.1)
+    assert row["max_workers"] == sql_admin("SELECT max_workers FROM pg_background_stats()")[0]["max_workers"]
+    assert row["max_worker_processes"] == int(sql_admin("SHOW max_worker_processes")[0]["max_worker_processes"])
+
+    # the job that ended 30 hours ago comes in with a wider window
+    wide = group(json.loads(cli("stats", "--by", "label", "--since", "2d", "-F", "json",
+                                dsn=test_db["app"]).stdout), label)
+    assert wide["workers_completed"] == 6
+    assert wide["max_ms"] == pytest.approx(999_000, abs=0.1)
+
+
+def test_stats_counts_live_jobs_whatever_their_age(test_db, sql_admin, cli):
+    label = label_of("live")
+    # pgbg_plain never runs a supervisor, so its queued and "running" rows stay as written
+    insert_job(sql_admin, owner="pgbg_plain", label=label, state="queued", ago_s=10 * 86400)
+    insert_job(sql_admin, owner="pgbg_plain", label=label, state="running", ago_s=10 * 86400, run_ms=1)
+    try:
+        rows = json.loads(cli("stats", "--by", "label", "-F", "json", dsn=test_db["admin"]).stdout)
+        row = group(rows, label)
+        assert (row["queued"], row["workers_active"], row["workers_launched"]) == (1, 1, 0)
+    finally:
+        sql_admin("DELETE FROM pgbg.job WHERE label = %s", (label,))
+
+
+def test_real_jobs_are_counted(test_db, cli):
+    label = label_of("real")
+    assert cli("launch", "--wait", "-l", label, "SELECT pg_sleep(0.1)", dsn=test_db["app"]).exit_code == 0
+    assert cli("launch", "--wait", "-l", label, "SELECT 1/0", dsn=test_db["app"]).exit_code == 1
+    row = group(json.loads(cli("stats", "--by", "label", "-F", "json", dsn=test_db["app"]).stdout), label)
+    assert (row["workers_launched"], row["workers_completed"], row["workers_failed"]) == (2, 1, 1)
+    assert row["max_ms"] >= 100
+
+
+def test_rls_a_role_sees_its_own_jobs_and_pgbg_admin_all(test_db, sql_admin, cli):
+    label = label_of("rls")
+    insert_job(sql_admin, owner="pgbg_app", label=label, state="succeeded", run_ms=10)
+    insert_job(sql_admin, owner="pgbg_other", label=label, state="succeeded", run_ms=10)
+    insert_job(sql_admin, owner="pgbg_other", label=label, state="failed", run_ms=10)
+
+    def by_label(dsn: str) -> dict[str, Any]:
+        res = cli("stats", "--by", "label", "-F", "json", dsn=dsn)
+        assert res.exit_code == 0, res.stderr
+        return group(json.loads(res.stdout), label)
+
+    assert by_label(test_db["app"])["workers_launched"] == 1
+    assert by_label(test_db["other"])["workers_launched"] == 2
+    assert by_label(test_db["boss"])["workers_launched"] == 3
+
+    roles = {r["group"] for r in json.loads(cli("stats", "--by", "role", "-F", "json", dsn=test_db["other"]).stdout)}
+    assert roles == {"pgbg_other"}
+    boss_roles = {r["group"] for r in json.loads(cli("stats", "--by", "role", "-F", "json",
+                                                     dsn=test_db["boss"]).stdout)}
+    assert {"pgbg_app", "pgbg_other"} <= boss_roles
+
+
+def test_stats_without_grouping_is_one_record_with_slots(test_db, cli):
+    res = cli("stats", "-F", "json", dsn=test_db["app"])
+    assert res.exit_code == 0, res.stderr
+    record = json.loads(res.stdout)
+    assert isinstance(record, dict) and "group" not in record
+    assert set(stats.EXTENSION_COLUMNS) | set(stats.EXTRA_COLUMNS) | set(stats.SLOT_COLUMNS) <= set(record)
+    assert record["window_s"] == 86400
+    assert 0 < record["slots_used"] <= record["max_worker_processes"]
+
+    plain = cli("stats", "--since", "30m", dsn=test_db["app"])
+    assert plain.exit_code == 0
+    assert "workers_launched" in plain.stdout and "max_worker_processes" in plain.stdout
+
+
+def test_an_empty_window_still_gives_its_row(test_db, sql_admin, cli):
+    from conftest import _with_db
+
+    role = f"pgbg_stats_{uuid.uuid4().hex[:8]}"
+    sql_admin(f"CREATE ROLE {role} LOGIN PASSWORD 'x' IN ROLE pgbg_user, pgbackground_role")
+    try:
+        dsn = _with_db(test_db["admin"], test_db["name"], role, "x")
+        record = json.loads(cli("stats", "-F", "json", dsn=dsn).stdout)
+        assert record["workers_launched"] == 0 and record["avg_execution_ms"] is None
+        assert record["max_workers"] > 0
+    finally:
+        sql_admin(f"DROP ROLE {role}")
+
+
+def test_session_shows_the_extensions_own_row(test_db, cli):
+    res = cli("stats", "--session", "-F", "json", dsn=test_db["app"])
+    assert res.exit_code == 0, res.stderr
+    row = json.loads(res.stdout)
+    assert tuple(row) == stats.EXTENSION_COLUMNS
+    assert row["workers_launched"] == 0  # a new session has launched nothing: that is the point
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--by", "nothing"], "nothing"),
+    (["--since", "soon"], "invalid --since"),
+    (["--since", "0"], "longer than zero"),
+    (["--count", "2"], "--count goes with --watch"),
+    (["--watch", "--interval", "1ms"], "at least 50ms"),
+    (["--session", "--by", "label"], "--session"),
+])
+def test_stats_usage_errors(test_db, cli, args, message):
+    res = cli("stats", *args, dsn=test_db["app"])
+    assert res.exit_code == 2
+    assert message in res.stderr and res.stdout == ""
+
+
+def test_window_figures_equal_the_sql_ones(test_db, sql_admin):
+    """The watch views compute the same figures in Python, kept current by deltas."""
+    from conftest import retry
+
+    from pgbg_cli import db
+
+    label = label_of("window")
+    for i, state in enumerate(["succeeded", "succeeded", "failed", "canceled", "succeeded"]):
+        insert_job(sql_admin, owner="pgbg_other", label=label, state=state, run_ms=10 * i + 0.05)
+    conn = db.connect(test_db["boss"])
+    day = 24 * 3600 * 1000
+
+    def keyed(rows: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+        return {r["group"]: r for r in rows}
+
+    last: list[Any] = []
+
+    def agree(window: stats.Window) -> bool:
+        # the whole database's figures: retried, in case another test's job ends in between
+        window.refresh(conn)
+        last.clear()
+        for by in (None, "label", "role"):
+            mine, theirs = keyed(window.figures(by=by)), keyed(stats.job_stats(conn, window_ms=day, by=by))
+            last.extend((k, mine.get(k), theirs.get(k)) for k in set(mine) | set(theirs)
+                        if mine.get(k) != theirs.get(k))
+        return not last
+
+    try:
+        window = stats.Window(day)
+        try:
+            retry(lambda: agree(window), "the window's figures to equal job_stats'", timeout=10, interval=0.2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {last}") from None
+        # jobs that end after the first refresh come in through the delta
+        insert_job(sql_admin, owner="pgbg_app", label=label, state="timed_out", run_ms=12345.65)
+        insert_job(sql_admin, owner="pgbg_app", label=label, state="succeeded", run_ms=0.25)
+        retry(lambda: agree(window), "the window's figures to equal job_stats' after new jobs", timeout=10,
+              interval=0.2)
+        mine = keyed(window.figures(by="label"))[label]
+        assert mine == keyed(stats.job_stats(conn, window_ms=day, by="label"))[label]
+        assert (mine["workers_timed_out"], mine["workers_completed"], mine["p50_ms"]) == (1, 4, 20.1)
+        counts = window.counts(label_glob=label[:-3] + "*")
+        assert (counts["succeeded"], counts["failed"], counts["timed_out"]) == (4, 1, 1)
+    finally:
+        conn.close()
+
+
+def test_window_forgets_jobs_that_leave_it(test_db, sql_admin):
+    from conftest import retry
+
+    from pgbg_cli import db
+
+    label = label_of("leave")
+    insert_job(sql_admin, owner="pgbg_app", label=label, state="succeeded", run_ms=5, ago_s=1)
+    conn = db.connect(test_db["app"])
+    try:
+        window = stats.Window(4000)
+        window.refresh(conn)
+        assert window.counts(label_glob=label)["succeeded"] == 1
+
+        def gone() -> bool:
+            window.refresh(conn)
+            return window.counts(label_glob=label)["succeeded"] == 0
+
+        retry(gone, "the job to leave a 4-second window", timeout=15, interval=0.5)
+    finally:
+        conn.close()
+
+
+def test_settings_list_and_change(test_db, cli):
+    res = cli("settings", "-F", "json", dsn=test_db["app"])
+    assert res.exit_code == 0, res.stderr
+    names = {r["name"] for r in json.loads(res.stdout)}
+    assert {"history_keep", "history_max_age", "max_running_per_role"} <= names
+
+    one = json.loads(cli("settings", "history_keep", "-F", "json", dsn=test_db["app"]).stdout)
+    assert [r["name"] for r in one] == ["history_keep"]
+
+    denied = cli("settings", "history_keep", "500", dsn=test_db["app"])
+    assert denied.exit_code == 3 and "pgbg_admin" in denied.stderr
+
+    for name, value, needle in (("history_keep", "1.5", "whole number"), ("poll_ms", "0", "1 or more"),
+                                ("history_max_age", "a while", "interval"), ("nonsense", "1", "unknown setting")):
+        bad = cli("settings", name, value, dsn=test_db["boss"])
+        assert bad.exit_code == 2 and needle in bad.stderr, bad
+
+    current = one[0]["value"]
+    same = cli("settings", "history_keep", current, "-F", "json", dsn=test_db["boss"])
+    assert same.exit_code == 0, same.stderr
+    assert json.loads(same.stdout)[0]["value"] == current
