@@ -165,6 +165,24 @@ def test_cancel_with_grace_stops_the_statement_first(test_db, cli, sql_admin):
     assert not _alive(sql_admin, job["worker_pid"])
 
 
+def test_cancel_grace_ends_with_terminate_when_the_statement_ignores_it(test_db, cli, sql_admin):
+    dsn = test_db["app"]
+    # Swallows the first cancel (the grace's SIGINT) only. Never write a test job that
+    # swallows every cancel: pg_background 2.0 turns SIGTERM into a cancel too, so no safe
+    # signal would stop it and it would outlive the test database.
+    stubborn = ("DO $$ BEGIN BEGIN PERFORM pg_sleep(60); EXCEPTION WHEN query_canceled THEN NULL; END; "
+                "PERFORM pg_sleep(60); END $$")
+    handle = _launch(cli, dsn, stubborn)
+    job = _running(sql_admin, handle)
+    res = cli("cancel", "--grace", "1s", "--format", "json", handle, dsn=dsn)
+    assert res.exit_code == 0, res
+    assert json.loads(res.stdout)[0]["state"] == "canceled"
+    after = _job(sql_admin, handle)
+    assert after["cancel_terminated"]
+    assert (after["finished_at"] - after["cancel_signalled_at"]).total_seconds() >= 0.9  # the grace was given
+    assert not _alive(sql_admin, job["worker_pid"])
+
+
 def test_cancel_by_label_only_matching_live_jobs(test_db, cli, sql_admin):
     dsn = test_db["app"]
     tag = uuid.uuid4().hex[:6]
