@@ -181,6 +181,7 @@ def _grants(conn: psycopg.Connection[Any]) -> None:
         """
     )
     # pgbg_admin cancels orphaned workers of other roles by pid: that takes pg_signal_backend.
+    # It reads their pg_stat_progress_* figures (VACUUM, CREATE INDEX, ...): pg_read_all_stats.
     conn.execute(
         """
         DO $$
@@ -188,6 +189,17 @@ def _grants(conn: psycopg.Connection[Any]) -> None:
             GRANT pg_signal_backend TO pgbg_admin;
         EXCEPTION WHEN insufficient_privilege THEN
             RAISE NOTICE 'pgbg_admin was not granted pg_signal_backend';
+        END
+        $$
+        """
+    )
+    conn.execute(
+        """
+        DO $$
+        BEGIN
+            GRANT pg_read_all_stats TO pgbg_admin;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'pgbg_admin was not granted pg_read_all_stats';
         END
         $$
         """

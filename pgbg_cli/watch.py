@@ -66,8 +66,7 @@ def progress_text(prog: dict[str, Any] | None) -> str:
     if not prog:
         return ""
     parts = []
-    if prog.get("percent") is not None:
-        parts.append(output.bar(prog["percent"]))
+    bar = output.bar(prog["percent"]) if prog.get("percent") is not None else ""
     if prog.get("command"):
         parts.append(prog["command"])
     if prog.get("phase"):
@@ -76,7 +75,7 @@ def progress_text(prog: dict[str, Any] | None) -> str:
         parts.append(f"{prog['done']}/{prog['total']} {prog.get('unit') or ''}".strip())
     if prog.get("message"):
         parts.append(prog["message"])
-    return _one_line(" ".join(parts))
+    return f"{bar} {_one_line(' '.join(str(p) for p in parts))}".strip()
 
 
 def _enrich(conn: psycopg.Connection[Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -286,12 +285,19 @@ def _widths(cells: list[list[str]], headers: list[str], width: int, steps: list[
     """Column widths that fit ``width``: each column as wide as its content, then narrowed
     step by step while too wide: ``(column, floor)`` narrows that column down to ``floor``,
     and a floor of 0 drops it."""
-    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+    natural = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+    widths = list(natural)
+
+    def over() -> int:
+        return sum(widths) + 2 * (sum(1 for w in widths if w) - 1) - width
+
     for i, floor in steps:
-        over = sum(widths) + 2 * (sum(1 for w in widths if w) - 1) - width
-        if over <= 0:
+        if over() <= 0:
             break
-        widths[i] = 0 if floor == 0 else max(min(widths[i], floor), widths[i] - over)
+        widths[i] = 0 if floor == 0 else max(min(widths[i], floor), widths[i] - over())
+    for i, _ in reversed(steps):  # room left by a dropped column goes back to the narrowed ones
+        if 0 < widths[i] < natural[i] and over() < 0:
+            widths[i] = min(natural[i], widths[i] - over())
     return widths
 
 
@@ -398,8 +404,21 @@ def _run_live(view: View, interval: float, count: int | None, sleep: Callable[[f
               redirect_stderr=False) as live:
         for _ in _ticks(interval, count, sleep):
             snap = view.fetch()
-            size = console.size
-            live.update(view.render(snap, size.width, size.height), refresh=True)
+            width, height = terminal_size(console)
+            console.size = (width, height)
+            live.update(view.render(snap, width, height), refresh=True)
+
+
+def terminal_size(console: Any) -> tuple[int, int]:
+    """The terminal's own size, read again at each refresh (it may be resized); the COLUMNS
+    and LINES variables, which Rich prefers, may be stale or set for something else."""
+    import os
+
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+        return size.columns, size.lines
+    except (OSError, ValueError):
+        return console.size.width, console.size.height
 
 
 def _run_lines(view: View, interval: float, count: int | None, as_json: bool,

@@ -1,0 +1,330 @@
+"""Live views and progress: `pgbg list --watch` / `pgbg stats --watch` in a real 80x24
+terminal (tmux), their one-line-per-refresh form in a pipe, Ctrl-C, and job progress
+(reported by the job, or read from pg_stat_progress_vacuum) seen from other processes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import retry
+from test_stats import insert_job, label_of
+
+from pgbg_cli import stats, watch
+
+TMUX = "/usr/bin/tmux"
+PGBG = str(Path(sys.executable).parent / "pgbg")
+LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ running=\d+ queued=\d+ succeeded=\d+ failed=\d+ canceled=\d+ "
+                  r"timed_out=\d+ lost=\d+ detached=\d+ slots=\d+/\d+$")
+STATS_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ window=\S+ launched=\d+ completed=\d+ failed=\d+ "
+                        r"canceled=\d+ timed_out=\d+ active=\d+ queued=\d+ avg_ms=\S+ p50_ms=\S+ p95_ms=\S+ "
+                        r"max_ms=\S+ slots=\d+/\d+$")
+PROGRESS_SQL = "SELECT pg_background_report_progress(42, 'halfway'); SELECT pg_sleep(120)"
+
+
+class Terminal:
+    """pgbg in a detached tmux session of its own server: 80 columns, 24 lines."""
+
+    def __init__(self, tmp_path: Path, args: list[str], dsn: str) -> None:
+        self.socket = f"pgbg-test-{uuid.uuid4().hex[:8]}"
+        self.exit_file = tmp_path / "exit-status"
+        script = tmp_path / "run.sh"
+        script.write_text(
+            f"export PGBG_DSN={shlex.quote(dsn)}\n"
+            f"{shlex.join([PGBG, *args])}\n"
+            f"echo $? > {shlex.quote(str(self.exit_file))}\n"
+            "sleep 300\n",
+            encoding="utf-8",
+        )
+        self.tmux("new-session", "-d", "-s", "pgbg", "-x", "80", "-y", "24", f"bash {shlex.quote(str(script))}")
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run([TMUX, "-L", self.socket, *args], check=True, capture_output=True,
+                              text=True).stdout
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "pgbg")
+
+    def wait_for(self, text: str) -> str:
+        """The screen, once it shows ``text``."""
+
+        def shows() -> str | None:
+            screen = self.screen()
+            return screen if text in screen else None
+
+        try:
+            return retry(shows, f"{text!r} on screen", timeout=20, interval=0.2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the screen:\n{self.screen()}") from None
+
+    def flag(self, name: str) -> str:
+        return self.tmux("display-message", "-p", "-t", "pgbg", f"#{{{name}}}").strip()
+
+    def exit_status(self) -> str | None:
+        return self.exit_file.read_text().strip() if self.exit_file.exists() else None
+
+    def close(self) -> None:
+        subprocess.run([TMUX, "-L", self.socket, "kill-server"], capture_output=True)
+
+
+def _assert_fits(screen: str) -> list[str]:
+    lines = screen.rstrip("\n").split("\n")
+    assert len(lines) <= 24, screen
+    assert all(len(line) <= 80 for line in lines), screen
+    return lines
+
+
+def _ctrl_c_ends_cleanly(term: Terminal) -> None:
+    assert term.flag("alternate_on") == "1"  # the view draws on the alternate screen
+    term.tmux("send-keys", "-t", "pgbg", "C-c")
+    status = retry(term.exit_status, "pgbg to exit after Ctrl-C", timeout=15, interval=0.1)
+    assert status == "0"
+    assert term.flag("alternate_on") == "0"  # the terminal is back as it was
+    assert term.flag("cursor_flag") == "1"  # with its cursor
+    after = term.screen()
+    assert "Traceback" not in after and "interrupted" not in after
+
+
+def test_list_watch_in_a_real_terminal(test_db, sql_admin, cli, tmp_path):
+    label = label_of("watch")
+    for i in range(30):  # more than 24 lines can hold
+        insert_job(sql_admin, owner="pgbg_app", label=label, state="succeeded", run_ms=10 + i)
+    running = cli("launch", "-l", label, PROGRESS_SQL, dsn=test_db["app"])
+    assert running.exit_code == 0, running.stderr
+    handle = running.stdout.strip()
+    term = Terminal(tmp_path, ["list", "--watch", "--interval", "0.3", "--label", label], test_db["app"])
+    try:
+        screen = term.wait_for("42%")
+        lines = _assert_fits(screen)
+        assert lines[0].startswith("pgbg list")
+        assert "running 1" in lines[0]
+        assert re.match(r"HANDLE +LABEL +STATE +ELAPSED +PROGRESS", lines[1])
+        assert any(line.startswith(handle) and "running" in line and "[####------]  42%" in line
+                   for line in lines)
+        # 1 head line + table head and rule + 20 jobs + the "+N more" line = 24
+        assert len(lines) == 24 and lines[-1].strip() == "+11 more"
+        _ctrl_c_ends_cleanly(term)
+    finally:
+        term.close()
+        cli("cancel", "--no-wait", handle, dsn=test_db["app"])
+
+
+def test_stats_watch_in_a_real_terminal(test_db, sql_admin, cli, tmp_path):
+    label = label_of("sw")  # short enough not to be cut at 80 columns
+    insert_job(sql_admin, owner="pgbg_other", label=label, state="succeeded", run_ms=1500)
+    running = cli("launch", "-l", label, PROGRESS_SQL, dsn=test_db["other"])
+    assert running.exit_code == 0, running.stderr
+    handle = running.stdout.strip()
+    # a short window keeps other tests' labels off the screen
+    term = Terminal(tmp_path, ["stats", "--watch", "--interval", "0.3", "--by", "label", "--since", "5m"],
+                    test_db["other"])
+    try:
+        screen = term.wait_for("42%")
+        lines = _assert_fits(screen)
+        assert lines[0].startswith("pgbg stats · last 5m") and "slots" in lines[0]
+        assert re.match(r"LABEL +LAUNCHED +OK +FAILED +CANCELED", lines[1])
+        mine = [line for line in lines if line.startswith(label)]
+        assert len(mine) == 1 and re.match(rf"{label} +2 +1 +0 +0 +0 +1 +0 +1\.5s", mine[0]), mine
+        assert any(line.startswith(handle) and label in line and "[####------]  42% halfway" in line
+                   for line in lines[lines.index(mine[0]) + 1:])
+        _ctrl_c_ends_cleanly(term)
+    finally:
+        term.close()
+        cli("cancel", "--no-wait", handle, dsn=test_db["other"])
+
+
+def _proc(args: list[str], dsn: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, PGBG_DSN=dsn, NO_COLOR="1")
+    return subprocess.Popen([PGBG, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.parametrize("command, pattern", [("list", LINE), ("stats", STATS_LINE)])
+def test_watch_in_a_pipe_prints_a_line_per_refresh_and_stops_on_sigint(test_db, command, pattern):
+    proc = _proc([command, "--watch", "--interval", "0.2"], test_db["app"])
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        for line in lines:
+            assert pattern.match(line.rstrip("\n")), line
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0
+    assert err == ""  # no traceback, no message
+    assert all(pattern.match(line) for line in out.splitlines())
+
+
+def test_watch_count_and_json_lines(test_db, sql_admin, pgbg_proc):
+    label = label_of("count")
+    for state in ("succeeded", "succeeded", "succeeded", "failed", "failed", "lost"):
+        insert_job(sql_admin, owner="pgbg_app", label=label, state=state, run_ms=5)
+    insert_job(sql_admin, owner="pgbg_app", label=label, state="succeeded", run_ms=5, ago_s=2 * 3600)  # not in the hour
+    res = pgbg_proc("list", "--watch", "--count", "3", "--interval", "0.1", "--label", label, dsn=test_db["app"])
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 3
+    assert all(LINE.match(line) for line in lines)
+    assert " running=0 queued=0 succeeded=3 failed=2 canceled=0 timed_out=0 lost=1 detached=0 " in lines[0]
+
+    res = pgbg_proc("list", "--watch", "--count", "2", "--interval", "0.1", "--label", label, "-F", "json",
+                    dsn=test_db["app"])
+    docs = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(docs) == 2
+    assert docs[0]["counts"]["succeeded"] == 3 and len(docs[0]["jobs"]) == 6
+    assert {"at", "counts", "jobs", "slots_used", "max_worker_processes"} <= set(docs[0])
+
+    res = pgbg_proc("stats", "--watch", "--count", "1", "--by", "label", "-F", "json", dsn=test_db["app"])
+    doc = json.loads(res.stdout)
+    mine = [g for g in doc["groups"] if g["group"] == label]
+    assert mine and mine[0]["workers_completed"] == 4 and mine[0]["workers_failed"] == 3  # 24 hours
+
+
+def test_watch_in_a_pipe_that_closes_exits_quietly(test_db):
+    env = dict(os.environ, PGBG_DSN=test_db["app"])
+    res = subprocess.run(f"{shlex.quote(PGBG)} list --watch --interval 0.1 | head -n 2", shell=True,
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert len(res.stdout.splitlines()) == 2
+    assert "Traceback" not in res.stderr and "Broken pipe" not in res.stderr
+
+
+def test_reported_progress_is_seen_from_other_processes(test_db, pgbg_proc):
+    label = label_of("progress")
+    launched = pgbg_proc("launch", "-l", label, PROGRESS_SQL, dsn=test_db["app"])
+    assert launched.returncode == 0, launched.stderr
+    handle = launched.stdout.strip()
+    try:
+        def listed() -> dict[str, Any] | None:
+            res = pgbg_proc("list", "--format", "json", "--label", label, dsn=test_db["app"])
+            rows = json.loads(res.stdout)
+            prog = rows[0]["progress"] if rows else None
+            return prog if prog and prog.get("reported_pct") == 42 else None
+
+        prog = retry(listed, "list to show the job's reported progress", timeout=20, interval=0.3)
+        assert prog["percent"] == 42 and prog["message"] == "halfway"
+        shown = json.loads(pgbg_proc("show", "-F", "json", handle, dsn=test_db["app"]).stdout)
+        assert shown["progress"]["message"] == "halfway"
+        plain = pgbg_proc("show", handle, dsn=test_db["app"]).stdout
+        assert "[####------]  42% halfway" in plain
+        # pgbg_admin sees it too
+        boss = json.loads(pgbg_proc("list", "-F", "json", "--label", label, dsn=test_db["boss"]).stdout)
+        assert boss[0]["progress"]["reported_pct"] == 42
+    finally:
+        pgbg_proc("cancel", "--no-wait", handle, dsn=test_db["app"])
+
+
+@pytest.mark.slow
+def test_vacuum_progress_is_seen_while_it_runs(test_db, sql_admin, pgbg_proc):
+    from conftest import _with_db
+
+    label = label_of("vacuum")
+    table = f"vacuum_probe_{uuid.uuid4().hex[:8]}"
+    other = test_db["other"]
+    # slow VACUUM down for this role's new sessions (the job's worker), so it is seen running
+    db_name = test_db["name"]
+    sql_admin(f'ALTER ROLE pgbg_other IN DATABASE "{db_name}" SET vacuum_cost_delay = \'2ms\'')
+    sql_admin(f'ALTER ROLE pgbg_other IN DATABASE "{db_name}" SET vacuum_cost_limit = 1')
+    handle = None
+    try:
+        import psycopg
+
+        with psycopg.connect(other, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE {table} AS SELECT g AS id, repeat('x', 200) AS pad "
+                         "FROM generate_series(1, 100000) g")
+            conn.execute(f"DELETE FROM {table} WHERE id % 2 = 0")
+        launched = pgbg_proc("launch", "-l", label, f"VACUUM {table}", dsn=other)
+        assert launched.returncode == 0, launched.stderr
+        handle = launched.stdout.strip()
+
+        def vacuuming(dsn: str) -> dict[str, Any] | None:
+            rows = json.loads(pgbg_proc("list", "-F", "json", "--label", label, dsn=dsn).stdout)
+            prog = rows[0]["progress"] if rows and rows[0]["state"] == "running" else None
+            return prog if prog and prog.get("total") else None
+
+        prog = retry(lambda: vacuuming(other), "VACUUM's progress in list", timeout=30, interval=0.3)
+        assert prog["command"] == "VACUUM" and prog["unit"] == "blocks"
+        assert prog["phase"] in ("scanning heap", "vacuuming indexes", "vacuuming heap", "cleaning up indexes",
+                                 "truncating heap", "performing final cleanup")
+        assert 0 <= prog["done"] <= prog["total"] and prog["total"] > 1000
+        assert prog["percent"] == pytest.approx(100 * prog["done"] / prog["total"], abs=0.1)
+        # from a pgbg_admin session (another role) as well
+        seen = retry(lambda: vacuuming(test_db["boss"]), "VACUUM's progress for pgbg_admin", timeout=30,
+                     interval=0.3)
+        assert seen["phase"]
+        shown = pgbg_proc("show", handle, dsn=other).stdout
+        assert re.search(r"progress +\[[#-]{10}\] +\d+% \S", shown), shown
+    finally:
+        if handle:
+            pgbg_proc("cancel", handle, dsn=other)
+        sql_admin(f'ALTER ROLE pgbg_other IN DATABASE "{db_name}" RESET ALL')
+        with psycopg.connect(_with_db(test_db["admin"], db_name), autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+# Rendering, without a server: the frames fit whatever the terminal's size.
+
+def _jobs(n: int) -> list[dict[str, Any]]:
+    return [{"handle": f"{1000 + i}:{7_000_000_000_000_000_000 + i}", "label": f"backfill-{i}",
+             "state": "running" if i < 5 else "succeeded", "owner": "pgbg_app", "elapsed_ms": 1000 * i,
+             "progress": {"percent": 10.0 * (i % 10), "message": "chunk [x]"} if i < 5 else None,
+             "query": "SELECT something FROM somewhere WHERE it = 'long enough to be cut'"} for i in range(n)]
+
+
+def _frame(view: Any, snap: watch.Snapshot, width: int, height: int) -> list[str]:
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, width=width, height=height, color_system=None, legacy_windows=False)
+    console.print(view.render(snap, width, height))
+    return out.getvalue().rstrip("\n").split("\n")
+
+
+@pytest.mark.parametrize("width, height", [(80, 24), (60, 12), (140, 40), (80, 8)])
+def test_list_frame_fits(width, height):
+    snap = watch.Snapshot(at=_now(), slots=stats.Slots(5, 24, 3), jobs=_jobs(100),
+                          counts={"running": 5, "succeeded": 95})
+    view = watch.ListView(None, limit=100)  # type: ignore[arg-type]
+    lines = _frame(view, snap, width, height)
+    assert len(lines) == height
+    assert all(len(line) <= width for line in lines)
+    assert lines[-1].strip() == f"+{100 - (height - 4)} more"
+    assert ("ROLE" in lines[1]) == (width >= 110)
+    assert "[###-------]  30%" in "\n".join(lines) or width < 80  # brackets are text, not markup
+
+
+def test_stats_frame_fits_with_many_groups():
+    groups = [{"group": f"label-{i}", "workers_launched": i, "workers_completed": i, "workers_failed": 0,
+               "workers_canceled": 0, "workers_timed_out": 0, "workers_active": 0, "queued": 0,
+               "avg_execution_ms": 1234.5, "p50_ms": 1000.0, "p95_ms": 2000.0, "max_ms": 3000.0,
+               "max_workers": 16} for i in range(40)]
+    snap = watch.Snapshot(at=_now(), slots=stats.Slots(5, 24, 3), groups=groups, jobs=_jobs(3))
+    view = watch.StatsView(None, window_ms=3600_000, window_text="1h", by="label")  # type: ignore[arg-type]
+    lines = _frame(view, snap, 80, 24)
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
+    assert lines[-1].strip() == "+20 more"  # 24 - head - table head and rule - the "+N more" line = 20
+    line = view.line(snap)
+    assert len(line) == 40 and line[0].split()[1] == "label=label-0"
+
+
+def test_interval_must_be_a_duration(test_db, cli):
+    res = cli("list", "--watch", "--interval", "often", dsn=test_db["app"])
+    assert res.exit_code == 2 and "invalid --interval" in res.stderr
+
+
+def _now() -> Any:
+    import datetime as dt
+
+    return dt.datetime(2026, 11, 25, 14, 0, tzinfo=dt.timezone.utc)
