@@ -481,6 +481,9 @@ BEGIN
         why := CASE
             WHEN coalesce(j.worker_started, j.started_at, j.queued_at) < pgbg.server_started()
                 THEN 'the server restarted while the job ran; its outcome is unknown'
+            WHEN j.cancel_reason = 'timeout'
+                THEN format('ran longer than its timeout of %s ms; stopped while no supervisor watched it',
+                            j.timeout_ms)
             WHEN j.cancel_requested_at IS NOT NULL
                 THEN 'the worker stopped after a cancel while no supervisor watched it'
             WHEN j.state = 'starting' THEN 'its supervisor exited while starting it'
