@@ -178,6 +178,32 @@ def test_cancel_of_an_orphan_stops_its_worker(faults):
     assert not faults.alive(job["worker_pid"])
 
 
+def test_timeout_of_an_orphan_still_applies(faults):
+    handle = _launch(faults, "SELECT pg_sleep(60)", "--timeout", "1s")
+    job = _running(faults, handle)
+    sup = _supervisor_pid(faults)
+    faults.sql("SELECT pg_terminate_backend(%s)", (sup,))
+    retry(lambda: not faults.alive(sup), "the supervisor is gone")
+    res = _pgbg("wait", "--timeout", "30s", "--format", "json", handle, dsn=faults.dsn())
+    assert res.returncode == 1, res.stderr
+    rec = json.loads(res.stdout)[0]
+    assert rec["state"] == "timed_out" and "timeout of 1000 ms" in rec["reason"]
+    assert not faults.alive(job["worker_pid"])
+
+
+def test_admin_cancels_another_roles_orphan(faults):
+    handle = _launch(faults, "SELECT pg_sleep(60)", role="other")
+    job = _running(faults, handle)
+    sup = _supervisor_pid(faults, "pgbg_other")
+    faults.sql("SELECT pg_terminate_backend(%s)", (sup,))
+    retry(lambda: not faults.alive(sup), "the supervisor is gone")
+    res = _pgbg("cancel", "--format", "json", handle, dsn=faults.dsn("boss"))
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)[0]["state"] == "canceled"
+    assert faults.job(handle)["cancel_by"] == "pgbg_boss"
+    assert not faults.alive(job["worker_pid"])
+
+
 def test_crashed_worker_reads_lost_after_recovery(faults):
     handle = _launch(faults, "SELECT pg_sleep(60)")
     job = _running(faults, handle)
