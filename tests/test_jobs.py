@@ -372,3 +372,21 @@ def test_twenty_launches_from_five_processes(test_db, pgbg_proc, sql_admin, cli)
     assert [r["state"] for r in json.loads(res.stdout)] == ["succeeded"] * 20
     rows = sql_admin(f"SELECT tag, count(*) AS n FROM {table} GROUP BY tag")
     assert len(rows) == 20 and all(r["n"] == 1 for r in rows)
+
+
+def test_result_rows_read_again_from_another_process(test_db, cli, pgbg_proc):
+    dsn = test_db["app"]
+    label = _label("rows")
+    res = cli("launch", "--result", "--format", "json", "-l", label,
+              "SELECT g AS n, repeat('x', 3) AS n FROM generate_series(1, 2000) g ORDER BY g", dsn=dsn)
+    assert res.exit_code == 0, res
+    first = json.loads(res.stdout)
+    assert len(first) == 2000 and first[0] == {"n": 1, "n_2": "xxx"}
+    handle = json.loads(cli("list", "--label", label, "--format", "json", dsn=dsn).stdout)[0]["handle"]
+    again = pgbg_proc("show", "--result", "--format", "json", handle, dsn=dsn)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == first
+    plain = _launch(cli, dsn, "SELECT 1")
+    assert cli("wait", plain, dsn=dsn).exit_code == 0
+    res = cli("show", "--result", plain, dsn=dsn)
+    assert res.exit_code == 2 and "not launched with --result" in res.stderr
