@@ -62,14 +62,22 @@ def find_pgbg() -> str:
 
 
 class Runner:
-    def __init__(self, pgbg: str, app_dsn: str) -> None:
+    def __init__(self, pgbg: str, app_dsn: str, admin_dsn: str) -> None:
         self.pgbg = pgbg
+        self.admin_dsn = admin_dsn
         self.env = dict(os.environ, PGBG_DSN=app_dsn, NO_COLOR="1", PGCONNECT_TIMEOUT="10")
         self.env.pop("PGSERVICE", None)
 
     def run(self, argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         res = subprocess.run(list(argv), capture_output=True, text=True, env=self.env, stdin=subprocess.DEVNULL,
                              timeout=120)
+        if res.returncode == 3 and "run pgbg init" in res.stderr:
+            # The sandbox is shared: a checkout with other schema code may have run pgbg init meanwhile.
+            print("bench: pgbg's schema changed under us; running pgbg init again", file=sys.stderr)
+            subprocess.run([self.pgbg, "init"], check=True, capture_output=True,
+                           env=dict(self.env, PGBG_DSN=self.admin_dsn))
+            res = subprocess.run(list(argv), capture_output=True, text=True, env=self.env,
+                                 stdin=subprocess.DEVNULL, timeout=120)
         if check and res.returncode != 0:
             raise RuntimeError(f"{' '.join(argv[:3])}... exited {res.returncode}: {res.stderr.strip()[:300]}")
         return res
@@ -211,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     admin_dsn = args.admin_dsn or sandbox_dsn("admin")
     pgbg = find_pgbg()
     psql = shutil.which("psql")
-    runner = Runner(pgbg, app_dsn)
+    runner = Runner(pgbg, app_dsn, admin_dsn)
     from psycopg.conninfo import conninfo_to_dict
 
     app_role = conninfo_to_dict(app_dsn).get("user") or os.environ.get("PGUSER", "")
@@ -226,9 +234,13 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{args.runs} runs each; psql: {psql or 'not found'}", file=sys.stderr)
     ensure_ready(runner, admin_dsn, app_role)
 
-    timings = bench_commands(runner, psql, app_dsn, args.runs)
-    delays = bench_wait_delay(runner, app_dsn, args.runs, args.sleep)
-    slots = bench_slots(runner, admin_dsn, app_role, args.jobs)
+    try:
+        timings = bench_commands(runner, psql, app_dsn, args.runs)
+        delays = bench_wait_delay(runner, app_dsn, args.runs, args.sleep)
+        slots = bench_slots(runner, admin_dsn, app_role, args.jobs)
+    except (RuntimeError, subprocess.SubprocessError) as exc:
+        print(f"bench: {redact(str(exc))}", file=sys.stderr)
+        return 1
 
     print()
     print(f"Wall time of whole processes, {args.runs} runs each (after one warm-up run)")
