@@ -390,3 +390,34 @@ def test_result_rows_read_again_from_another_process(test_db, cli, pgbg_proc):
     assert cli("wait", plain, dsn=dsn).exit_code == 0
     res = cli("show", "--result", plain, dsn=dsn)
     assert res.exit_code == 2 and "not launched with --result" in res.stderr
+
+
+def test_ctrl_c_while_queued_cancels_it_before_it_runs(test_db, cli, sql_admin, max_running):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    dsn = test_db["other"]
+    max_running(1)
+    first = _launch(cli, dsn, "SELECT pg_sleep(60)")
+    _running(sql_admin, first)
+    label = _label("q-int")
+    env = dict(os.environ, PGBG_DSN=dsn, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    proc = subprocess.Popen([sys.executable, "-m", "pgbg_cli", "launch", "--wait", "--format", "json", "-l", label,
+                             "SELECT 1"], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        retry(lambda: sql_admin("SELECT state FROM pgbg.job WHERE label = %s", (label,)) == [{"state": "queued"}],
+              "the second job waits in the queue")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        cli("cancel", first, dsn=dsn)
+    assert proc.returncode == 1, err
+    rec = json.loads(out)
+    assert rec["state"] == "canceled" and "while queued" in rec["reason"] and rec["worker_pid"] is None
