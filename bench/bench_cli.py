@@ -263,8 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("  (psql's handle is pid+cookie of its own session only; pgbg's <id>:<cookie> works from any session)")
 
     print()
-    print(f"Job end -> pgbg wait returned (job: pg_sleep({args.sleep:g}); finished_at as recorded by the "
-          f"supervisor vs this machine's clock when the pgbg process exited; {len(delays)} runs)")
+    print(f"Job end -> pgbg wait returned (job: pg_sleep({args.sleep:g}); the job's recorded finished_at, the "
+          f"worker's end as pg_background reports it, vs this machine's clock when the pgbg wait process "
+          f"exited; {len(delays)} runs)")
     print_table(["", "median", "min", "max"],
                 [["delay", ms(statistics.median(delays)), ms(min(delays)), ms(max(delays))]])
 
