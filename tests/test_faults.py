@@ -75,6 +75,25 @@ class Faults:
 
 @pytest.fixture(scope="module")
 def faults() -> Iterator[Faults]:
+    # One pytest run at a time crashes and restarts this instance: two at once would kill
+    # each other's connections, so a second run waits here for the first to finish.
+    import fcntl
+    import tempfile
+
+    with open(os.path.join(tempfile.gettempdir(), f"pgbg-sandbox-{INSTANCE}.lock"), "w") as lock:
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another test run has held the {INSTANCE} instance for 10 minutes")
+                time.sleep(0.5)
+        yield from _faults_instance()
+
+
+def _faults_instance() -> Iterator[Faults]:
     _sandbox("start")
     name = f"pgbg_faults_{uuid.uuid4().hex[:8]}"
     _make_db(_sandbox("dsn", "admin"), name, init=True)
