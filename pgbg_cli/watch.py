@@ -46,8 +46,6 @@ class Snapshot:
 
 
 class View(Protocol):
-    title: str
-
     def fetch(self) -> Snapshot: ...
 
     def line(self, snap: Snapshot) -> list[str]: ...
@@ -93,8 +91,6 @@ def _slots_text(slots: stats.Slots) -> str:
 
 class ListView:
     """``pgbg list --watch``: live and recent jobs, with progress."""
-
-    title = "pgbg list"
 
     def __init__(
         self,
@@ -145,9 +141,9 @@ class ListView:
 
         c = snap.counts
         running = c.get("running", 0) + c.get("starting", 0)
-        head = (f"{self.title} · {snap.at.astimezone():%H:%M:%S} · running {running} · queued {c.get('queued', 0)}"
-                f" · last hour: ok {c.get('succeeded', 0)}, failed {c.get('failed', 0) + c.get('lost', 0)},"
-                f" canceled {c.get('canceled', 0) + c.get('timed_out', 0)} · {_slots_text(snap.slots)}")
+        head = (f"{snap.at.astimezone():%H:%M:%S} · running {running} · queued {c.get('queued', 0)} · 1h:"
+                f" {c.get('succeeded', 0)} ok, {c.get('failed', 0) + c.get('lost', 0)} failed,"
+                f" {c.get('canceled', 0) + c.get('timed_out', 0)} canceled · {_slots_text(snap.slots)}")
         parts: list[RenderableType] = [Text(head, no_wrap=True, overflow="ellipsis", style="bold")]
         parts += jobs_table(snap.jobs, width, height - 1)
         return Group(*parts)
@@ -155,8 +151,6 @@ class ListView:
 
 class StatsView:
     """``pgbg stats --watch``: the stats of a window, worker slots, and live jobs' progress."""
-
-    title = "pgbg stats"
 
     def __init__(self, conn: psycopg.Connection[Any], *, window_ms: int, window_text: str,
                  by: str | None = None) -> None:
@@ -202,8 +196,8 @@ class StatsView:
         from rich.console import Group
         from rich.text import Text
 
-        head = (f"{self.title} · last {self.window_text} · {snap.at.astimezone():%H:%M:%S} · "
-                f"{_slots_text(snap.slots)} (pg_background {snap.slots.pg_background}) · "
+        head = (f"{snap.at.astimezone():%H:%M:%S} · last {self.window_text} · {_slots_text(snap.slots)}, "
+                f"{snap.slots.pg_background} pg_background · "
                 f"max_workers {snap.groups[0]['max_workers'] if snap.groups else '?'}")
         parts: list[RenderableType] = [Text(head, no_wrap=True, overflow="ellipsis", style="bold")]
         room = height - 1
@@ -217,7 +211,7 @@ class StatsView:
             cells.append([name] + [_human_stat(key, row.get(key)) for key, _ in STATS_COLUMNS])
         col = {h: i for i, h in enumerate(headers)}
         if self.by:
-            steps = [(0, 12), (col["MAX"], 0), (col["P50"], 0), (col["AVG"], 0), (0, 6)]
+            steps = [(col["MAX"], 0), (col["P50"], 0), (0, 14), (col["AVG"], 0), (0, 6)]
         else:
             steps = [(col["MAX"], 0), (col["P50"], 0), (col["AVG"], 0)]
         widths = _widths(cells, headers, width, steps)
@@ -320,7 +314,15 @@ def jobs_table(rows: list[dict[str, Any]], width: int, room: int, *, hidden: int
                  _one_line(row.get("query"), 200)]
         cells.append(line)
     query, prog, label = len(headers) - 1, len(headers) - 2, 1
-    widths = _widths(cells, headers, width, [(query, 16), (label, 10), (query, 0), (prog, 17), (label, 0)])
+    widths = _widths(cells, headers, width, [(query, 16), (query, 0)])
+    if sum(widths) + 2 * (sum(1 for w in widths if w) - 1) > width:
+        # too narrow for handles (up to 23 characters): the job id says which job it is, and
+        # leaves the room to the progress (pgbg list, or a wider terminal, shows handles)
+        headers[0] = "ID"
+        for line, row in zip(cells, shown, strict=True):
+            line[0] = str(row.get("id") or "")
+        widths = _widths(cells, headers, width, [(query, 16), (query, 0), (label, 14), (prog, 24), (label, 8),
+                                                 (prog, 17), (label, 0)])
     table = _table()
     keep = [i for i, w in enumerate(widths) if w > 0]
     for i in keep:
