@@ -10,6 +10,7 @@ each test uses labels of its own, so the jobs other tests leave do not disturb i
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -103,6 +104,10 @@ def test_stats_counts_live_jobs_whatever_their_age(test_db, sql_admin, cli):
         rows = json.loads(cli("stats", "--by", "label", "-F", "json", dsn=test_db["admin"]).stdout)
         row = group(rows, label)
         assert (row["queued"], row["workers_active"], row["workers_launched"]) == (1, 1, 0)
+        # jobs that have not ended have no run time (not a run time of 0)
+        assert (row["avg_execution_ms"], row["p50_ms"], row["max_ms"]) == (None, None, None)
+        plain = cli("stats", "--by", "label", "-F", "plain", dsn=test_db["admin"]).stdout
+        assert re.search(rf"^{label} +0 +0 +0 +0 +0 +1 +- +1 +- +- +-$", plain, re.M), plain
     finally:
         sql_admin("DELETE FROM pgbg.job WHERE label = %s", (label,))
 
@@ -113,7 +118,7 @@ def test_real_jobs_are_counted(test_db, cli):
     assert cli("launch", "--wait", "-l", label, "SELECT 1/0", dsn=test_db["app"]).exit_code == 1
     row = group(json.loads(cli("stats", "--by", "label", "-F", "json", dsn=test_db["app"]).stdout), label)
     assert (row["workers_launched"], row["workers_completed"], row["workers_failed"]) == (2, 1, 1)
-    assert row["max_ms"] >= 100
+    assert row["max_ms"] > 0 and row["p50_ms"] is not None
 
 
 def test_rls_a_role_sees_its_own_jobs_and_pgbg_admin_all(test_db, sql_admin, cli):
@@ -197,6 +202,8 @@ def test_window_figures_equal_the_sql_ones(test_db, sql_admin):
     label = label_of("window")
     for i, state in enumerate(["succeeded", "succeeded", "failed", "canceled", "succeeded"]):
         insert_job(sql_admin, owner="pgbg_other", label=label, state=state, run_ms=10 * i + 0.05)
+    insert_job(sql_admin, owner="pgbg_other", label=label, state="canceled", started=False)  # while queued
+    insert_job(sql_admin, owner="pgbg_plain", label=label, state="running", run_ms=1)  # no run time yet
     conn = db.connect(test_db["boss"])
     day = 24 * 3600 * 1000
 
@@ -229,10 +236,12 @@ def test_window_figures_equal_the_sql_ones(test_db, sql_admin):
         mine = keyed(window.figures(by="label"))[label]
         assert mine == keyed(stats.job_stats(conn, window_ms=day, by="label"))[label]
         assert (mine["workers_timed_out"], mine["workers_completed"], mine["p50_ms"]) == (1, 4, 20.1)
+        assert (mine["workers_canceled"], mine["workers_active"], mine["workers_launched"]) == (2, 1, 8)
         counts = window.counts(label_glob=label[:-3] + "*")
-        assert (counts["succeeded"], counts["failed"], counts["timed_out"]) == (4, 1, 1)
+        assert (counts["succeeded"], counts["failed"], counts["timed_out"], counts["running"]) == (4, 1, 1, 1)
     finally:
         conn.close()
+        sql_admin("DELETE FROM pgbg.job WHERE label = %s AND owner = 'pgbg_plain'", (label,))
 
 
 def test_window_forgets_jobs_that_leave_it(test_db, sql_admin):

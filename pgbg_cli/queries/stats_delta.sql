@@ -14,7 +14,8 @@ SELECT 'live', j.id, j.owner::text, j.label, j.state, j.started_at, NULL, NULL, 
  WHERE j.state IN ('queued', 'starting', 'running')
 UNION ALL
 SELECT 'ended', j.id, j.owner::text, j.label, j.state, j.started_at, j.finished_at,
-       greatest(0, extract(epoch FROM j.finished_at - j.started_at) * 1000), NULL, NULL
+       CASE WHEN j.started_at IS NOT NULL THEN greatest(0, extract(epoch FROM j.finished_at - j.started_at) * 1000) END,
+       NULL, NULL
   FROM pgbg.job j
  WHERE j.finished_at > greatest(%(after)s::timestamptz,  -- greatest(), not coalesce(): an index can serve it
                            statement_timestamp() - make_interval(secs => %(window_s)s::float8))

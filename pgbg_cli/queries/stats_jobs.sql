@@ -19,7 +19,9 @@ WITH w AS (
                              ELSE 'all' END AS grp,
            w.state,
            w.started_at >= statement_timestamp() - make_interval(secs => %(window_s)s::float8) AS launched,
-           greatest(0, extract(epoch FROM w.finished_at - w.started_at) * 1000) AS run_ms
+           -- greatest() skips NULLs: a job that never started or has not ended has no run time
+           CASE WHEN w.finished_at IS NOT NULL AND w.started_at IS NOT NULL
+                THEN greatest(0, extract(epoch FROM w.finished_at - w.started_at) * 1000) END AS run_ms
       FROM w
     UNION ALL  -- so that an empty window still gives its row of zeros
     SELECT 'all', NULL, false, NULL WHERE %(by)s::text IS NULL
