@@ -59,6 +59,7 @@ def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[A
     """Open a connection with libpq defaults, ``application_name`` set to pgbg."""
     import psycopg
     from psycopg.rows import dict_row
+    from psycopg.types.json import set_json_loads
 
     secrets = _secrets_of(dsn)
     try:
@@ -71,6 +72,8 @@ def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[A
     params.setdefault("connect_timeout", 10)
     try:
         conn = psycopg.connect(autocommit=autocommit, row_factory=dict_row, **params)
+        # jsonb numbers (stored --result rows) keep every digit: decimals, not floats
+        set_json_loads(_exact_json_loads, conn)
     except psycopg.OperationalError as exc:
         message = redact(_connection_reason(exc), secrets)
         if "permission denied" in message.lower():
@@ -80,6 +83,13 @@ def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[A
             "(set --dsn/-d, PGBG_DSN or the PG* environment variables)"
         ) from None
     return conn
+
+
+def _exact_json_loads(data: str | bytes) -> Any:
+    import decimal
+    import json
+
+    return json.loads(data, parse_float=decimal.Decimal)
 
 
 def _connection_reason(exc: Exception) -> str:

@@ -53,7 +53,13 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, dt.timedelta):
         return value.total_seconds()
     if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        if not value.is_finite():
+            return str(value)
+        if value == value.to_integral_value():
+            return int(value)
+        as_float = float(value)
+        # a number when a float holds it exactly, else the exact digits as a string
+        return as_float if decimal.Decimal(repr(as_float)) == value else str(value)
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, bytes | memoryview):
