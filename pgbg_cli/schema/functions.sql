@@ -210,7 +210,10 @@ BEGIN
 
     UPDATE pgbg.job
        SET state = final_state,
-           finished_at = coalesce(v_finished, clock_timestamp()),
+           -- the worker's own clock for both ends, so elapsed is never negative
+           started_at = coalesce(least(ri.started_at, v_finished), started_at),
+           finished_at = greatest(coalesce(v_finished, clock_timestamp()),
+                                  coalesce(ri.started_at, started_at)),
            sqlstate = v_sqlstate, message = v_message, detail = v_detail, hint = v_hint,
            context = v_context, command_tag = v_tag, row_count = v_rows,
            result = CASE WHEN j.want_result AND final_state = 'succeeded' THEN res END,
