@@ -76,6 +76,8 @@ def enrich(job: dict[str, Any], progress: dict[str, Any] | None = None) -> dict[
         start = job.get("started_at") or job.get("queued_at")
         end = job.get("finished_at") or dt.datetime.now(dt.timezone.utc)
         out["elapsed_ms"] = None if start is None else round((end - start).total_seconds() * 1000)
+    if out.get("query") is None and job.get("sql") is not None:
+        out["query"] = " ".join(str(job["sql"]).split())[:80]
     out["progress"] = progress
     for private in ("result", "result_types", "result_typmods", "cancel_signalled_at",
                     "cancel_terminated", "supervisor_pid", "worker_cookie", "worker_started"):
