@@ -145,8 +145,8 @@ def explain(conn: Any, query: str, params: Any, runs: int) -> tuple[float, float
         row = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query, params).fetchone()
         doc = row[next(iter(row))] if isinstance(row, dict) else row[0]
         doc = json.loads(doc) if isinstance(doc, str) else doc
-        plans.append(doc[0]["Planning Time"])
-        execs.append(doc[0]["Execution Time"])
+        plans.append(float(doc[0]["Planning Time"]))
+        execs.append(float(doc[0]["Execution Time"]))
     return statistics.median(plans), statistics.median(execs)
 
 
