@@ -3,9 +3,9 @@
 On a terminal the view is drawn with ``rich.live.Live`` on the alternate screen (as top
 and watch do: the terminal comes back as it was on exit), one whole frame per refresh
 and no refresh thread, so nothing flickers; it is cut to the terminal's height with a
-"+N more" line. Elsewhere (a pipe, a file, a log) each refresh
-prints one summary line, or one JSON object per line with ``--format json``. Ctrl-C ends
-either cleanly with exit status 0.
+"+N more" line. Elsewhere (a pipe, a file, a log) each refresh prints one summary line,
+or one JSON object per line with ``--format json``. Ctrl-C ends either cleanly with exit
+status 0.
 
 One refresh costs the server a few small queries whose cost follows the live jobs and the
 window, not the history (``bench/bench_watch.py`` measures each one).
@@ -133,7 +133,7 @@ class ListView:
 
     def record(self, snap: Snapshot) -> dict[str, Any]:
         return {"at": snap.at, "counts": snap.counts, **snap.slots.as_dict(),
-                "jobs": [{c.key: j.get(c.key) for c in jobview.LIST_COLUMNS} for j in snap.jobs]}
+                "jobs": [{key: j.get(key) for key in JSON_JOB_KEYS} for j in snap.jobs]}
 
     def render(self, snap: Snapshot, width: int, height: int) -> RenderableType:
         from rich.console import Group
@@ -206,8 +206,8 @@ class StatsView:
         shown = groups if len(groups) <= fit else groups[: max(0, fit - 1)]
         headers = [(self.by or "").upper()] + [h for _, h in STATS_COLUMNS]
         cells = []
-        for row in shown:
-            name = "(none)" if row["group"] is None else _one_line(row["group"], 40)
+        for row in shown:  # without --by, no first column (the window is in the head line)
+            name = "" if not self.by else "(none)" if row["group"] is None else _one_line(row["group"], 40)
             cells.append([name] + [_human_stat(key, row.get(key)) for key, _ in STATS_COLUMNS])
         col = {h: i for i, h in enumerate(headers)}
         if self.by:
@@ -215,8 +215,6 @@ class StatsView:
         else:
             steps = [(col["MAX"], 0), (col["P50"], 0), (col["AVG"], 0)]
         widths = _widths(cells, headers, width, steps)
-        if not self.by:
-            widths[0] = 0
         table = _table()
         keep = [i for i, w in enumerate(widths) if w > 0]
         for i in keep:
@@ -249,6 +247,8 @@ STATS_COLUMNS = (
     ("max_ms", "MAX"),
 )
 LIVE_JOBS_SHOWN = 100
+# A job in the JSON lines: the columns of `pgbg list`, and why it ended (as `list -F json` has).
+JSON_JOB_KEYS = tuple(c.key for c in jobview.LIST_COLUMNS) + ("sqlstate", "message", "reason")
 LINE_STATES = ("running", "queued", "succeeded", "failed", "canceled", "timed_out", "lost", "detached")
 
 
