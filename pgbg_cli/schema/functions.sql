@@ -154,7 +154,9 @@ DECLARE
     v_tag text := o.command_tag;
     v_rows bigint := o.row_count;
     v_finished timestamptz;
+    v_last text;
     consumed boolean := false;
+    unreadable boolean := false;
 BEGIN
     SELECT * INTO ri FROM pgbg._bg_result_info(j.worker_pid, j.worker_cookie);
     v_finished := ri.finished_at;
@@ -187,9 +189,35 @@ BEGIN
                                     v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,
                                     v_context = PG_EXCEPTION_CONTEXT;
         END;
+    ELSIF NOT coalesce(o.completed, false) THEN
+        -- Still running, blocked on a queue full of what nobody reads while it runs: a flood of
+        -- NOTICE or INFO (VACUUM VERBOSE of many tables), or rows of a statement pgbg could not
+        -- describe at launch. Read it off; a statement without rows comes back as one text row,
+        -- its command tag (e.g. "INSERT 0 5").
+        BEGIN
+            EXECUTE format('SELECT (array_agg(r.c1))[count(*)::int] FROM %s($1, $2) AS r(c1 text)',
+                           pgbg._bg_result_fn())
+               INTO v_last USING j.worker_pid, j.worker_cookie;
+            consumed := true;
+            v_tag := coalesce(nullif(regexp_replace(v_last, '( [0-9]+)+$', ''), ''), v_tag);
+            v_rows := coalesce(substring(v_last FROM ' ([0-9]+)$')::bigint, v_rows);
+        EXCEPTION WHEN OTHERS THEN
+            consumed := true;
+            GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                    v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,
+                                    v_context = PG_EXCEPTION_CONTEXT;
+            IF v_message LIKE 'remote query result rowtype does not match%' THEN
+                -- rows of a shape pgbg could not name: the read stopped and released them; the
+                -- worker finishes unread, so nothing tells how it ended
+                unreadable := true;
+                v_sqlstate := NULL; v_message := NULL; v_detail := NULL; v_hint := NULL; v_context := NULL;
+            END IF;
+        END;
     END IF;
 
-    IF v_sqlstate IS NOT NULL THEN
+    IF unreadable THEN
+        final_state := 'lost';
+    ELSIF v_sqlstate IS NOT NULL THEN
         final_state := CASE
             WHEN j.cancel_reason = 'timeout' THEN 'timed_out'
             WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled'
@@ -222,6 +250,8 @@ BEGIN
                WHEN final_state = 'canceled' THEN format('canceled by %s', coalesce(j.cancel_by, j.owner))
                WHEN final_state = 'succeeded' AND j.cancel_requested_at IS NOT NULL
                    THEN 'finished before the cancel took effect'
+               WHEN unreadable THEN 'it returned rows pgbg could not describe at launch (several statements?) '
+                   || 'and they filled its queue: pgbg let it finish unread, so its outcome is unknown'
                ELSE reason END
      WHERE id = j.id;
     PERFORM pgbg._notify(j.id);
@@ -293,7 +323,7 @@ BEGIN
             RETURN;
         END IF;
 
-        blocked := j.result_types IS NOT NULL AND EXISTS (
+        blocked := EXISTS (
             SELECT 1 FROM pg_stat_activity
              WHERE pid = j.worker_pid AND wait_event = 'MessageQueuePutMessage');
         IF NOT blocked THEN
