@@ -427,6 +427,10 @@ BEGIN
     IF j.search_path IS NOT NULL THEN
         PERFORM set_config('search_path', j.search_path, true);
     END IF;
+    -- Nobody reads a worker's notices while it runs (pgbg shows none), and once they fill its
+    -- queue the worker blocks until this supervisor reads the queue to the end of the job,
+    -- stalling every other job meanwhile: keep them out of the queue.
+    PERFORM set_config('client_min_messages', 'warning', true);
     BEGIN
         SELECT * INTO h FROM pgbg._bg_launch(
             j.sql, j.queue_size, left('pgbg:' || j.id || ':' || coalesce(j.label, ''), 60));
