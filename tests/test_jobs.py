@@ -421,3 +421,46 @@ def test_ctrl_c_while_queued_cancels_it_before_it_runs(test_db, cli, sql_admin, 
     assert proc.returncode == 1, err
     rec = json.loads(out)
     assert rec["state"] == "canceled" and "while queued" in rec["reason"] and rec["worker_pid"] is None
+
+
+@pytest.mark.parametrize("level", ["NOTICE", "INFO"])
+def test_a_flood_of_messages_does_not_hang_the_job(test_db, cli, level):
+    # 20000 messages fill the worker's queue many times over (VACUUM VERBOSE on many tables
+    # does the same with INFO); nobody reads them while the job runs.
+    dsn = test_db["app"]
+    sql = (f"DO $$ BEGIN FOR i IN 1..20000 LOOP RAISE {level} 'message % of a flood, padded to fill "
+           "the queue sooner', i; END LOOP; END $$")
+    handle = _launch(cli, dsn, sql)
+    res = cli("wait", "--timeout", "30s", "--format", "json", handle, dsn=dsn)
+    assert res.exit_code == 0, res
+    rec = json.loads(res.stdout)[0]
+    assert rec["state"] == "succeeded"
+
+
+def test_rows_of_an_undescribable_statement_do_not_hang_the_job(test_db, cli, sql_admin):
+    # Several statements cannot be described at launch, so pgbg cannot name the last one's
+    # columns; its rows fill the queue. The job must still end, and say what happened.
+    dsn = test_db["app"]
+    handle = _launch(cli, dsn, "SELECT 1; SELECT g, repeat('x', 50) FROM generate_series(1, 100000) g")
+    res = cli("wait", "--timeout", "30s", "--format", "json", handle, dsn=dsn)
+    assert res.exit_code == 1, res
+    rec = json.loads(res.stdout)[0]
+    assert rec["state"] == "lost" and "rows" in rec["reason"]
+    retry(lambda: not _alive(sql_admin, _job(sql_admin, handle)["worker_pid"]), "the worker ends", timeout=30)
+
+
+def test_a_chatty_job_does_not_stall_the_others(test_db, cli, sql_admin):
+    # pgbg never shows a worker's notices; if they reached its queue, a full queue would
+    # make the supervisor read it to the end of the job, and every other job would wait.
+    dsn = test_db["app"]
+    chatty = _launch(cli, dsn, "DO $$ BEGIN FOR i IN 1..5000 LOOP RAISE NOTICE 'chatter % padded out to fill "
+                               "the queue', i; END LOOP; PERFORM pg_sleep(30); END $$")
+    _running(sql_admin, chatty)
+    try:
+        other = _launch(cli, dsn, "SELECT 1")
+        res = cli("wait", "--timeout", "10s", other, dsn=dsn)
+        assert res.exit_code == 0, res
+    finally:
+        assert cli("cancel", "--no-wait", chatty, dsn=dsn).exit_code == 0
+    res = cli("wait", "--timeout", "10s", "--format", "json", chatty, dsn=dsn)
+    assert res.exit_code == 1 and json.loads(res.stdout)[0]["state"] == "canceled", res
