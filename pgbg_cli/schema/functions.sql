@@ -273,10 +273,12 @@ BEGIN
         RETURN;
     END IF;
 
-    IF j.worker_started IS NULL THEN
+    IF j.worker_started IS NULL AND NOT coalesce(o.completed, false) THEN
         -- A worker shows in pg_stat_activity a moment after its launch returns: record its
-        -- start time (found by pid and label), which every later signal to it is checked against.
-        SELECT a.backend_start INTO j.worker_started FROM pg_stat_activity a WHERE a.pid = pgbg._live_worker(j);
+        -- start time, which every later signal to it is checked against. While this session
+        -- holds its handle and it has not completed, its pid is still its own.
+        SELECT a.backend_start INTO j.worker_started FROM pg_stat_activity a
+         WHERE a.pid = j.worker_pid AND a.backend_type = 'pg_background' AND a.usename = j.owner;
         IF j.worker_started IS NOT NULL THEN
             UPDATE pgbg.job SET worker_started = j.worker_started WHERE id = j.id;
         END IF;
@@ -295,7 +297,9 @@ BEGIN
     IF NOT coalesce(o.completed, false) AND o.state = 'running' THEN
         IF j.cancel_requested_at IS NOT NULL THEN
             IF j.cancel_signalled_at IS NULL THEN
-                IF coalesce(j.cancel_grace_ms, 0) > 0 THEN
+                IF coalesce(j.cancel_grace_ms, 0) > 0 AND j.worker_started IS NULL THEN
+                    RETURN;  -- not in pg_stat_activity yet: signal it on a later pass, never blindly
+                ELSIF coalesce(j.cancel_grace_ms, 0) > 0 THEN
                     -- SIGINT: stop the statement; only the backend this job started (pid and
                     -- start time match), so a reused pid is never signalled
                     PERFORM pg_cancel_backend(a.pid) FROM pg_stat_activity a
