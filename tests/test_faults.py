@@ -185,7 +185,8 @@ def test_supervisor_terminated_orphan_then_lost(faults):
 
 
 def test_cancel_of_an_orphan_stops_its_worker(faults):
-    handle = _launch(faults, "SELECT pg_sleep(60)")
+    # renamed: the worker no longer carries pgbg's label, only its pid and start time say it is the job's
+    handle = _launch(faults, "SET application_name = 'renamed'; SELECT pg_sleep(60)")
     job = _running(faults, handle)
     sup = _supervisor_pid(faults)
     faults.sql("SELECT pg_terminate_backend(%s)", (sup,))

@@ -156,6 +156,20 @@ def test_cancel_with_grace_stops_the_statement_first(test_db, cli, sql_admin):
     job = _running(sql_admin, handle)
     res = cli("cancel", "--grace", "2s", "--format", "json", handle, dsn=dsn)
     assert res.exit_code == 0, res
+    after = _job(sql_admin, handle)
+    assert (after["state"], after["sqlstate"], after["cancel_terminated"]) == ("canceled", "57014", False)
+    assert not _alive(sql_admin, job["worker_pid"])
+
+
+def test_cancel_with_grace_of_a_worker_that_renamed_itself(test_db, cli, sql_admin):
+    # the SQL changes application_name, so the worker no longer carries pgbg's label
+    dsn = test_db["app"]
+    handle = _launch(cli, dsn, "SET application_name = 'renamed'; SELECT pg_sleep(60)")
+    job = _running(sql_admin, handle)
+    retry(lambda: sql_admin("SELECT application_name FROM pg_stat_activity WHERE pid = %s", (job["worker_pid"],))
+          == [{"application_name": "renamed"}], "the worker renamed itself")
+    res = cli("cancel", "--grace", "2s", "--format", "json", handle, dsn=dsn)
+    assert res.exit_code == 0, res
     rec = json.loads(res.stdout)[0]
     assert rec["state"] == "canceled"
     after = _job(sql_admin, handle)
