@@ -139,7 +139,8 @@ start() {
   p=$(port)
   if ! running; then
     # a port taken by something else since last time: pick another
-    if ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $p))" 2>/dev/null; then
+    # SO_REUSEADDR as the server uses it: a port left in TIME_WAIT by our own last run is free
+    if ! python3 -c "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $p))" 2>/dev/null; then
       free_port >"$PORTFILE"; p=$(port)
     fi
     log "starting PostgreSQL 18 on 127.0.0.1:$p"

@@ -112,7 +112,17 @@ def cancel(
         jobs.cancel(conn, wanted, grace_ms=grace_ms)
         rows = jobs.get_many(conn, wanted)
         if not no_wait:
-            rows = jobs.wait(conn, wanted, timeout_s=grace_ms / 1000 + 60)
+            from pgbg_cli.errors import WaitTimedOut
+
+            patience = grace_ms / 1000 + 60
+            try:
+                rows = jobs.wait(conn, wanted, timeout_s=patience)
+            except WaitTimedOut:
+                still = [str(jobs.handle_of(j)) for j in jobs.get_many(conn, wanted) if not jobs.is_final(j)]
+                raise WaitTimedOut(
+                    f"cancel requested, but {', '.join(still)} still running after {patience:.0f}s: its SQL "
+                    "does not give way to cancel requests (pgbg never sends SIGKILL, which would restart the cluster)"
+                ) from None
         _emit_jobs(conn, rows, fmt)
 
 
