@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 ROLE ?= admin
 
-.PHONY: help venv sandbox sandbox-stop dsn test lint demo bench completions clean
+.PHONY: help venv tools sandbox sandbox-stop dsn test lint demo bench completions clean
 
 help:
 	@echo "make demo          sandbox server + a VACUUM of a 3M-row table through pgbg, with progress"
@@ -23,6 +23,7 @@ help:
 	@echo "make lint          ruff check ."
 	@echo "make bench         CLI and job latency figures (BENCH_ARGS='-n 20')"
 	@echo "make venv          $(VENV) with pgbg installed editable, plus dev tools"
+	@echo "make tools         Debian tools the tests drive (tmux, zsh, fish, psql), installed if missing"
 	@echo "make sandbox       build (once) and start the PostgreSQL 18 + pg_background sandbox"
 	@echo "make sandbox-stop  stop it"
 	@echo "make dsn           print the sandbox's connection URI (ROLE=admin|app|plain)"
@@ -46,7 +47,10 @@ sandbox-stop:
 dsn:
 	@$(SANDBOX) dsn $(ROLE)
 
-test: venv sandbox
+tools:
+	bash scripts/test-tools.sh
+
+test: venv tools sandbox
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
