@@ -39,7 +39,13 @@ def handle_of(job: dict[str, Any]) -> Handle:
     return Handle(job["id"], job["cookie"])
 
 
-def submit(
+def submit(conn: psycopg.Connection[Any], sql_text: str, **options: Any) -> tuple[dict[str, Any], str | None]:
+    """Register a job and make sure this role's supervisor runs. Returns (job, warning)."""
+    job = register(conn, sql_text, **options)
+    return job, ensure_supervisor(conn)
+
+
+def register(
     conn: psycopg.Connection[Any],
     sql_text: str,
     *,
@@ -47,8 +53,8 @@ def submit(
     timeout_ms: int | None = None,
     queue_size: int = 0,
     want_result: bool = False,
-) -> tuple[dict[str, Any], str | None]:
-    """Register a job and make sure this role's supervisor runs. Returns (job, warning)."""
+) -> dict[str, Any]:
+    """Register a job (queued); ``ensure_supervisor`` starts it. Returns the job row."""
     if not sql_text.strip():
         raise UsageError("no SQL given")
     if "\x00" in sql_text:
@@ -66,11 +72,10 @@ def submit(
             raise UsageError(f"--result cannot return a column of type {pseudo['t']}: cast it (e.g. ::text)")
     if shape.returns_rows:
         types, typmods, names = shape.types, shape.typmods, shape.names
-    job = conn.execute(
+    return conn.execute(
         "SELECT * FROM pgbg.submit(%s, %s, %s, %s, %s, %s::oid[], %s::int[], %s::text[])",
         (sql_text, label, timeout_ms, queue_size, want_result, types, typmods, names),
     ).fetchone()
-    return job, ensure_supervisor(conn)
 
 
 def ensure_supervisor(conn: psycopg.Connection[Any]) -> str | None:

@@ -65,15 +65,20 @@ def launch(
 
         raise UsageError("--queue-size must be 0 (server default) or at least 4096 bytes")
     with database(dsn) as conn:
-        job, warning = jobs.submit(
+        job = jobs.register(
             conn, text, label=label, timeout_ms=timeout_ms, queue_size=queue_size, want_result=result
         )
-        if warning:
-            say(f"pgbg: {warning}")
-        if not (wait or result):
-            _print_accepted(job, fmt)
-            return
-        final = _wait_attached(conn, job, keep_running=keep_running, dsn=dsn)
+        # From here on the job exists: Ctrl-C cancels it (or, with --keep-running, leaves it).
+        try:
+            warning = jobs.ensure_supervisor(conn)
+            if warning:
+                say(f"pgbg: {warning}")
+            if not (wait or result):
+                _print_accepted(job, fmt)
+                return
+            final = _wait_with_bar(conn, job)
+        except KeyboardInterrupt:
+            final = _interrupted(job, keep_running=keep_running, dsn=dsn)
     _print_outcome(final, fmt, rows=result)
     raise typer.Exit(exit_for([final]))
 
@@ -90,29 +95,32 @@ def _print_accepted(job: dict[str, Any], fmt: Format) -> None:
         output.say(f"pgbg: job queued; follow it with: pgbg wait {job['id']}:{job['cookie']}")
 
 
-def _wait_attached(conn: Any, job: dict[str, Any], *, keep_running: bool, dsn: str | None) -> dict[str, Any]:
-    """Wait with a live bar; Ctrl-C cancels the job (or, with keep_running, leaves it)."""
-    from pgbg_cli import db, jobs
+def _wait_with_bar(conn: Any, job: dict[str, Any]) -> dict[str, Any]:
+    from pgbg_cli import jobs
     from pgbg_cli.commands.livebar import LiveBar
+
+    bar = LiveBar(conn)
+    with bar:
+        return jobs.wait(conn, [jobs.handle_of(job)], tick=bar.update,
+                         tick_interval=0.25 if bar.enabled else 1.0)[0]
+
+
+def _interrupted(job: dict[str, Any], *, keep_running: bool, dsn: str | None) -> dict[str, Any]:
+    """Ctrl-C after the job was registered: cancel it, or leave it running and print its handle."""
+    from pgbg_cli import db, jobs
     from pgbg_cli.output import say
 
     handle = jobs.handle_of(job)
-    bar = LiveBar(conn)
-    try:
-        with bar:
-            return jobs.wait(conn, [handle], tick=bar.update, tick_interval=0.25 if bar.enabled else 1.0)[0]
-    except KeyboardInterrupt:
-        bar.stop()
-        if keep_running:
-            sys.stdout.write(f"{handle}\n")
-            sys.stdout.flush()
-            say(f"pgbg: interrupted; job {handle} goes on (pgbg wait {handle}, pgbg cancel {handle})")
-            raise typer.Exit(130) from None
-        say(f"pgbg: interrupted; canceling job {handle}")
-        # The interrupted connection may be mid-query: ask on a fresh one.
-        with db.connection(dsn) as fresh:
-            jobs.cancel(fresh, [handle])
-            return jobs.wait(fresh, [handle], timeout_s=120)[0]
+    if keep_running:
+        sys.stdout.write(f"{handle}\n")
+        sys.stdout.flush()
+        say(f"pgbg: interrupted; job {handle} goes on (pgbg wait {handle}, pgbg cancel {handle})")
+        raise typer.Exit(130)
+    say(f"pgbg: interrupted; canceling job {handle}")
+    # The interrupted connection may be mid-query: ask on a fresh one.
+    with db.connection(dsn) as fresh:
+        jobs.cancel(fresh, [handle])
+        return jobs.wait(fresh, [handle], timeout_s=120)[0]
 
 
 def _print_outcome(job: dict[str, Any], fmt: Format, *, rows: bool) -> None:

@@ -268,8 +268,19 @@ DECLARE
 BEGIN
     SELECT * INTO o FROM pgbg._bg_outcome(j.worker_pid, j.worker_cookie);
     IF o.state IS NULL THEN
-        -- this session no longer holds the handle: let reconcile judge it as an orphan
-        UPDATE pgbg.job SET supervisor_pid = NULL WHERE id = j.id;
+        -- pg_background no longer lists the handle in this session (it should not happen).
+        RAISE LOG 'pgbg: job % lost its handle (pid %) in supervisor %', j.id, j.worker_pid, pg_backend_pid();
+        IF pgbg._live_worker(j) IS NOT NULL THEN
+            -- still running: reconcile treats it as an orphan (cancellable by verified pid)
+            UPDATE pgbg.job SET supervisor_pid = NULL WHERE id = j.id;
+        ELSE
+            UPDATE pgbg.job
+               SET state = 'lost', finished_at = clock_timestamp(),
+                   reason = 'pg_background no longer knew the worker''s handle in the supervisor''s session; '
+                            || 'its outcome is unknown'
+             WHERE id = j.id;
+            PERFORM pgbg._notify(j.id);
+        END IF;
         RETURN;
     END IF;
 
