@@ -107,9 +107,27 @@ def _register() -> None:
 _register()
 
 
-def main() -> None:
+def run() -> int:
+    """Run the command line and return its exit code (for callers that stay in-process)."""
     if "_PGBG_COMPLETE" in os.environ:  # a shell asks for completions (see pgbg_cli.completions)
         from pgbg_cli.completions import prepare
 
         prepare()
-    app(complete_var="_PGBG_COMPLETE")
+    try:
+        app(complete_var="_PGBG_COMPLETE")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    return 0
+
+
+def main() -> None:
+    """The ``pgbg`` console script."""
+    code = run()
+    # Leave at once: everything is written and every connection closed by now, and tearing
+    # down the interpreter's modules costs tens of milliseconds a run (shell loops notice).
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        code = code or 1
+    os._exit(code)

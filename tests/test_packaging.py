@@ -99,12 +99,8 @@ def test_every_query_named_in_code_exists():
 PROBE = """
 import json, sys
 sys.argv = ["pgbg", *json.loads(sys.argv[1])]
-from pgbg_cli.cli import main
-code = 0
-try:
-    main()
-except SystemExit as exc:
-    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+from pgbg_cli.cli import run  # what the console script's main() runs before its fast exit
+code = run()
 loaded = sorted(m for m in sys.modules if m == "psycopg" or m.startswith(("psycopg.", "psycopg_")))
 sys.stdout.flush()
 sys.stderr.write("\\nPROBE " + json.dumps({"code": code, "psycopg": loaded}) + "\\n")
