@@ -85,6 +85,25 @@ def enrich(job: dict[str, Any], progress: dict[str, Any] | None = None) -> dict[
     return out
 
 
+def foreign_row(worker: dict[str, Any]) -> dict[str, Any]:
+    """A pg_background worker that pgbg did not launch, as a row of ``list`` (it has no handle)."""
+    return {
+        "id": f"pid {worker['pid']}",
+        "cookie": "-",
+        "handle": None,
+        "label": worker["application_name"],
+        "state": "running",
+        "source": "other",
+        "owner": worker["owner"],
+        "queued_at": None,
+        "started_at": worker["backend_start"],
+        "finished_at": None,
+        "elapsed_ms": worker["elapsed_ms"],
+        "worker_pid": worker["pid"],
+        "query": worker["query"],
+    }
+
+
 def summary(job: dict[str, Any]) -> str:
     """One line for stderr, such as ``job 12:345 succeeded: VACUUM; in 3.2s``."""
     details = []

@@ -116,7 +116,7 @@ class ListView:
         rows = jobs.list_jobs(conn, states=self.states, label=self.label, include_all=self.include_all,
                               limit=self.limit)
         if self.foreign:
-            rows = [foreign_row(w) for w in jobs.foreign_workers(conn)] + rows
+            rows = [jobview.foreign_row(w) for w in jobs.foreign_workers(conn)] + rows
         self.window.refresh(conn)
         return Snapshot(
             at=dt.datetime.now(dt.timezone.utc),
@@ -336,25 +336,6 @@ def jobs_table(rows: list[dict[str, Any]], width: int, room: int, *, hidden: int
     if not rows:
         parts.append(Text("(no jobs)", style="dim"))
     return parts
-
-
-def foreign_row(worker: dict[str, Any]) -> dict[str, Any]:
-    """A pg_background worker pgbg did not launch, as a row of ``list``."""
-    return {
-        "id": f"pid {worker['pid']}",
-        "cookie": "-",
-        "handle": f"pid {worker['pid']}",
-        "label": worker["application_name"],
-        "state": "running",
-        "source": "other",
-        "owner": worker["owner"],
-        "queued_at": None,
-        "started_at": worker["backend_start"],
-        "finished_at": None,
-        "elapsed_ms": worker["elapsed_ms"],
-        "worker_pid": worker["pid"],
-        "query": worker["query"],
-    }
 
 
 def run(

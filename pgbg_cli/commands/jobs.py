@@ -193,7 +193,7 @@ def list_(
     terminal's height; when the output is not a terminal each refresh prints one line
     of counts per state (or one JSON object with --format json). Ctrl-C ends it (exit 0).
     """
-    from pgbg_cli import jobs
+    from pgbg_cli import jobs, jobview
     from pgbg_cli.errors import UsageError
 
     for s in state or []:
@@ -209,23 +209,5 @@ def list_(
         jobs.reconcile(conn)
         rows = jobs.list_jobs(conn, states=state, label=label, include_all=all_, limit=limit)
         if not state and not label:
-            rows = [_foreign_row(w) for w in jobs.foreign_workers(conn)] + rows
+            rows = [jobview.foreign_row(w) for w in jobs.foreign_workers(conn)] + rows
         _emit_jobs(conn, rows, fmt)
-
-
-def _foreign_row(worker: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": f"pid {worker['pid']}",
-        "cookie": "-",
-        "handle": None,
-        "label": worker["application_name"],
-        "state": "running",
-        "source": "other",
-        "owner": worker["owner"],
-        "queued_at": None,
-        "started_at": worker["backend_start"],
-        "finished_at": None,
-        "elapsed_ms": worker["elapsed_ms"],
-        "worker_pid": worker["pid"],
-        "query": worker["query"],
-    }
