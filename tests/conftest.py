@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,20 +111,47 @@ def _drop_db(server_dsn: str, name: str) -> None:
                 time.sleep(0.1)
 
 
+@contextmanager
+def fresh_database(server_dsn: str, prefix: str) -> Iterator[dict[str, str]]:
+    """A new database with pg_background and pgbg's schema, dropped afterwards; DSNs per role."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = _make_db(server_dsn, name, init=True)
+    try:
+        yield {
+            "admin": admin,
+            "app": _with_db(server_dsn, name, "pgbg_app", APP_PASSWORD),
+            "other": _with_db(server_dsn, name, "pgbg_other", APP_PASSWORD),
+            "boss": _with_db(server_dsn, name, "pgbg_boss", APP_PASSWORD),
+            "plain": _with_db(server_dsn, name, "pgbg_plain", APP_PASSWORD),
+            "name": name,
+        }
+    finally:
+        _drop_db(server_dsn, name)
+
+
+@contextmanager
+def sql_runner(dsn: str) -> Iterator[Callable[..., list[dict[str, Any]]]]:
+    """``run(query, params)`` on one autocommit connection; rows as dicts."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
+
+    def run(query: str, params: Any = None) -> list[dict[str, Any]]:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+    try:
+        yield run
+    finally:
+        conn.close()
+
+
 @pytest.fixture(scope="session")
 def test_db(server_dsn: str) -> Iterator[dict[str, str]]:
     """A fresh database with pg_background and pgbg's schema; DSNs for each test role."""
-    name = f"pgbg_test_{uuid.uuid4().hex[:8]}"
-    admin = _make_db(server_dsn, name, init=True)
-    yield {
-        "admin": admin,
-        "app": _with_db(server_dsn, name, "pgbg_app", APP_PASSWORD),
-        "other": _with_db(server_dsn, name, "pgbg_other", APP_PASSWORD),
-        "boss": _with_db(server_dsn, name, "pgbg_boss", APP_PASSWORD),
-        "plain": _with_db(server_dsn, name, "pgbg_plain", APP_PASSWORD),
-        "name": name,
-    }
-    _drop_db(server_dsn, name)
+    with fresh_database(server_dsn, "pgbg_test") as dsns:
+        yield dsns
 
 
 @pytest.fixture(scope="session")
@@ -153,17 +181,8 @@ def app_dsn(test_db: dict[str, str]) -> str:
 @pytest.fixture
 def sql_admin(test_db: dict[str, str]) -> Iterator[Callable[..., list[dict[str, Any]]]]:
     """Run SQL as the superuser in the test database; returns rows as dicts."""
-    import psycopg
-    from psycopg.rows import dict_row
-
-    conn = psycopg.connect(test_db["admin"], autocommit=True, row_factory=dict_row)
-
-    def run(query: str, params: Any = None) -> list[dict[str, Any]]:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-    yield run
-    conn.close()
+    with sql_runner(test_db["admin"]) as run:
+        yield run
 
 
 class Result:

@@ -9,44 +9,28 @@ own rather than in the session's shared one.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
-from conftest import APP_PASSWORD, _drop_db, _make_db, _with_db
-from psycopg.rows import dict_row
+from conftest import fresh_database, sql_runner
 from test_stats import insert_job
 
 
 @pytest.fixture(scope="module")
 def prune_db(server_dsn: str) -> Iterator[dict[str, str]]:
-    name = f"pgbg_prune_{uuid.uuid4().hex[:8]}"
-    admin = _make_db(server_dsn, name, init=True)
-    yield {
-        "admin": admin,
-        "app": _with_db(server_dsn, name, "pgbg_app", APP_PASSWORD),
-        "other": _with_db(server_dsn, name, "pgbg_other", APP_PASSWORD),
-        "boss": _with_db(server_dsn, name, "pgbg_boss", APP_PASSWORD),
-        "name": name,
-    }
-    _drop_db(server_dsn, name)
+    with fresh_database(server_dsn, "pgbg_prune") as dsns:
+        yield dsns
 
 
 @pytest.fixture
 def sql(prune_db: dict[str, str]) -> Iterator[Callable[..., list[dict[str, Any]]]]:
-    conn = psycopg.connect(prune_db["admin"], autocommit=True, row_factory=dict_row)
-
-    def run(query: str, params: Any = None) -> list[dict[str, Any]]:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-    run("DELETE FROM pgbg.job")
-    yield run
-    run("UPDATE pgbg.settings SET value = '10000' WHERE name = 'history_keep'")
-    run("UPDATE pgbg.settings SET value = '30 days' WHERE name = 'history_max_age'")
-    conn.close()
+    with sql_runner(prune_db["admin"]) as run:
+        run("DELETE FROM pgbg.job")
+        yield run
+        run("UPDATE pgbg.settings SET value = '10000' WHERE name = 'history_keep'")
+        run("UPDATE pgbg.settings SET value = '30 days' WHERE name = 'history_max_age'")
 
 
 def _labels(sql: Callable[..., list[dict[str, Any]]], owner: str) -> list[str]:
