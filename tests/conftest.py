@@ -185,6 +185,31 @@ def sql_admin(test_db: dict[str, str]) -> Iterator[Callable[..., list[dict[str, 
         yield run
 
 
+@pytest.fixture
+def max_running(sql_admin: Callable[..., list[dict[str, Any]]]) -> Iterator[Callable[[int], None]]:
+    """Set pgbg.settings max_running_per_role for one test; restored afterwards."""
+    old = sql_admin("SELECT value FROM pgbg.settings WHERE name = 'max_running_per_role'")[0]["value"]
+
+    def set_(n: int) -> None:
+        sql_admin("UPDATE pgbg.settings SET value = %s WHERE name = 'max_running_per_role'", (str(n),))
+
+    yield set_
+    set_(int(old))
+
+
+def launch_handle(cli: Callable[..., Any], dsn: str, sql: str, *args: str) -> str:
+    """``pgbg launch`` in-process; the handle it printed."""
+    res = cli("launch", *args, sql, dsn=dsn)
+    assert res.exit_code == 0, res
+    return res.stdout.strip()
+
+
+def job_row(sql_admin: Callable[..., list[dict[str, Any]]], handle: str) -> dict[str, Any]:
+    """The registry row of a handle, read as the superuser."""
+    job_id, cookie = handle.split(":")
+    return sql_admin("SELECT * FROM pgbg.job WHERE id = %s AND cookie = %s", (int(job_id), int(cookie)))[0]
+
+
 class Result:
     def __init__(self, code: int, stdout: str, stderr: str) -> None:
         self.exit_code = code

@@ -8,27 +8,10 @@ import threading
 import uuid
 
 import psycopg
-import pytest
+from conftest import launch_handle as _launch
 from conftest import retry
 
 ROLE = "pgbg_other"
-
-
-@pytest.fixture
-def max_running(sql_admin):
-    old = sql_admin("SELECT value FROM pgbg.settings WHERE name = 'max_running_per_role'")[0]["value"]
-
-    def set_(n: int) -> None:
-        sql_admin("UPDATE pgbg.settings SET value = %s WHERE name = 'max_running_per_role'", (str(n),))
-
-    yield set_
-    set_(int(old))
-
-
-def _launch(cli, dsn: str, sql: str, *args: str) -> str:
-    res = cli("launch", *args, sql, dsn=dsn)
-    assert res.exit_code == 0, res
-    return res.stdout.strip()
 
 
 def test_more_launches_than_the_budget_queue_and_all_run(test_db, cli, max_running):

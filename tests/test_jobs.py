@@ -9,22 +9,13 @@ import uuid
 from typing import Any
 
 import pytest
+from conftest import job_row as _job
+from conftest import launch_handle as _launch
 from conftest import retry
 
 
 def _label(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def _launch(cli: Any, dsn: str, sql: str, *args: str) -> str:
-    res = cli("launch", *args, sql, dsn=dsn)
-    assert res.exit_code == 0, res
-    return res.stdout.strip()
-
-
-def _job(sql_admin: Any, handle: str) -> dict[str, Any]:
-    job_id, cookie = handle.split(":")
-    return sql_admin("SELECT * FROM pgbg.job WHERE id = %s AND cookie = %s", (int(job_id), int(cookie)))[0]
 
 
 def _state(sql_admin: Any, handle: str) -> str:
@@ -42,18 +33,6 @@ def _alive(sql_admin: Any, pid: int) -> bool:
 
 def _one_line(text: str) -> bool:
     return len(text.strip().splitlines()) == 1 and "Traceback" not in text
-
-
-@pytest.fixture
-def max_running(sql_admin):
-    """Set pgbg.settings max_running_per_role for one test; restored afterwards."""
-    old = sql_admin("SELECT value FROM pgbg.settings WHERE name = 'max_running_per_role'")[0]["value"]
-
-    def set_(n: int) -> None:
-        sql_admin("UPDATE pgbg.settings SET value = %s WHERE name = 'max_running_per_role'", (str(n),))
-
-    yield set_
-    set_(int(old))
 
 
 # --- across processes --------------------------------------------------------------------

@@ -9,18 +9,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from conftest import job_row as _job
+from conftest import launch_handle as _launch
 from conftest import retry
-
-
-def _launch(cli: Any, dsn: str, sql: str, *args: str) -> str:
-    res = cli("launch", *args, sql, dsn=dsn)
-    assert res.exit_code == 0, res
-    return res.stdout.strip()
-
-
-def _job(sql_admin: Any, handle: str) -> dict[str, Any]:
-    job_id, cookie = handle.split(":")
-    return sql_admin("SELECT * FROM pgbg.job WHERE id = %s AND cookie = %s", (int(job_id), int(cookie)))[0]
 
 
 def _running(sql_admin: Any, handle: str) -> dict[str, Any]:
