@@ -113,7 +113,13 @@ def discover(conn: psycopg.Connection[Any]) -> Extension:
             f"{', '.join(missing)}: ALTER EXTENSION pg_background UPDATE"
         )
     executable = set(row["executable"])
-    if not row["schema_usage"] or functions["launch"] not in executable:
+    user = row["current_user"]
+    if not row["schema_usage"]:
+        raise PrivilegeProblem(
+            f"role {user!r} may not use schema {row['schema']!r}, where pg_background lives: ask an "
+            f"administrator to run pgbg grant {user} (or GRANT USAGE ON SCHEMA {row['schema']} TO {user})"
+        )
+    if functions["launch"] not in executable:
         raise PrivilegeProblem(
             f"role {row['current_user']!r} may not use pg_background: ask an administrator to run "
             f"GRANT pgbackground_role TO {row['current_user']} (or pgbg grant {row['current_user']})"

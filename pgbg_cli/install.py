@@ -110,6 +110,7 @@ def _api_sql(conn: psycopg.Connection[Any], ext: extension.Extension) -> Any:
     names = {role: sql.Identifier(ext.schema, ext.fn(role)) for role in needed}
     names["result_name"] = sql.Literal(sql.Identifier(ext.schema, ext.fn("result")).as_string(conn))
     names["worker_slots"] = sql.SQL(queries.text("worker_slots"))
+    names["ext_schema"] = sql.Identifier(ext.schema)
     return sql.SQL(schema.read("api.sql")).format(**names)
 
 
@@ -151,7 +152,7 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
                 " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                 (str(schema.schema_version()), schema.code_digest(), ext.schema, ext.version),
             )
-            _grants(conn)
+            _grants(conn, ext)
             if before.digest != schema.code_digest():
                 actions.append("installed functions" if not before.installed else "updated functions")
     except Exception as exc:
@@ -168,7 +169,12 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
     return after
 
 
-def _grants(conn: psycopg.Connection[Any]) -> None:
+def _grants(conn: psycopg.Connection[Any], ext: extension.Extension) -> None:
+    from psycopg import sql
+
+    # pg_background grants EXECUTE to pgbackground_role, but a schema of its own (it is
+    # relocatable) also takes USAGE: pgbg's users get it through pgbg_user.
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO pgbg_user").format(sql.Identifier(ext.schema)))
     conn.execute(
         """
         REVOKE ALL ON ALL TABLES IN SCHEMA pgbg FROM PUBLIC;

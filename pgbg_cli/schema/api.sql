@@ -17,9 +17,13 @@ RETURNS void LANGUAGE sql AS $f$
     SELECT {cancel}(p_pid, p_cookie, 0)
 $f$;
 
+-- pg_background_outcome() is PL/pgSQL that names the extension's view and types unqualified:
+-- with the extension in a schema of its own, it needs that schema on the search_path. (Not
+-- set on _bg_launch: a worker inherits the GUCs in force at launch, the job's search_path.)
 CREATE OR REPLACE FUNCTION pgbg._bg_outcome(p_pid integer, p_cookie bigint)
 RETURNS TABLE (state text, completed boolean, has_error boolean, row_count bigint,
-               command_tag text, sqlstate text, error_message text) LANGUAGE sql AS $f$
+               command_tag text, sqlstate text, error_message text) LANGUAGE sql
+SET search_path = {ext_schema}, pg_catalog AS $f$
     SELECT o.state, o.completed, o.has_error, o.row_count, o.command_tag, o.sqlstate, o.error_message
       FROM {outcome}(p_pid, p_cookie) o
 $f$;
