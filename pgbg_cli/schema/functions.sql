@@ -371,7 +371,16 @@ BEGIN
             PERFORM pgbg._tend(j);
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
-            UPDATE pgbg.job SET reason = 'supervisor: ' || v_message WHERE id = j.id;
+            IF pgbg._live_worker(j) IS NULL THEN
+                -- the worker is gone and its outcome cannot be read: say so rather than
+                -- leave the job running forever
+                UPDATE pgbg.job SET state = 'lost', finished_at = clock_timestamp(),
+                       reason = 'the supervisor could not read its outcome: ' || v_message
+                 WHERE id = j.id;
+                PERFORM pgbg._notify(j.id);
+            ELSE
+                UPDATE pgbg.job SET reason = 'supervisor: ' || v_message WHERE id = j.id;
+            END IF;
         END;
     END LOOP;
     SELECT count(*) INTO n FROM pgbg.job
