@@ -102,6 +102,17 @@ def _register() -> None:
 
     for module in (launch, jobs, capacity, stats, admin):
         module.register(app)
+    # Docstrings are wrapped for the source; help reflows each paragraph to the terminal.
+    for info in app.registered_commands:
+        if info.callback is not None and info.callback.__doc__:
+            info.callback.__doc__ = _reflow(info.callback.__doc__)
+
+
+def _reflow(doc: str) -> str:
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
 
 
 _register()
