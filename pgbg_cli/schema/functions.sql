@@ -268,7 +268,10 @@ DECLARE
 BEGIN
     SELECT * INTO o FROM pgbg._bg_outcome(j.worker_pid, j.worker_cookie);
     IF o.state IS NULL THEN
-        -- pg_background no longer lists the handle in this session (it should not happen).
+        -- pg_background does not list the handle in this session. Seen with pg_background 2.0.3
+        -- under load: a worker that ends before its launcher sees it start comes back with an
+        -- unset pid (WaitForBackgroundWorkerStartup returns BGWH_STOPPED without setting it), so
+        -- the handle names no worker. pgbg never signals such a pid.
         RAISE LOG 'pgbg: job % lost its handle (pid %) in supervisor %', j.id, j.worker_pid, pg_backend_pid();
         IF pgbg._live_worker(j) IS NOT NULL THEN
             -- still running: reconcile treats it as an orphan (cancellable by verified pid)
@@ -276,8 +279,9 @@ BEGIN
         ELSE
             UPDATE pgbg.job
                SET state = 'lost', finished_at = clock_timestamp(),
-                   reason = 'pg_background no longer knew the worker''s handle in the supervisor''s session; '
-                            || 'its outcome is unknown'
+                   reason = 'pg_background handed back an unusable handle (its worker ended before '
+                            || 'pg_background saw it start, a pg_background 2.0.3 race): it ran, but its '
+                            || 'outcome is unknown'
              WHERE id = j.id;
             PERFORM pgbg._notify(j.id);
         END IF;
