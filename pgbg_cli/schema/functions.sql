@@ -280,7 +280,7 @@ BEGIN
             UPDATE pgbg.job
                SET state = 'lost', finished_at = clock_timestamp(),
                    reason = 'pg_background handed back an unusable handle (its worker ended before '
-                            || 'pg_background saw it start, a pg_background 2.0.3 race): it ran, but its '
+                            || 'pg_background saw it start, a pg_background 2.0.3 race): it may have run; its '
                             || 'outcome is unknown'
              WHERE id = j.id;
             PERFORM pgbg._notify(j.id);
