@@ -295,8 +295,12 @@ def _widths(cells: list[list[str]], headers: list[str], width: int, steps: list[
     return widths
 
 
-def jobs_table(rows: list[dict[str, Any]], width: int, room: int, *, hidden: int = 0) -> list[RenderableType]:
-    """Jobs in one line each, at most ``room`` lines with the header (and a "+N more" line)."""
+def jobs_table(rows: list[dict[str, Any]], width: int, room: int, *, hidden: int = 0,
+               keep_handles: bool = False) -> list[RenderableType]:
+    """Jobs in one line each, at most ``room`` lines with the header (and a "+N more" line).
+
+    ``keep_handles`` (one-shot listings, whose handles people copy) narrows and drops other
+    columns rather than show job ids in place of handles."""
     from rich.text import Text
 
     wide = width >= 110
@@ -315,7 +319,10 @@ def jobs_table(rows: list[dict[str, Any]], width: int, room: int, *, hidden: int
         cells.append(line)
     query, prog, label = len(headers) - 1, len(headers) - 2, 1
     widths = _widths(cells, headers, width, [(query, 16), (query, 0)])
-    if sum(widths) + 2 * (sum(1 for w in widths if w) - 1) > width:
+    if keep_handles:
+        widths = _widths(cells, headers, width, [(query, 16), (query, 0), (label, 14), (prog, 24), (label, 8),
+                                                 (prog, 17), (label, 0), (prog, 0)])
+    elif sum(widths) + 2 * (sum(1 for w in widths if w) - 1) > width:
         # too narrow for handles (up to 23 characters): the job id says which job it is, and
         # leaves the room to the progress (pgbg list, or a wider terminal, shows handles)
         headers[0] = "ID"

@@ -31,6 +31,14 @@ def _emit_jobs(conn: Any, rows: list[dict[str, Any]], fmt: Format, *, title: str
     for row in rows:
         prog = progress.for_job(row, views)
         enriched.append(jobview.enrich(row, prog.as_dict() if prog else None))
+    if output.resolve(fmt) is Format.table:
+        # one line per job, fitted to the terminal (the same layout as list --watch), handles kept
+        from pgbg_cli import watch
+
+        console = output.stdout_console()
+        for part in watch.jobs_table(enriched, console.width, len(enriched) + 3, keep_handles=True):
+            console.print(part)
+        return
     columns = list(jobview.LIST_COLUMNS)
     if output.resolve(fmt) in (Format.json, Format.csv):
         # scripts read why a job ended from the same output (people get it on stderr)
