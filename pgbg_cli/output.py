@@ -141,14 +141,21 @@ def _csv_value(value: Any) -> str:
 
 
 def rich_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], title: str | None = None):
+    from rich import box
     from rich.table import Table
     from rich.text import Text  # cells as Text: data such as "[####--]  42%" or "[x]" is not markup
 
-    table = Table(title=title, header_style="bold", title_justify="left", expand=False)
-    for c in columns:
-        table.add_column(c.title, justify=c.justify, overflow="fold")
-    for row in rows:
-        table.add_row(*[Text(_human(c, row)) for c in columns])
+    # borderless (a rule under the header, one space between columns), as psql lays tables out:
+    # a bordered 12-column table no longer fits 80 columns
+    table = Table(title=title, header_style="bold", title_justify="left", expand=False, box=box.SIMPLE_HEAD,
+                  show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    cells = [[_human(c, row) for c in columns] for row in rows]
+    for i, c in enumerate(columns):
+        # a figure is never cut (its header may wrap); text folds when it must
+        widest = max((len(line[i]) for line in cells), default=0) if c.justify == "right" else None
+        table.add_column(c.title, justify=c.justify, overflow="fold", min_width=widest or None)
+    for line in cells:
+        table.add_row(*[Text(value) for value in line])
     return table
 
 
