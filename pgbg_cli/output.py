@@ -145,10 +145,10 @@ def rich_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], title:
     from rich.table import Table
     from rich.text import Text  # cells as Text: data such as "[####--]  42%" or "[x]" is not markup
 
-    # borderless (a rule under the header, one space between columns), as psql lays tables out:
+    # borderless (a rule under the header, a space between columns):
     # a bordered 12-column table no longer fits 80 columns
     table = Table(title=title, header_style="bold", title_justify="left", expand=False, box=box.SIMPLE_HEAD,
-                  show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+                  show_edge=False, pad_edge=False, padding=(0, 0, 0, 0))
     cells = [[_human(c, row) for c in columns] for row in rows]
     for i, c in enumerate(columns):
         # a figure is never cut (its header may wrap); text folds when it must
