@@ -161,3 +161,25 @@ def test_console_script_is_installed_in_the_venv():
     res = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout == f"pgbg {__version__}\n"
+
+
+def test_installed_wheel_runs_a_job_outside_the_source_tree(wheel, tmp_path, test_db):
+    """``pip install`` of the wheel into a new virtualenv gives a pgbg that finds its SQL files
+    (package data, not the source tree) and runs a job against the real server."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                          wheel.filename], capture_output=True, text=True, timeout=900)
+    assert pip.returncode == 0, pip.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "PYTHON"))}
+    env.update(PGBG_DSN=test_db["app"], NO_COLOR="1")
+    pgbg = str(venv / "bin" / "pgbg")
+    version = subprocess.run([pgbg, "--version"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("pgbg "), version.stderr
+    run = subprocess.run([pgbg, "launch", "--wait", "--format", "json", "SELECT 41 + 1"], capture_output=True,
+                         text=True, cwd=tmp_path, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert '"state": "succeeded"' in run.stdout
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import pgbg_cli; print(pgbg_cli.__file__)"],
+                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    assert str(venv) in where.stdout, "pgbg_cli was imported from outside the new virtualenv"
