@@ -295,6 +295,13 @@ def _widths(cells: list[list[str]], headers: list[str], width: int, steps: list[
     return widths
 
 
+def _clock(value: Any) -> str:
+    """A timestamp as local ``MM-DD HH:MM:SS``."""
+    import datetime as dt
+
+    return value.astimezone().strftime("%m-%d %H:%M:%S") if isinstance(value, dt.datetime) else ""
+
+
 def jobs_table(rows: list[dict[str, Any]], width: int, room: int, *, hidden: int = 0,
                keep_handles: bool = False) -> list[RenderableType]:
     """Jobs in one line each, at most ``room`` lines with the header (and a "+N more" line).
@@ -304,7 +311,9 @@ def jobs_table(rows: list[dict[str, Any]], width: int, room: int, *, hidden: int
     from rich.text import Text
 
     wide = width >= 110
-    headers = ["HANDLE", "LABEL", "STATE"] + (["ROLE"] if wide else []) + ["ELAPSED", "PROGRESS", "QUERY"]
+    timed = keep_handles and width >= 150  # a one-shot listing on a wide terminal: when it was queued/started
+    headers = (["HANDLE", "LABEL", "STATE"] + (["ROLE"] if wide else []) + (["QUEUED", "STARTED"] if timed else [])
+               + ["ELAPSED", "PROGRESS", "QUERY"])
     total = len(rows) + hidden
     fit = max(0, room - 2)  # the header and its rule
     shown = rows if total <= fit else rows[: max(0, fit - 1)]
@@ -314,6 +323,8 @@ def jobs_table(rows: list[dict[str, Any]], width: int, room: int, *, hidden: int
                 str(row.get("state") or "")]
         if wide:
             line.append(str(row.get("owner") or ""))
+        if timed:
+            line += [_clock(row.get("queued_at")), _clock(row.get("started_at"))]
         line += [format_ms(row.get("elapsed_ms")), progress_text(row.get("progress")),
                  _one_line(row.get("query"), 200)]
         cells.append(line)
