@@ -277,6 +277,13 @@ BEGIN
             -- still running: reconcile treats it as an orphan (cancellable by verified pid)
             UPDATE pgbg.job SET supervisor_pid = NULL WHERE id = j.id;
         ELSE
+            BEGIN
+                -- release the entry, if the extension kept one (it counts toward
+                -- pg_background.max_workers); detach signals nothing
+                PERFORM pgbg._bg_detach(j.worker_pid, j.worker_cookie);
+            EXCEPTION WHEN OTHERS THEN
+                NULL;
+            END;
             UPDATE pgbg.job
                SET state = 'lost', finished_at = clock_timestamp(),
                    reason = 'pg_background handed back an unusable handle (its worker ended before '
@@ -464,7 +471,9 @@ BEGIN
             j.sql, j.queue_size, left('pgbg:' || j.id || ':' || coalesce(j.label, ''), 60));
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-        IF v_state = '53000' THEN
+        IF v_state IN ('53000', '53400') THEN
+            -- 53000: no free slot of max_worker_processes; 53400: this session holds
+            -- pg_background.max_workers handles already. Either way: queued again, not failed.
             UPDATE pgbg.job SET state = 'queued', supervisor_pid = NULL,
                    reason = 'waiting for a free worker slot' WHERE id = j.id;
             RETURN false;
