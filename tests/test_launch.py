@@ -340,10 +340,10 @@ def _running(sql_admin: Any, label: str) -> dict[str, Any]:
                  f"job {label} running", timeout=20)
 
 
-def test_ctrl_c_during_wait_cancels_the_job(test_db, sql_admin):
+def _interrupt_running_launch(sql_admin: Any, dsn: str, *options: str) -> tuple[dict[str, Any], int, str, str]:
+    """Start `pgbg launch --wait` of a long job, send it Ctrl-C once the job runs."""
     label = _label()
-    proc = _popen_pgbg("launch", "--wait", "--format", "json", "-l", label, "SELECT pg_sleep(60)",
-                       dsn=test_db["app"])
+    proc = _popen_pgbg("launch", "--wait", *options, "-l", label, "SELECT pg_sleep(60)", dsn=dsn)
     try:
         job = _running(sql_admin, label)
         os.killpg(proc.pid, signal.SIGINT)
@@ -351,29 +351,25 @@ def test_ctrl_c_during_wait_cancels_the_job(test_db, sql_admin):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 1, err
+    return job, proc.returncode, out, err
+
+
+def test_ctrl_c_during_wait_cancels_the_job(test_db, sql_admin):
+    job, code, out, err = _interrupt_running_launch(sql_admin, test_db["app"], "--format", "json")
+    assert code == 1, err
     assert "interrupted" in err and "Traceback" not in err
     assert json.loads(out)["state"] == "canceled"
-    assert _job(sql_admin, label)["state"] == "canceled"
+    assert _job(sql_admin, job["label"])["state"] == "canceled"
     assert not _alive(sql_admin, job["worker_pid"])
 
 
 def test_ctrl_c_with_keep_running_leaves_the_job(test_db, sql_admin, cli):
-    label = _label()
-    proc = _popen_pgbg("launch", "--wait", "--keep-running", "-l", label, "SELECT pg_sleep(60)",
-                       dsn=test_db["app"])
-    try:
-        job = _running(sql_admin, label)
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    job, code, out, err = _interrupt_running_launch(sql_admin, test_db["app"], "--keep-running")
     handle = f"{job['id']}:{job['cookie']}"
-    assert proc.returncode == 130, err
+    assert code == 130, err
     assert out == handle + "\n"
     assert "Traceback" not in err
-    assert _job(sql_admin, label)["state"] == "running"
+    assert _job(sql_admin, job["label"])["state"] == "running"
     assert _alive(sql_admin, job["worker_pid"])
     res = cli("cancel", handle, "--format", "json", dsn=test_db["app"])
     assert res.exit_code == 0, res
