@@ -39,12 +39,6 @@ def handle_of(job: dict[str, Any]) -> Handle:
     return Handle(job["id"], job["cookie"])
 
 
-def submit(conn: psycopg.Connection[Any], sql_text: str, **options: Any) -> tuple[dict[str, Any], str | None]:
-    """Register a job and make sure this role's supervisor runs. Returns (job, warning)."""
-    job = register(conn, sql_text, **options)
-    return job, ensure_supervisor(conn)
-
-
 def register(
     conn: psycopg.Connection[Any],
     sql_text: str,
