@@ -82,3 +82,15 @@ def for_job(job: dict[str, Any], views: dict[int, dict[str, Any]]) -> Progress |
         total=view.get("total"),
         unit=view.get("unit"),
     )
+
+
+def enriched(conn: psycopg.Connection[Any], jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Job rows as listings show them: derived fields, and the progress of running ones."""
+    from pgbg_cli import jobview
+
+    views = by_pid(conn, [j.get("worker_pid") for j in jobs if j["state"] == "running"])
+    out = []
+    for job in jobs:
+        prog = for_job(job, views)
+        out.append(jobview.enrich(job, prog.as_dict() if prog else None))
+    return out

@@ -76,15 +76,6 @@ def progress_text(prog: dict[str, Any] | None) -> str:
     return f"{bar} {_one_line(' '.join(str(p) for p in parts))}".strip()
 
 
-def _enrich(conn: psycopg.Connection[Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    views = progress.by_pid(conn, [r.get("worker_pid") for r in rows if r["state"] == "running"])
-    out = []
-    for row in rows:
-        prog = progress.for_job(row, views)
-        out.append(jobview.enrich(row, prog.as_dict() if prog else None))
-    return out
-
-
 def _slots_text(slots: stats.Slots) -> str:
     return f"slots {slots.used}/{slots.max_worker_processes}"
 
@@ -121,7 +112,7 @@ class ListView:
         return Snapshot(
             at=dt.datetime.now(dt.timezone.utc),
             slots=stats.worker_slots(conn),
-            jobs=_enrich(conn, rows),
+            jobs=progress.enriched(conn, rows),
             counts=self.window.counts(states=self.states, label_glob=self.label),
         )
 
@@ -169,7 +160,7 @@ class StatsView:
             at=dt.datetime.now(dt.timezone.utc),
             slots=stats.worker_slots(conn),
             groups=self.window.figures(by=self.by),
-            jobs=_enrich(conn, live),
+            jobs=progress.enriched(conn, live),
             hidden_jobs=max(0, len(self.window.live) - len(live)),
         )
 

@@ -26,11 +26,7 @@ def register(app: typer.Typer) -> None:
 def _emit_jobs(conn: Any, rows: list[dict[str, Any]], fmt: Format, *, title: str | None = None) -> None:
     from pgbg_cli import jobview, output, progress
 
-    views = progress.by_pid(conn, [r.get("worker_pid") for r in rows if r["state"] == "running"])
-    enriched = []
-    for row in rows:
-        prog = progress.for_job(row, views)
-        enriched.append(jobview.enrich(row, prog.as_dict() if prog else None))
+    enriched = progress.enriched(conn, rows)
     if output.resolve(fmt) is Format.table:
         # one line per job, fitted to the terminal (the same layout as list --watch), handles kept
         from pgbg_cli import watch
@@ -176,10 +172,7 @@ def show(
             names, rows = jobs.result_rows(job)
             output.emit_rows(rows, [output.Column(n) for n in names], fmt)
             return
-        views = progress.by_pid(conn, [job.get("worker_pid")] if job["state"] == "running" else [])
-        prog = progress.for_job(job, views)
-        output.emit_record(jobview.enrich(job, prog.as_dict() if prog else None), jobview.RECORD_FIELDS, fmt,
-                           compact=True)
+        output.emit_record(progress.enriched(conn, [job])[0], jobview.RECORD_FIELDS, fmt, compact=True)
 
 
 def list_(
