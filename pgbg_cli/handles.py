@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pgbg_cli.errors import UsageError
 
-_HANDLE = re.compile(r"^\s*(\d{1,18}):(-?\d{1,19})\s*$")
+_HANDLE = re.compile(r"^\s*([0-9]{1,18}):(-?[0-9]{1,19})\s*$")  # [0-9]: \d matches any Unicode digit
 
 
 @dataclass(frozen=True, order=True)

@@ -16,13 +16,12 @@ def register(app: typer.Typer) -> None:
 
 def capacity(
     plan: Annotated[
-        int | None,
+        str | None,
         typer.Option(
             "--plan",
             "-n",
-            min=1,
             metavar="N",
-            help="Say whether N more background jobs fit right now and, if not, what to change.",
+            help="Say whether N more background jobs fit right now and, if not, what to change (1 to 262143).",
             show_default=False,
         ),
     ] = None,
@@ -38,11 +37,12 @@ def capacity(
     0 either way.
     """
     from pgbg_cli import capacity as core
-    from pgbg_cli import extension, output
+    from pgbg_cli import extension, numbers, output
 
+    wanted = None if plan is None else numbers.parse_count(plan, "--plan", 1, numbers.PLAN_MAX)
     with database(dsn, need_schema=False) as conn:
         cap = core.measure(conn, extension.discover(conn))
-    verdict = core.plan(cap, plan) if plan is not None else None
+    verdict = core.plan(cap, wanted) if wanted is not None else None
     fields = (core.PLAN_FIELDS if verdict else []) + core.FIELDS
     fmt = output.resolve(fmt)
     if fmt in (Format.json, Format.csv):

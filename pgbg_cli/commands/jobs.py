@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from pgbg_cli.commands.common import DsnOpt, FormatOpt, database, exit_for
-from pgbg_cli.commands.stats import CountOpt, IntervalOpt, WatchOpt, watch_interval
+from pgbg_cli.commands.stats import CountOpt, IntervalOpt, WatchOpt, watch_options
 from pgbg_cli.output import Format
 
 OUTCOME_KEYS = ("sqlstate", "message", "reason")
@@ -45,7 +45,9 @@ def _emit_jobs(conn: Any, rows: list[dict[str, Any]], fmt: Format, *, title: str
 def wait(
     handles: HandlesArg,
     timeout: Annotated[
-        str | None, typer.Option("--timeout", "-t", help="Give up after this long (e.g. 30s, 5m): exit 124.")
+        str | None,
+        typer.Option("--timeout", "-t", metavar="DURATION",
+                     help="Give up after this long (e.g. 30s, 5m; at most 36525d): exit 124."),
     ] = None,
     any_: Annotated[bool, typer.Option("--any", help="Return as soon as one of the jobs has ended.")] = False,
     fmt: FormatOpt = Format.auto,
@@ -61,8 +63,8 @@ def wait(
     from pgbg_cli.commands.livebar import LiveBar
     from pgbg_cli.durations import parse_ms
 
+    timeout_s = parse_ms(timeout, what="--timeout") / 1000 if timeout is not None else None
     wanted = handles_mod.parse_many(handles)
-    timeout_s = parse_ms(timeout, what="--timeout") / 1000 if timeout else None
     with database(dsn) as conn:
         bar = LiveBar(conn)
         with bar:
@@ -85,7 +87,8 @@ def cancel(
     ] = None,
     grace: Annotated[
         str | None,
-        typer.Option("--grace", "-g", help="Cancel the running statement first; stop the worker after this long."),
+        typer.Option("--grace", "-g", metavar="DURATION",
+                     help="Cancel the running statement first; stop the worker after this long (at most 24d)."),
     ] = None,
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="Return at once; do not wait for the jobs to stop.")
@@ -100,12 +103,12 @@ def cancel(
     """
     from pgbg_cli import handles as handles_mod
     from pgbg_cli import jobs, output
-    from pgbg_cli.durations import parse_ms
+    from pgbg_cli.durations import GRACE_MAX_MS, parse_ms
     from pgbg_cli.errors import UsageError
 
+    grace_ms = parse_ms(grace, what="--grace", hi=GRACE_MAX_MS) if grace is not None else 0
     if not handles and not label:
         raise UsageError("name the jobs to cancel: handles, or --label PATTERN")
-    grace_ms = parse_ms(grace, what="--grace") if grace else 0
     with database(dsn) as conn:
         wanted = handles_mod.parse_many(handles) if handles else []
         if label:
@@ -181,7 +184,9 @@ def list_(
     ] = None,
     label: Annotated[str | None, typer.Option("--label", "-l", help="Only labels matching (* and ? work).")] = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="All history, not only live and last-hour jobs.")] = False,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many jobs.")] = 50,
+    limit: Annotated[
+        str, typer.Option("--limit", "-n", metavar="N", help="At most this many jobs (1 to 1000000).")
+    ] = "50",
     watch: WatchOpt = False,
     interval: IntervalOpt = "2s",
     count: CountOpt = None,
@@ -194,21 +199,22 @@ def list_(
     terminal's height; when the output is not a terminal each refresh prints one line
     of counts per state (or one JSON object with --format json). Ctrl-C ends it (exit 0).
     """
-    from pgbg_cli import jobs, jobview
+    from pgbg_cli import jobs, jobview, numbers
     from pgbg_cli.errors import UsageError
 
     for s in state or []:
         if s not in jobs.STATES:
-            raise UsageError(f"unknown state {s!r}: one of {', '.join(jobs.STATES)}")
-    seconds = watch_interval(interval, count, watch)
+            raise UsageError(f"unknown state {numbers.shown(s)}: one of {', '.join(jobs.STATES)}")
+    most = numbers.parse_count(limit, "--limit", 1, numbers.LIMIT_MAX)
+    seconds, refreshes = watch_options(interval, count, watch)
     with database(dsn) as conn:
         if watch:
             from pgbg_cli import watch as watch_mod
 
-            view = watch_mod.ListView(conn, states=state, label=label, include_all=all_, limit=limit)
-            raise typer.Exit(watch_mod.run(view, interval=seconds, count=count, fmt=fmt))
+            view = watch_mod.ListView(conn, states=state, label=label, include_all=all_, limit=most)
+            raise typer.Exit(watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt))
         jobs.reconcile(conn)
-        rows = jobs.list_jobs(conn, states=state, label=label, include_all=all_, limit=limit)
+        rows = jobs.list_jobs(conn, states=state, label=label, include_all=all_, limit=most)
         if not state and not label:
             rows = [jobview.foreign_row(w) for w in jobs.foreign_workers(conn)] + rows
         _emit_jobs(conn, rows, fmt)

@@ -33,11 +33,14 @@ def launch(
     label: Annotated[str | None, typer.Option("--label", "-l", help="A label to find the job by.")] = None,
     timeout: Annotated[
         str | None,
-        typer.Option("--timeout", "-t", help="Cancel the job if it runs longer (e.g. 30s, 10m, 2h); state timed_out."),
+        typer.Option("--timeout", "-t", metavar="DURATION",
+                     help="Cancel the job if it runs longer (e.g. 30s, 10m, 2h; at most 36525d); state timed_out."),
     ] = None,
     queue_size: Annotated[
-        int, typer.Option("--queue-size", min=0, help="Shared memory queue size in bytes (0: the server default).")
-    ] = 0,
+        str,
+        typer.Option("--queue-size", metavar="BYTES",
+                     help="Shared memory queue size in bytes: 0 (the server default) or 4096 to 268435456."),
+    ] = "0",
     keep_running: Annotated[
         bool,
         typer.Option("--keep-running", help="On Ctrl-C, leave the job running and print its handle (default: cancel)."),
@@ -52,21 +55,20 @@ def launch(
     the job succeeded and 1 when it failed, was canceled or timed out. Killing pgbg never
     loses the job: it runs and its outcome is recorded all the same.
     """
-    from pgbg_cli import jobs
+    from pgbg_cli import jobs, numbers
     from pgbg_cli.durations import parse_ms
     from pgbg_cli.output import say
 
-    text = read_sql(sql, file)
-    timeout_ms = parse_ms(timeout, what="--timeout") if timeout else None
+    # options first: a bad one is refused before the SQL is read (perhaps from stdin)
+    timeout_ms = parse_ms(timeout, what="--timeout") if timeout is not None else None
     if timeout_ms == 0:
         timeout_ms = None
-    if queue_size and queue_size < 4096:
-        from pgbg_cli.errors import UsageError
-
-        raise UsageError("--queue-size must be 0 (server default) or at least 4096 bytes")
+    queue_bytes = numbers.parse_count(queue_size, "--queue-size", numbers.QUEUE_SIZE_MIN, numbers.QUEUE_SIZE_MAX,
+                                      zero="the server default")
+    text = read_sql(sql, file)
     with database(dsn) as conn:
         job = jobs.register(
-            conn, text, label=label, timeout_ms=timeout_ms, queue_size=queue_size, want_result=result
+            conn, text, label=label, timeout_ms=timeout_ms, queue_size=queue_bytes, want_result=result
         )
         # From here on the job exists: Ctrl-C cancels it (or, with --keep-running, leaves it).
         try:

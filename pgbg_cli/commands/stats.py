@@ -20,10 +20,13 @@ WatchOpt = Annotated[
     bool, typer.Option("--watch", "-w", help="Keep the view on screen, refreshed every --interval (Ctrl-C ends it).")
 ]
 IntervalOpt = Annotated[
-    str, typer.Option("--interval", "-i", help="With --watch: time between refreshes (e.g. 500ms, 2s, 1m).")
+    str,
+    typer.Option("--interval", "-i", metavar="DURATION",
+                 help="With --watch: time between refreshes (e.g. 500ms, 2s, 1m; 50ms to 1d)."),
 ]
 CountOpt = Annotated[
-    int | None, typer.Option("--count", "-c", min=1, help="With --watch: stop after this many refreshes.")
+    str | None,
+    typer.Option("--count", "-c", metavar="N", help="With --watch: stop after this many refreshes (1 to 1000000)."),
 ]
 
 
@@ -33,17 +36,16 @@ def register(app: typer.Typer) -> None:
     app.command("settings")(settings)
 
 
-def watch_interval(interval: str, count: int | None, watch: bool) -> float:
-    """The --interval in seconds, after checking that --interval/--count go with --watch."""
-    from pgbg_cli.durations import parse_ms
+def watch_options(interval: str, count: str | None, watch: bool) -> tuple[float, int | None]:
+    """--interval in seconds and --count as a number, after checking that --count goes with --watch."""
+    from pgbg_cli import numbers
+    from pgbg_cli.durations import INTERVAL_MAX_MS, INTERVAL_MIN_MS, parse_ms
     from pgbg_cli.errors import UsageError
 
     if count is not None and not watch:
         raise UsageError("--count goes with --watch")
-    seconds = parse_ms(interval, what="--interval") / 1000
-    if seconds < 0.05:
-        raise UsageError(f"--interval must be at least 50ms, not {interval!r}")
-    return seconds
+    seconds = parse_ms(interval, what="--interval", lo=INTERVAL_MIN_MS, hi=INTERVAL_MAX_MS) / 1000
+    return seconds, None if count is None else numbers.parse_count(count, "--count", 1, numbers.COUNT_MAX)
 
 
 # Headers of the --by table, narrow enough for 80 columns (JSON and CSV use the keys).
@@ -77,7 +79,9 @@ def _stat_columns(by: By | None, fmt: Format) -> list[Any]:
 
 def stats_(
     since: Annotated[
-        str, typer.Option("--since", "-s", help="The window: jobs that ended this long ago or later (e.g. 1h, 7d).")
+        str,
+        typer.Option("--since", "-s", metavar="DURATION",
+                     help="The window: jobs that ended this long ago or later (e.g. 1h, 7d; 1ms to 36525d)."),
     ] = "24h",
     by: Annotated[By | None, typer.Option("--by", "-b", help="One row per label or per role.")] = None,
     session: Annotated[
@@ -107,10 +111,8 @@ def stats_(
     from pgbg_cli.durations import parse_ms
     from pgbg_cli.errors import UsageError
 
-    seconds = watch_interval(interval, count, watch)
-    window_ms = parse_ms(since, what="--since")
-    if window_ms <= 0:
-        raise UsageError("--since must be longer than zero")
+    seconds, refreshes = watch_options(interval, count, watch)
+    window_ms = parse_ms(since, what="--since", lo=1)
     if session and (by or watch):
         raise UsageError("--session shows one row of this session: it goes without --by and --watch")
     with database(dsn) as conn:
@@ -123,7 +125,7 @@ def stats_(
 
             view = watch_mod.StatsView(conn, window_ms=window_ms, window_text=since.strip(),
                                        by=by.value if by else None)
-            raise typer.Exit(watch_mod.run(view, interval=seconds, count=count, fmt=fmt))
+            raise typer.Exit(watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt))
         rows = core.job_stats(conn, window_ms=window_ms, by=by.value if by else None)
         slots = core.worker_slots(conn).as_dict()
     columns = _stat_columns(by, fmt)
@@ -136,7 +138,9 @@ def stats_(
 
 def prune(
     older_than: Annotated[
-        str, typer.Option("--older-than", "-o", help="Delete finished jobs that ended longer ago than this (e.g. 7d).")
+        str,
+        typer.Option("--older-than", "-o", metavar="DURATION",
+                     help="Delete finished jobs that ended longer ago than this (e.g. 7d; 0 to 36525d)."),
     ],
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only count what would go.")] = False,
     fmt: FormatOpt = Format.auto,
