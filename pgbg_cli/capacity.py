@@ -265,8 +265,8 @@ def _yes_no(value: Any, row: dict[str, Any]) -> str:
     return "" if value is None else ("yes" if value else "no")
 
 
-def _lines(value: Any, row: dict[str, Any]) -> str:
-    return "\n".join(value or [])
+def _lines(value: Any, row: dict[str, Any]) -> list[str]:
+    return [str(line) for line in value or []]  # one line each (the output layer escapes them)
 
 
 FIELDS = [

@@ -38,7 +38,7 @@ class PgbgGroup(TyperGroup):
         except ClickException as exc:
             where = getattr(getattr(exc, "ctx", None), "command_path", None) or "pgbg"
             hint = f" (see {where} --help)" if exc.exit_code == 2 else ""
-            sys.stderr.write(f"pgbg: {exc.format_message()}{hint}\n")
+            _write(f"pgbg: {exc.format_message()}{hint}")
             sys.exit(exc.exit_code)
         except Abort:
             sys.stderr.write("pgbg: interrupted\n")
@@ -62,9 +62,16 @@ class PgbgGroup(TyperGroup):
             raise
 
 
-def _fail(message: str, code: int) -> None:
-    sys.stderr.write(f"pgbg: {message}\n")
+def _write(line: str) -> None:
+    """One line on stderr, escaped: messages quote what users typed and what the server said."""
+    from pgbg_cli.output import printable
+
+    sys.stderr.write(printable(line) + "\n")
     sys.stderr.flush()
+
+
+def _fail(message: str, code: int) -> None:
+    _write(f"pgbg: {message}")
     raise typer.Exit(code)
 
 

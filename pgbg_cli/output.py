@@ -1,7 +1,10 @@
 """The one output layer: Rich tables on a terminal, tabulate plain text, JSON or CSV.
 
 Only data goes to stdout; messages go to stderr (see ``say``). NO_COLOR is honoured
-(Rich reads it), and plain text carries no escape codes.
+(Rich reads it), and plain text carries no escape codes. JSON and CSV carry every value
+exactly; what people read (tables, plain text, messages) goes through ``printable``, so a
+job's SQL, label or message cannot move the cursor, fake a row or turn text around, and
+Rich never reads data as markup (cells, headers and titles are ``Text``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import decimal
 import enum
 import io
 import json
+import re
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +35,8 @@ class Format(str, enum.Enum):
 class Column:
     key: str
     header: str = ""
-    human: Callable[[Any, dict[str, Any]], str] | None = None  # table/plain rendering
+    # table/plain rendering; a list of strings is shown as that many lines
+    human: Callable[[Any, dict[str, Any]], str | list[str]] | None = None
     justify: str = "left"
 
     @property
@@ -45,6 +50,33 @@ def resolve(fmt: Format | str | None) -> Format:
     if fmt is Format.auto:
         return Format.table if sys.stdout.isatty() else Format.plain
     return fmt
+
+
+# C0 controls (newline and tab included), DEL, C1 controls, and the Unicode characters that
+# reorder or break lines: bidi embeddings/overrides/isolates/marks, line and paragraph separators.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` safe to show people on a terminal: one line, nothing that acts on the terminal.
+
+    Newline, carriage return and tab become ``\\n``, ``\\r`` and ``\\t``; other C0 controls,
+    DEL and C1 controls become ``\\xHH`` (ESC is ``\\x1b``); bidi controls (U+061C, U+200E,
+    U+200F, U+202A-U+202E, U+2066-U+2069) and the line/paragraph separators U+2028/U+2029 become
+    ``\\uHHHH``. Everything else, other languages and emoji included, is left alone. So is a
+    backslash: data that already holds a backslash sequence (``\\n`` typed as two characters)
+    looks the same as an escaped newline, a price paid to keep SQL, regexes and paths readable;
+    JSON and CSV tell them apart. Escaping twice changes nothing more.
+    """
+    return _UNPRINTABLE.sub(_escape, text)
 
 
 def jsonable(value: Any) -> Any:
@@ -82,10 +114,12 @@ def _text(value: Any) -> str:
 
 
 def _human(col: Column, row: dict[str, Any]) -> str:
+    """A cell for people, escaped (``printable``); only a renderer's list of lines spans lines."""
     value = row.get(col.key)
-    if col.human is not None:
-        return col.human(value, row)
-    return _text(value)
+    text = col.human(value, row) if col.human is not None else _text(value)
+    if isinstance(text, list | tuple):
+        return "\n".join(printable(str(line)) for line in text)
+    return printable(text)
 
 
 def dumps_json(data: Any) -> str:
@@ -95,13 +129,13 @@ def dumps_json(data: Any) -> str:
 def stdout_console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, emoji=False)
 
 
 def stderr_console() -> Any:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, emoji=False)
 
 
 def render_rows(
@@ -116,20 +150,25 @@ def render_rows(
     if fmt is Format.json:
         return dumps_json([{c.key: row.get(c.key) for c in columns} for row in rows]) + "\n"
     if fmt is Format.csv:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow([c.key for c in columns])
-        for row in rows:
-            writer.writerow([_csv_value(row.get(c.key)) for c in columns])
-        return buf.getvalue()
+        lines = [_csv_line([c.key for c in columns])]
+        lines += [_csv_line([_csv_value(row.get(c.key)) for c in columns]) for row in rows]
+        return "".join(lines)
     from tabulate import tabulate
 
     body = [[_human(c, row) for c in columns] for row in rows]
-    text = tabulate(body, headers=[c.title for c in columns], tablefmt="simple",
-                    disable_numparse=True)
+    headers = [printable(c.title) for c in columns]
+    text = tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)
     if not rows:
-        text = "  ".join(c.title for c in columns) + "\n(no rows)"
+        text = "  ".join(headers) + "\n(no rows)"
     return text + "\n"
+
+
+def _csv_line(values: list[str]) -> str:
+    """One CSV record ending in ``\\n``. The writer is told ``\\r\\n`` so that a field holding
+    either character is quoted (with ``\\n`` alone, a lone ``\\r`` went out bare and split the row)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerow(values)
+    return buf.getvalue()[:-2] + "\n"
 
 
 def _csv_value(value: Any) -> str:
@@ -147,13 +186,13 @@ def rich_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], title:
 
     # borderless (a rule under the header, a space between columns):
     # a bordered 12-column table no longer fits 80 columns
-    table = Table(title=title, header_style="bold", title_justify="left", expand=False, box=box.SIMPLE_HEAD,
-                  show_edge=False, pad_edge=False, padding=(0, 0, 0, 0))
+    table = Table(title=Text(printable(title)) if title else None, header_style="bold", title_justify="left",
+                  expand=False, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 0))
     cells = [[_human(c, row) for c in columns] for row in rows]
     for i, c in enumerate(columns):
         # a figure is never cut (its header may wrap); text folds when it must
         widest = max((len(line[i]) for line in cells), default=0) if c.justify == "right" else None
-        table.add_column(c.title, justify=c.justify, overflow="fold", min_width=widest or None)
+        table.add_column(Text(printable(c.title)), justify=c.justify, overflow="fold", min_width=widest or None)
     for line in cells:
         table.add_row(*[Text(value) for value in line])
     return table
@@ -196,18 +235,20 @@ def emit_record(
         table.add_column(style="bold")
         table.add_column(overflow="fold")
         for c in human_fields:
-            table.add_row(c.title, Text(_human(c, record)))
+            table.add_row(Text(printable(c.title)), Text(_human(c, record)))
         stdout_console().print(table)
     else:
-        width = max((len(c.title) for c in human_fields), default=0)
-        for c in human_fields:
-            value = _human(c, record).replace("\n", "\n" + " " * (width + 2))
-            sys.stdout.write(f"{c.title.ljust(width)}  {value}\n")
+        titles = [printable(c.title) for c in human_fields]
+        width = max((len(t) for t in titles), default=0)
+        for title, c in zip(titles, human_fields, strict=True):
+            value = _human(c, record).replace("\n", "\n" + " " * (width + 2))  # a renderer's lines
+            sys.stdout.write(f"{title.ljust(width)}  {value}\n")
     sys.stdout.flush()
 
 
 def say(message: str, *, style: str | None = None) -> None:
-    """A message for people, on stderr."""
+    """A message for people, on stderr: one line, escaped (``printable``)."""
+    message = printable(message)
     if style and sys.stderr.isatty():
         stderr_console().print(message, style=style, markup=False)
     else:

@@ -56,7 +56,13 @@ class View(Protocol):
 
 
 def _one_line(text: Any, limit: int = 200) -> str:
-    return _SPACES.sub(" ", str(text or "")).strip()[:limit]
+    """A preview (query, progress): runs of white space as one space, cut, escaped."""
+    return output.printable(_SPACES.sub(" ", str(text or "")).strip()[:limit])
+
+
+def _cell(text: Any, limit: int) -> str:
+    """A name (label, role): cut and escaped, white space kept as the plain format shows it."""
+    return output.printable(str(text or "")[:limit])
 
 
 def progress_text(prog: dict[str, Any] | None) -> str:
@@ -198,7 +204,7 @@ class StatsView:
         headers = [(self.by or "").upper()] + [h for _, h in STATS_COLUMNS]
         cells = []
         for row in shown:  # without --by, no first column (the window is in the head line)
-            name = "" if not self.by else "(none)" if row["group"] is None else _one_line(row["group"], 40)
+            name = "" if not self.by else "(none)" if row["group"] is None else _cell(row["group"], 40)
             cells.append([name] + [_human_stat(key, row.get(key)) for key, _ in STATS_COLUMNS])
         col = {h: i for i, h in enumerate(headers)}
         if self.by:
@@ -310,10 +316,10 @@ def jobs_table(rows: list[dict[str, Any]], width: int, room: int, *, hidden: int
     shown = rows if total <= fit else rows[: max(0, fit - 1)]
     cells = []
     for row in shown:
-        line = [str(row.get("handle") or row.get("id") or ""), _one_line(row.get("label"), 60),
+        line = [str(row.get("handle") or row.get("id") or ""), _cell(row.get("label"), 60),
                 str(row.get("state") or "")]
         if wide:
-            line.append(str(row.get("owner") or ""))
+            line.append(_cell(row.get("owner"), 63))
         if timed:
             line += [_clock(row.get("queued_at")), _clock(row.get("started_at"))]
         line += [format_ms(row.get("elapsed_ms")), progress_text(row.get("progress")),

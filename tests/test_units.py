@@ -190,15 +190,17 @@ def test_jsonable_converts_database_types():
 
 
 def test_emit_record_plain_aligns_and_compact_drops_empty(capsys):
-    record = {"handle": "1:2", "state": "failed", "message": "division by zero\nsecond line", "hint": None}
+    record = {"handle": "1:2", "state": "failed", "message": "division by zero\nsecond line", "hint": None,
+              "changes": ["one", "two"]}
     fields = [Column("handle", "handle"), Column("state", "state"), Column("hint", "hint"),
-              Column("message", "message")]
+              Column("message", "message"), Column("changes", "changes", lambda v, r: v)]
     output.emit_record(record, fields, Format.plain, compact=True)
-    assert capsys.readouterr().out == (
+    assert capsys.readouterr().out == (  # a newline in a value is escaped; a renderer's list is lines
         "handle   1:2\n"
         "state    failed\n"
-        "message  division by zero\n"
-        "         second line\n"
+        "message  division by zero\\nsecond line\n"
+        "changes  one\n"
+        "         two\n"
     )
 
 

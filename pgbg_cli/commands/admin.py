@@ -47,11 +47,12 @@ def grant(
     """Give a role what it needs: pgbackground_role and pgbg_user (and pgbg_admin with --admin)."""
     from pgbg_cli import install
     from pgbg_cli.commands.common import database
+    from pgbg_cli.output import printable
 
     with database(dsn) as conn:
         done = install.grant(conn, role, admin=admin)
     for stmt in done:
-        typer.echo(stmt + ";")
+        typer.echo(printable(stmt) + ";")  # a role name may hold anything
 
 
 def revoke(
@@ -61,11 +62,11 @@ def revoke(
     """Take back what grant gave: pgbg_admin, pgbg_user and pgbackground_role."""
     from pgbg_cli import install
     from pgbg_cli.commands.common import database
-    from pgbg_cli.output import say
+    from pgbg_cli.output import printable, say
 
     with database(dsn) as conn:
         done = install.revoke(conn, role)
     if not done:
         say(f"pgbg: {role} had nothing to revoke")
     for stmt in done:
-        typer.echo(stmt + ";")
+        typer.echo(printable(stmt) + ";")  # a role name may hold anything

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from pgbg_cli import progress
+from pgbg_cli.output import printable
 
 
 class LiveBar:
@@ -28,7 +29,7 @@ class LiveBar:
                 BarColumn(),
                 TaskProgressColumn(),
                 TimeElapsedColumn(),
-                TextColumn("{task.fields[detail]}"),
+                TextColumn("{task.fields[detail]}", markup=False),  # job text, never markup
                 console=stderr_console(),
                 transient=True,
             )
@@ -51,7 +52,7 @@ class LiveBar:
             prog = progress.for_job(job, views)
             pct = prog.percent if prog else None
             desc = f"job {job['id']} {job['state']}"
-            detail = prog.text if prog else (job.get("reason") or "")
+            detail = printable(prog.text if prog else (job.get("reason") or ""))
             task = self._tasks.get(job["id"])
             if task is None:
                 task = self._progress.add_task(desc, total=100 if pct is not None else None, detail=detail)
