@@ -219,16 +219,15 @@ def plan(cap: Capacity, wanted: int) -> Plan:
         if cap.supervised and cap.reserve_slots and slots_needed - cap.reserve_slots <= cap.max_worker_processes:
             keep = cap.reserve_slots - (slots_needed - cap.max_worker_processes)
             changes.append(
-                f"or lower pgbg's reserve_slots from {cap.reserve_slots} to {keep} (as pgbg_admin: UPDATE "
-                f"pgbg.settings SET value = '{keep}' WHERE name = 'reserve_slots'), leaving less room "
+                f"or lower pgbg's reserve_slots from {cap.reserve_slots} to {keep} (as pgbg_admin: "
+                f"pgbg settings reserve_slots {keep}), leaving less room "
                 "for parallel query and replication"
             )
     per_role = cap.role_running_jobs + ahead + wanted
     if cap.max_running_per_role is not None and per_role > cap.max_running_per_role:
         changes.append(
             f"raise pgbg's max_running_per_role from {cap.max_running_per_role} to {per_role} "
-            f"(as pgbg_admin: UPDATE pgbg.settings SET value = '{per_role}' "
-            "WHERE name = 'max_running_per_role')"
+            f"(as pgbg_admin: pgbg settings max_running_per_role {per_role})"
         )
     if per_role > cap.pg_background_max_workers:
         who = "the supervisor's session" if cap.supervised else "one session"

@@ -54,9 +54,12 @@ class PgbgGroup(TyperGroup):
             _fail("interrupted", 130)
         except Exception as exc:
             if type(exc).__module__.startswith("psycopg"):
-                from pgbg_cli.db import first_line, redact
+                from pgbg_cli.db import LOCK_TIMEOUT_MS, first_line, redact
 
                 code = getattr(getattr(exc, "diag", None), "sqlstate", None)
+                if code == "55P03":
+                    _fail(f"a lock pgbg needs is held by another session (waited {LOCK_TIMEOUT_MS // 1000} s, "
+                          "lock_timeout): nothing was changed; see pg_locks for who holds it, then retry", 3)
                 where = f" [{code}]" if code else ""
                 _fail(f"database error{where}: {redact(first_line(exc))}", 3)
             raise

@@ -6,6 +6,7 @@ psycopg is imported here and only here (and by modules that run queries), so tha
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
     import psycopg
 
 APPLICATION_NAME = "pgbg"
+# Every statement pgbg runs waits at most this long for a lock, then fails with one line
+# (cli.py): nothing pgbg does waits forever on a lock another session holds. A lock_timeout
+# the user sets (PGOPTIONS, options= in the DSN) is kept.
+LOCK_TIMEOUT_MS = 5000
 
 _URI_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)(@)")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
@@ -70,6 +75,7 @@ def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[A
         raise UsageError(f"invalid connection string: {redact(first_line(exc), secrets)}") from None
     params.setdefault("application_name", APPLICATION_NAME)
     params.setdefault("connect_timeout", 10)
+    params["options"] = with_lock_timeout(params.get("options") or os.environ.get("PGOPTIONS", ""))
     try:
         conn = psycopg.connect(autocommit=autocommit, row_factory=dict_row, **params)
         # jsonb numbers (stored --result rows) keep every digit: decimals, not floats
@@ -83,6 +89,13 @@ def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[A
             "(set --dsn/-d, PGBG_DSN or the PG* environment variables)"
         ) from None
     return conn
+
+
+def with_lock_timeout(options: str) -> str:
+    """libpq ``options`` with pgbg's lock_timeout added, unless they set one already."""
+    if "lock_timeout" in options:
+        return options
+    return f"{options} -c lock_timeout={LOCK_TIMEOUT_MS}".strip()
 
 
 def _exact_json_loads(data: str | bytes) -> Any:

@@ -16,9 +16,10 @@ from pgbg_cli.errors import ExtensionProblem, PrivilegeProblem, SchemaMissing, U
 if TYPE_CHECKING:
     import psycopg
 
-LOCK_CLASS = 1885823591  # 'pgbg'
+LOCK_CLASS = 1885823591  # 'pgbg': init's transaction lock (class, 0)
 USER_ROLE = "pgbg_user"
 ADMIN_ROLE = "pgbg_admin"
+OWNER_ROLE = "pgbg_owner"  # NOLOGIN: owns the schema; its SECURITY DEFINER functions run as it
 
 
 @dataclass
@@ -86,7 +87,7 @@ def require(conn: psycopg.Connection[Any]) -> Status:
     if not st.current:
         raise SchemaMissing("pgbg's schema is outdated: run pgbg init to upgrade it in place")
     allowed = conn.execute(
-        "SELECT has_schema_privilege('pgbg', 'USAGE') AND has_table_privilege('pgbg.job', 'INSERT') AS ok"
+        "SELECT has_schema_privilege('pgbg', 'USAGE') AND pg_has_role('pgbg_user', 'USAGE') AS ok"
     ).fetchone()["ok"]
     if not allowed:
         user = conn.info.user
@@ -125,7 +126,8 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
             # Read what is there only once the lock is held: a concurrent init that got the
             # lock first has committed by now, and this one then has nothing to do.
             before = status(conn)
-            for role in (USER_ROLE, ADMIN_ROLE):
+            conn.execute("SET LOCAL check_function_bodies = off")  # files name routines of later files
+            for role in (OWNER_ROLE, USER_ROLE, ADMIN_ROLE):
                 if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
                     conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
                     actions.append(f"created role {role}")
@@ -144,8 +146,10 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
                 if version > current:
                     conn.execute(schema.read(name))
                     actions.append(f"applied {name}")
-            conn.execute(_api_sql(conn, ext))
-            conn.execute(schema.read("functions.sql"))
+            for name in schema.function_files():
+                conn.execute(_api_sql(conn, ext) if name == "api.sql" else schema.read(name))
+            conn.execute("SELECT pgbg._settings_repair()")
+            _own(conn)
             conn.execute(
                 "INSERT INTO pgbg.meta (key, value) VALUES ('schema_version', %s), ('code_digest', %s),"
                 " ('extension_schema', %s), ('extension_version', %s)"
@@ -169,6 +173,33 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
     return after
 
 
+def _own(conn: psycopg.Connection[Any]) -> None:
+    """Give the schema and everything in it to pgbg_owner, so that its SECURITY DEFINER
+    functions run with the rights of a role that owns pgbg's tables and nothing else."""
+    conn.execute(
+        """
+        DO $$
+        DECLARE
+            r record;
+        BEGIN
+            ALTER SCHEMA pgbg OWNER TO pgbg_owner;
+            FOR r IN SELECT c.oid::regclass AS rel FROM pg_catalog.pg_class c
+                      WHERE c.relnamespace = 'pgbg'::regnamespace AND c.relkind IN ('r', 'v', 'p')
+            LOOP
+                EXECUTE format('ALTER TABLE %s OWNER TO pgbg_owner', r.rel);
+            END LOOP;
+            FOR r IN SELECT p.oid::regprocedure AS fn, p.prokind FROM pg_catalog.pg_proc p
+                      WHERE p.pronamespace = 'pgbg'::regnamespace
+            LOOP
+                EXECUTE format('ALTER %s %s OWNER TO pgbg_owner',
+                               CASE r.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, r.fn);
+            END LOOP;
+        END
+        $$
+        """
+    )
+
+
 def _grants(conn: psycopg.Connection[Any], ext: extension.Extension) -> None:
     from psycopg import sql
 
@@ -177,13 +208,35 @@ def _grants(conn: psycopg.Connection[Any], ext: extension.Extension) -> None:
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO pgbg_user").format(sql.Identifier(ext.schema)))
     conn.execute(
         """
-        REVOKE ALL ON ALL TABLES IN SCHEMA pgbg FROM PUBLIC;
+        REVOKE ALL ON ALL TABLES IN SCHEMA pgbg FROM PUBLIC, pgbg_user, pgbg_admin;
+        REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgbg FROM PUBLIC, pgbg_user, pgbg_admin;
         REVOKE ALL ON ALL ROUTINES IN SCHEMA pgbg FROM PUBLIC;
+        REVOKE ALL ON SCHEMA pgbg FROM PUBLIC;
         GRANT USAGE ON SCHEMA pgbg TO pgbg_user;
-        GRANT SELECT, INSERT, UPDATE, DELETE ON pgbg.job TO pgbg_user;
-        GRANT SELECT ON pgbg.settings, pgbg.meta TO pgbg_user;
-        GRANT INSERT, UPDATE, DELETE ON pgbg.settings TO pgbg_admin;
+        GRANT SELECT ON pgbg.job, pgbg.job_event, pgbg.settings, pgbg.meta TO pgbg_user;
         GRANT EXECUTE ON ALL ROUTINES IN SCHEMA pgbg TO pgbg_user;
+        """
+    )
+    # Reading stays behind row-level security: a role sees its own jobs and their events.
+    conn.execute(
+        """
+        ALTER TABLE pgbg.job_event ENABLE ROW LEVEL SECURITY;
+        DROP POLICY IF EXISTS job_event_read ON pgbg.job_event;
+        CREATE POLICY job_event_read ON pgbg.job_event FOR SELECT
+            USING (EXISTS (SELECT 1 FROM pgbg.job j WHERE j.id = job_event.job_id));
+        """
+    )
+    # pgbg_owner reads every backend's type and start time (worker slots, liveness of
+    # supervisors and workers): pg_read_all_stats.
+    conn.execute(
+        """
+        DO $$
+        BEGIN
+            GRANT pg_read_all_stats TO pgbg_owner;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'pgbg_owner was not granted pg_read_all_stats';
+        END
+        $$
         """
     )
     # pgbg_admin cancels orphaned workers of other roles by pid: that takes pg_signal_backend.

@@ -163,10 +163,7 @@ def detach(conn: psycopg.Connection[Any], handles: Sequence[Handle]) -> list[dic
                 f"job {handle_of(job)} is still queued: no worker runs yet to detach from (cancel it instead)"
             )
     conn.execute(
-        "UPDATE pgbg.job SET detach_requested_at = clock_timestamp() "
-        "FROM unnest(%s::bigint[], %s::bigint[]) AS h(id, cookie) "
-        "WHERE job.id = h.id AND job.cookie = h.cookie AND job.state IN ('starting', 'running')",
-        ([h.id for h in handles], [h.cookie for h in handles]),
+        queries.text("detach_jobs"), {"ids": [h.id for h in handles], "cookies": [h.cookie for h in handles]}
     )
     conn.execute("SELECT pgbg.reconcile()")
     return get_many(conn, handles)

@@ -243,40 +243,21 @@ def prune(conn: psycopg.Connection[Any], *, older_than_ms: int, dry_run: bool = 
     return int(row["deleted"])
 
 
-# The settings pgbg.settings holds, and what each value must look like.
-SETTING_KINDS = {
-    "max_running_per_role": "count",
-    "reserve_slots": "count",
-    "poll_ms": "positive",
-    "supervisor_idle_ms": "count",
-    "history_keep": "count",
-    "history_max_age": "interval",
-}
-
-
 def settings(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     return conn.execute(queries.text("settings_list")).fetchall()
 
 
 def set_setting(conn: psycopg.Connection[Any], name: str, value: str) -> dict[str, Any]:
-    """Change one setting after checking its value; pgbg_admin only."""
+    """Change one setting; pgbg_admin only. The database checks the value's type and range
+    (``pgbg._setting_spec()``) and names them when it refuses one."""
     import psycopg as pg
 
-    kind = SETTING_KINDS.get(name)
-    if kind is None:
-        raise UsageError(f"unknown setting {name!r}: one of {', '.join(SETTING_KINDS)}")
+    from pgbg_cli.db import first_line
+
     value = value.strip()
-    if kind in ("count", "positive"):
-        if not value.isdigit() or (kind == "positive" and int(value) == 0):
-            least = "1" if kind == "positive" else "0"
-            raise UsageError(f"{name} takes a whole number of {least} or more, not {value!r}")
-        value = str(int(value))
-    else:
-        try:
-            with conn.transaction():
-                conn.execute("SELECT %s::interval", (value,))
-        except pg.errors.DataError:
-            raise UsageError(f"{name} takes a PostgreSQL interval such as '30 days', not {value!r}") from None
+    if not value.isascii() or not value.isprintable():
+        raise UsageError(f"{name}: a setting's value is plain ASCII (a whole number, or an interval "
+                         f"such as '30 days'), not {value!r}")
     try:
         row = conn.execute(queries.text("settings_set"), {"name": name, "value": value}).fetchone()
     except pg.errors.InsufficientPrivilege:
@@ -284,6 +265,8 @@ def set_setting(conn: psycopg.Connection[Any], name: str, value: str) -> dict[st
             f"only members of pgbg_admin may change pgbg's settings (ask for pgbg grant --admin "
             f"{conn.info.user})"
         ) from None
+    except pg.errors.InvalidParameterValue as exc:
+        raise UsageError(first_line(exc).removeprefix("pgbg: ")) from None
     if row is None:
         raise UsageError(f"setting {name!r} is missing from pgbg.settings: run pgbg init")
     return row

@@ -227,8 +227,7 @@ def test_role_cap_and_queue_limit_the_budget():
     p = core.plan(cap, 3)
     assert not p.fits
     assert p.changes == [
-        "raise pgbg's max_running_per_role from 8 to 10 (as pgbg_admin: UPDATE pgbg.settings SET value = '10' "
-        "WHERE name = 'max_running_per_role')"
+        "raise pgbg's max_running_per_role from 8 to 10 (as pgbg_admin: pgbg settings max_running_per_role 10)"
     ]
     assert "pgbg launch queues the other 2" in p.verdict
 

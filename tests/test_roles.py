@@ -80,12 +80,12 @@ def test_rls_shows_a_role_only_its_own_rows(test_db, cli, sql_admin, others_job)
 
 def test_app_cannot_update_or_delete_anothers_job(test_db, sql_admin, others_job):
     job_id = int(others_job.split(":")[0])
-    with psycopg.connect(test_db["app"], autocommit=True) as conn:
-        assert conn.execute("UPDATE pgbg.job SET cancel_requested_at = now(), state = 'canceled' "
-                            "WHERE id = %s", (job_id,)).rowcount == 0
-        assert conn.execute("DELETE FROM pgbg.job WHERE id = %s", (job_id,)).rowcount == 0
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("INSERT INTO pgbg.job (sql, owner) VALUES ('SELECT 1', 'pgbg_other')")
+    for statement in ("UPDATE pgbg.job SET cancel_requested_at = now(), state = 'canceled' WHERE id = %s",
+                      "DELETE FROM pgbg.job WHERE id = %s",
+                      "INSERT INTO pgbg.job (sql, owner) SELECT 'SELECT 1', 'pgbg_other' WHERE %s > 0"):
+        with psycopg.connect(test_db["app"], autocommit=True) as conn, \
+                pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement, (job_id,))
     job = _job(sql_admin, others_job)
     assert job["state"] == "running" and job["cancel_requested_at"] is None
 
@@ -105,11 +105,21 @@ def test_submitted_job_cannot_change_what_it_runs_or_whose_it_is(test_db, cli, s
         cli("cancel", handle, dsn=test_db["app"])
 
 
-def test_a_new_row_always_starts_queued_without_a_worker(test_db, cli):
+def test_a_new_job_always_starts_queued_without_a_worker(test_db, cli, sql_admin):
     with psycopg.connect(test_db["app"], autocommit=True) as conn:
-        row = conn.execute(
-            "INSERT INTO pgbg.job (sql, state, worker_pid, supervisor_pid, started_at) "
-            "VALUES ('SELECT 1', 'running', pg_backend_pid(), pg_backend_pid(), now()) "
-            "RETURNING state, worker_pid, supervisor_pid, started_at, id || ':' || cookie").fetchone()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO pgbg.job (sql, owner) VALUES ('SELECT 1', 'pgbg_app')")
+        row = conn.execute("SELECT state, worker_pid, supervisor_pid, started_at, id || ':' || cookie "
+                           "FROM pgbg.submit('SELECT 1')").fetchone()
     assert row[:4] == ("queued", None, None, None)
     assert cli("cancel", row[4], dsn=test_db["app"]).exit_code == 0
+    # even the table's owner cannot write a row that starts anywhere but queued
+    sql_admin("SET ROLE pgbg_owner")
+    try:
+        forged = sql_admin("INSERT INTO pgbg.job (owner, sql, state, worker_pid, cookie) "
+                           "VALUES ('pgbg_app', 'SELECT 1', 'succeeded', 1, 42) "
+                           "RETURNING id, state, worker_pid, cookie")
+    finally:
+        sql_admin("RESET ROLE")
+    assert forged[0]["state"] == "queued" and forged[0]["worker_pid"] is None and forged[0]["cookie"] != 42
+    assert cli("cancel", f"{forged[0]['id']}:{forged[0]['cookie']}", dsn=test_db["app"]).exit_code == 0

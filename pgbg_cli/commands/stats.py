@@ -190,5 +190,6 @@ def settings(
             if name is not None:
                 rows = [r for r in rows if r["name"] == name]
                 if not rows:
-                    raise UsageError(f"unknown setting {name!r}: one of {', '.join(core.SETTING_KINDS)}")
+                    known = ", ".join(r["name"] for r in core.settings(conn))
+                    raise UsageError(f"unknown setting {name!r}: one of {known}")
     output.emit_rows(rows, columns, fmt)

@@ -1,6 +1,6 @@
 -- pgbg's job budget in this database, for `pgbg capacity`: its settings, the active jobs
 -- the caller may see (row-level security: a role sees its own, pgbg_admin all), the
--- caller's own active jobs, and the live supervisors (one advisory lock each, any role).
+-- caller's own active jobs, and the live supervisors (registered in pgbg.supervisor, any role).
 SELECT pgbg.setting('max_running_per_role', '8')::int AS max_running_per_role,
        pgbg.setting('reserve_slots', '2')::int AS reserve_slots,
        count(*) FILTER (WHERE j.state = 'queued')::int AS queued_jobs,
@@ -9,11 +9,7 @@ SELECT pgbg.setting('max_running_per_role', '8')::int AS max_running_per_role,
        count(*) FILTER (WHERE j.state IN ('starting', 'running') AND j.owner = current_user)::int
            AS role_running_jobs,
        pgbg.supervisor_pid(current_user) AS supervisor_pid,
-       (SELECT count(*)::int
-          FROM pg_locks l
-         WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 1885823591 AND l.objsubid = 2
-           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
-           AS live_supervisors,
+       (SELECT count(*)::int FROM pgbg.supervisors() s WHERE NOT s.legacy) AS live_supervisors,
        (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.rolname = current_user)
          OR pg_has_role(current_user, 'pgbg_admin', 'MEMBER')
          OR pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = 'pgbg.job'::regclass),

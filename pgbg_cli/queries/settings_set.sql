@@ -1,2 +1,3 @@
--- Change one of pgbg's settings (pgbg_admin only: others lack UPDATE on pgbg.settings).
-UPDATE pgbg.settings SET value = %(value)s WHERE name = %(name)s RETURNING name, value, description
+-- Change one of pgbg's settings (pgbg.set_setting: pgbg_admin only; the database checks
+-- the value's type and range and refuses it with one line naming them).
+SELECT s.name, s.value, s.description FROM pgbg.set_setting(%(name)s, %(value)s) s

@@ -1,4 +1,4 @@
-"""The SQL of pgbg's own schema: versioned table files, then functions re-applied on every init."""
+"""The SQL of pgbg's own schema: versioned table files, then function files re-applied on every init."""
 
 from __future__ import annotations
 
@@ -26,6 +26,16 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+@cache
+def function_files() -> list[str]:
+    """The re-applied files, in order: the extension wrappers, then ``fn_NN_*.sql``."""
+    names = sorted(
+        entry.name for entry in resources.files(__package__).iterdir()
+        if re.fullmatch(r"fn_\d{2}_[a-z0-9_]+\.sql", entry.name)
+    )
+    return ["api.sql", *names]
+
+
 def schema_version() -> int:
     """The version this pgbg installs: the newest table file."""
     return migrations()[-1][0]
@@ -36,7 +46,7 @@ def code_digest() -> str:
     from pgbg_cli import queries
 
     h = hashlib.sha256()
-    for name in ("functions.sql", "api.sql"):
+    for name in function_files():
         h.update(read(name).encode())
     h.update(queries.text("worker_slots").encode())  # compiled into api.sql's pgbg.worker_slots()
     return h.hexdigest()[:16]

@@ -1,0 +1,89 @@
+-- Submitting jobs, and the two requests anyone who may manage a job can make of it:
+-- cancel and detach. A request only sets a flag that the owner's supervisor (or, when it
+-- is gone, reconcile) acts on; the one exception is a queued job, which has no worker yet
+-- and is canceled at once.
+
+-- Submit a job as p_owner (default: the caller's current role); it starts queued with a
+-- cookie nobody chose. Call pgbg.ensure_supervisor() after this commits. p_search_path
+-- (default: the caller's) is the path the job's worker will run with.
+DROP FUNCTION IF EXISTS pgbg.submit(text, text, bigint, integer, boolean, oid[], integer[], text[]);
+CREATE OR REPLACE FUNCTION pgbg.submit(
+    p_sql text,
+    p_label text DEFAULT NULL,
+    p_timeout_ms bigint DEFAULT NULL,
+    p_queue_size integer DEFAULT 0,
+    p_want_result boolean DEFAULT false,
+    p_result_types oid[] DEFAULT NULL,
+    p_result_typmods integer[] DEFAULT NULL,
+    p_result_names text[] DEFAULT NULL,
+    p_owner name DEFAULT current_user,
+    p_search_path text DEFAULT pg_catalog.current_setting('search_path'))
+RETURNS SETOF pgbg.job
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgbg._actor(p_owner);
+    IF NOT pg_catalog.pg_has_role(p_owner, 'pgbg_user', 'USAGE') THEN
+        RAISE EXCEPTION 'pgbg: role % may not use pgbg (pgbg grant %)', p_owner, p_owner USING ERRCODE = '42501';
+    END IF;
+    IF p_sql IS NULL OR pg_catalog.btrim(p_sql) = '' THEN
+        RAISE EXCEPTION 'pgbg: no SQL given' USING ERRCODE = '22023';
+    END IF;
+    IF p_timeout_ms IS NOT NULL AND p_timeout_ms <= 0 THEN
+        RAISE EXCEPTION 'pgbg: a timeout must be positive' USING ERRCODE = '22023';
+    END IF;
+    IF coalesce(p_queue_size, 0) < 0 THEN
+        RAISE EXCEPTION 'pgbg: a queue size cannot be negative' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+        INSERT INTO pgbg.job (owner, sql, label, timeout_ms, queue_size, want_result,
+                              result_types, result_typmods, result_names, search_path, client_app)
+        VALUES (p_owner, p_sql, p_label, p_timeout_ms, coalesce(p_queue_size, 0), coalesce(p_want_result, false),
+                p_result_types, p_result_typmods, p_result_names, p_search_path,
+                pg_catalog.current_setting('application_name', true))
+        RETURNING *;
+END
+$$;
+
+-- Ask for jobs to stop, by handle (id and cookie: a wrong cookie reads like an unknown id).
+-- Only jobs p_actor may manage (its own; any as pgbg_admin). A queued job is canceled
+-- here and now; a running one is stopped by its supervisor, or by reconcile when orphaned.
+-- Returns the ids it asked.
+CREATE OR REPLACE FUNCTION pgbg.request_cancel(p_ids bigint[], p_cookies bigint[], p_grace_ms integer DEFAULT 0,
+                                               p_actor name DEFAULT current_user)
+RETURNS SETOF bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgbg._actor(p_actor);
+    IF p_grace_ms IS NULL OR p_grace_ms < 0 THEN
+        RAISE EXCEPTION 'pgbg: a grace period cannot be negative' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+        UPDATE pgbg.job j
+           SET cancel_requested_at = coalesce(j.cancel_requested_at, pg_catalog.clock_timestamp()),
+               cancel_grace_ms = coalesce(j.cancel_grace_ms, p_grace_ms),
+               cancel_by = coalesce(j.cancel_by, p_actor),
+               state = CASE WHEN j.state = 'queued' THEN 'canceled' ELSE j.state END,
+               reason = CASE WHEN j.state = 'queued' THEN 'canceled by ' || p_actor || ' while queued'
+                             ELSE j.reason END
+          FROM unnest(p_ids, p_cookies) AS h(id, cookie)
+         WHERE j.id = h.id AND j.cookie = h.cookie AND j.state IN ('queued', 'starting', 'running')
+           AND pgbg._may_manage(p_actor, j.owner)
+        RETURNING j.id;
+END
+$$;
+
+-- Ask pgbg to stop tracking running jobs; their workers go on. Same rules as cancel.
+CREATE OR REPLACE FUNCTION pgbg.request_detach(p_ids bigint[], p_cookies bigint[], p_actor name DEFAULT current_user)
+RETURNS SETOF bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgbg._actor(p_actor);
+    RETURN QUERY
+        UPDATE pgbg.job j
+           SET detach_requested_at = coalesce(j.detach_requested_at, pg_catalog.clock_timestamp())
+          FROM unnest(p_ids, p_cookies) AS h(id, cookie)
+         WHERE j.id = h.id AND j.cookie = h.cookie AND j.state IN ('starting', 'running')
+           AND pgbg._may_manage(p_actor, j.owner)
+        RETURNING j.id;
+END
+$$;

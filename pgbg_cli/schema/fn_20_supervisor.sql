@@ -1,0 +1,187 @@
+-- The per-role supervisor: who it is, how it starts, and its loop.
+--
+-- One supervisor per (database, role) runs `CALL pgbg.supervise()` inside a pg_background
+-- worker launched by that role. It launches the role's queued jobs as workers it owns,
+-- tends them in short transactions (never holding the CREATE INDEX CONCURRENTLY deadlock),
+-- records each outcome, then detaches. N running jobs of a role hold N+1 worker slots.
+--
+-- It is known by its row in pgbg.supervisor (pid and backend start time), which only
+-- pgbg._supervisor_register() writes, from inside a pg_background worker of a session that
+-- may act as that role. Nobody else can hold that place: there is no lock to squat.
+
+-- This backend's own registration; 42501 unless it is a registered supervisor.
+CREATE OR REPLACE FUNCTION pgbg._supervisor_self()
+RETURNS pgbg.supervisor LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s pgbg.supervisor;
+BEGIN
+    SELECT * INTO s FROM pgbg.supervisor x
+     WHERE x.pid = pg_catalog.pg_backend_pid() AND x.backend_start = pgbg._my_backend_start();
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgbg: backend % is not a registered pgbg supervisor', pg_catalog.pg_backend_pid()
+            USING ERRCODE = '42501';
+    END IF;
+    RETURN s;
+END
+$$;
+
+-- Register this backend as p_role's supervisor. False when a live one is registered already.
+CREATE OR REPLACE FUNCTION pgbg._supervisor_register(p_role name DEFAULT current_user)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me record;
+BEGIN
+    PERFORM pgbg._actor(p_role);
+    SELECT a.pid, a.backend_start, a.backend_type INTO me
+      FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid();
+    IF me.backend_type IS DISTINCT FROM 'pg_background' THEN
+        RAISE EXCEPTION 'pgbg: only a pg_background worker can be a supervisor (this is a %)', me.backend_type
+            USING ERRCODE = '42501';
+    END IF;
+    -- one registration at a time; nobody but pgbg_owner can take this lock
+    LOCK TABLE pgbg.supervisor IN SHARE ROW EXCLUSIVE MODE;
+    DELETE FROM pgbg.supervisor s WHERE NOT pgbg._backend_alive(s.pid, s.backend_start);
+    IF EXISTS (SELECT 1 FROM pgbg.supervisor s WHERE s.role = p_role AND NOT s.legacy
+                                                 AND (s.pid, s.backend_start) <> (me.pid, me.backend_start)) THEN
+        RETURN false;
+    END IF;
+    INSERT INTO pgbg.supervisor (pid, backend_start, role) VALUES (me.pid, me.backend_start, p_role)
+    ON CONFLICT (pid, backend_start) DO NOTHING;
+    RETURN true;
+END
+$$;
+
+-- Leave: this backend is no longer a supervisor (it touches no other row).
+CREATE OR REPLACE FUNCTION pgbg._supervisor_unregister()
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM pgbg.supervisor s
+     WHERE s.pid = pg_catalog.pg_backend_pid() AND s.backend_start = pgbg._my_backend_start()
+$$;
+
+-- Keep the last error a supervisor met and carried on from (shown by `pgbg capacity`).
+CREATE OR REPLACE FUNCTION pgbg._supervisor_note(p_error text)
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE pgbg.supervisor s
+       SET last_error = pg_catalog.left(pg_catalog.to_char(pg_catalog.clock_timestamp(), 'YYYY-MM-DD HH24:MI:SS ')
+                                        || p_error, 1000)
+     WHERE s.pid = pg_catalog.pg_backend_pid() AND s.backend_start = pgbg._my_backend_start()
+$$;
+
+-- The pid of the live supervisor of p_role in this database, or NULL.
+CREATE OR REPLACE FUNCTION pgbg.supervisor_pid(p_role name DEFAULT current_user)
+RETURNS integer LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.pid FROM pgbg.supervisor s
+     WHERE s.role = p_role AND NOT s.legacy AND pgbg._backend_alive(s.pid, s.backend_start)
+     LIMIT 1
+$$;
+
+-- Live supervisors of every role (for `pgbg capacity`): pid, role, and the last error.
+CREATE OR REPLACE FUNCTION pgbg.supervisors()
+RETURNS TABLE (pid integer, role name, legacy boolean, registered_at timestamptz, last_error text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.pid, s.role, s.legacy, s.registered_at, s.last_error FROM pgbg.supervisor s
+     WHERE pgbg._backend_alive(s.pid, s.backend_start)
+     ORDER BY s.role, s.pid
+$$;
+
+-- Start this role's supervisor unless one is alive. Returns the new worker's pid or NULL.
+-- It runs with the caller's rights (it launches a worker as the caller) and inherits this
+-- function's pinned search_path; no statement_timeout (pg_background 1.8 let a launching
+-- session's timeout kill the worker later).
+CREATE OR REPLACE FUNCTION pgbg.ensure_supervisor()
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    h record;
+BEGIN
+    IF pgbg.supervisor_pid(current_user) IS NOT NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_catalog.set_config('statement_timeout', '0', true);
+    SELECT * INTO h FROM pgbg._bg_launch('CALL pgbg.supervise()', 0, 'pgbg:supervisor', NULL);
+    PERFORM pgbg._bg_detach(h.pid, h.cookie);
+    RETURN h.pid;
+END
+$$;
+
+-- The loop. A procedure that COMMITs cannot carry a SET clause, so it pins its own
+-- search_path first thing (it was launched with the pinned one of ensure_supervisor()).
+-- A lock it cannot get within lock_timeout_ms ends that step of the pass, is noted, and
+-- is tried again on the next pass; any other error ends the supervisor, and reconcile
+-- then tells the truth about its jobs.
+CREATE OR REPLACE PROCEDURE pgbg.supervise()
+LANGUAGE plpgsql AS $$
+DECLARE
+    idle_since timestamptz := pg_catalog.clock_timestamp();
+    last_prune timestamptz := pg_catalog.clock_timestamp();
+    active integer;
+    claimed bigint;
+    launched boolean;
+    poll double precision := 0.025;
+    idle_ms integer := 3000;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false);
+    PERFORM pg_catalog.set_config('statement_timeout', '0', false);
+    PERFORM pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false);
+    PERFORM pg_catalog.set_config('lock_timeout', pgbg._setting_int('lock_timeout_ms') || 'ms', false);
+    IF NOT pgbg._supervisor_register() THEN
+        RETURN;  -- another supervisor of this role is alive
+    END IF;
+    COMMIT;
+    LOOP
+        BEGIN
+            poll := pgbg._setting_int('poll_ms') / 1000.0;
+            idle_ms := pgbg._setting_int('supervisor_idle_ms');
+            active := pgbg._tend_all();
+        EXCEPTION WHEN lock_not_available THEN
+            PERFORM pgbg._supervisor_note(SQLERRM);
+            active := 1;
+        END;
+        COMMIT;
+        LOOP
+            claimed := NULL;
+            BEGIN
+                claimed := pgbg._claim_next();
+            EXCEPTION WHEN lock_not_available THEN
+                PERFORM pgbg._supervisor_note(SQLERRM);
+            END;
+            COMMIT;
+            EXIT WHEN claimed IS NULL;
+            BEGIN
+                launched := pgbg._launch_claimed(claimed);
+            EXCEPTION WHEN lock_not_available THEN
+                -- the job's row is locked before anything launches: nothing ran, and
+                -- pgbg._claim_next() hands the job back on the next pass
+                PERFORM pgbg._supervisor_note(SQLERRM);
+                launched := false;
+            END;
+            COMMIT;
+            EXIT WHEN NOT launched;
+            active := active + 1;
+        END LOOP;
+        IF pg_catalog.clock_timestamp() - last_prune > interval '60 seconds' THEN
+            BEGIN
+                PERFORM pgbg._autoprune();
+            EXCEPTION WHEN lock_not_available THEN
+                PERFORM pgbg._supervisor_note(SQLERRM);
+            END;
+            last_prune := pg_catalog.clock_timestamp();
+            COMMIT;
+        END IF;
+        IF active > 0 THEN
+            idle_since := pg_catalog.clock_timestamp();
+        ELSIF pg_catalog.clock_timestamp() - idle_since > pg_catalog.make_interval(secs => idle_ms / 1000.0) THEN
+            -- Leave, but first unregister and look once more: a job submitted while this
+            -- supervisor was registered saw a live one and started none.
+            PERFORM pgbg._supervisor_unregister();
+            COMMIT;
+            EXIT WHEN NOT EXISTS (SELECT 1 FROM pgbg.job j
+                                   WHERE j.owner = current_user AND j.state = 'queued');
+            EXIT WHEN NOT pgbg._supervisor_register();
+            COMMIT;
+            idle_since := pg_catalog.clock_timestamp();
+        END IF;
+        PERFORM pg_catalog.pg_sleep(poll);
+        COMMIT;
+    END LOOP;
+END
+$$;

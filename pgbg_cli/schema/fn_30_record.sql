@@ -1,0 +1,267 @@
+-- The supervisor's writes. Each is SECURITY DEFINER and acts only on a job that the
+-- calling backend supervises: the job's owner is the role it registered for, and the
+-- job's supervisor_pid and supervisor_start are this backend's. The state each may set is
+-- checked again by the job table's trigger (pgbg.transitions()). Values that pgbg later
+-- acts on (a worker's start time, which every signal is checked against) are read here
+-- from the server, never taken from the caller.
+
+-- A job this backend supervises, locked; 42501 otherwise. p_states: the states it may be in.
+CREATE OR REPLACE FUNCTION pgbg._supervised_job(p_id bigint, p_states text[])
+RETURNS pgbg.job LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me pgbg.supervisor := pgbg._supervisor_self();
+    j pgbg.job;
+BEGIN
+    SELECT * INTO j FROM pgbg.job x
+     WHERE x.id = p_id AND x.owner = me.role
+       AND x.supervisor_pid = me.pid AND x.supervisor_start IS NOT DISTINCT FROM me.backend_start
+     FOR UPDATE;
+    IF NOT FOUND OR NOT (j.state = ANY (p_states)) THEN
+        RAISE EXCEPTION 'pgbg: job % is not % of supervisor %', p_id, pg_catalog.array_to_string(p_states, ' or '), me.pid
+            USING ERRCODE = '42501';
+    END IF;
+    RETURN j;
+END
+$$;
+
+-- Claim the next queued job of this supervisor's role if the budget allows: mark it
+-- 'starting'. The caller commits before launching, so a job never runs twice. A job this
+-- supervisor claimed but could not lock for its launch (lock timeout) comes back first.
+CREATE OR REPLACE FUNCTION pgbg._claim_next()
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me pgbg.supervisor := pgbg._supervisor_self();
+    j pgbg.job;
+    s record;
+    running integer;
+    cap integer;
+    session_max text := pg_catalog.current_setting('pg_background.max_workers', true);
+BEGIN
+    IF me.legacy THEN
+        RETURN NULL;  -- version 1's loop: finishes what it holds, claims nothing new
+    END IF;
+    SELECT x.id INTO j.id FROM pgbg.job x
+     WHERE x.owner = me.role AND x.state = 'starting' AND x.worker_pid IS NULL
+       AND x.supervisor_pid = me.pid AND x.supervisor_start = me.backend_start
+     ORDER BY x.id LIMIT 1;
+    IF j.id IS NOT NULL THEN
+        RETURN j.id;
+    END IF;
+    cap := LEAST(pgbg._setting_int('max_running_per_role'),
+                            CASE WHEN session_max ~ '^[0-9]{1,9}$' THEN session_max::integer ELSE 16 END);
+    LOOP
+        SELECT pg_catalog.count(*) INTO running FROM pgbg.job x
+         WHERE x.owner = me.role AND x.state IN ('starting', 'running');
+        IF running >= cap THEN
+            RETURN NULL;
+        END IF;
+        SELECT * INTO j FROM pgbg.job x
+         WHERE x.owner = me.role AND x.state = 'queued'
+         ORDER BY x.id LIMIT 1 FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        IF j.cancel_requested_at IS NOT NULL THEN
+            UPDATE pgbg.job SET state = 'canceled',
+                   reason = pg_catalog.format('canceled by %s while queued', coalesce(j.cancel_by, j.owner))
+             WHERE id = j.id;
+            CONTINUE;
+        END IF;
+        SELECT * INTO s FROM pgbg.worker_slots();
+        IF s.max_worker_processes - s.used <= pgbg._setting_int('reserve_slots') THEN
+            IF j.reason IS DISTINCT FROM 'waiting for a free worker slot' THEN
+                UPDATE pgbg.job SET reason = 'waiting for a free worker slot' WHERE id = j.id;
+            END IF;
+            RETURN NULL;
+        END IF;
+        UPDATE pgbg.job SET state = 'starting', supervisor_pid = me.pid, supervisor_start = me.backend_start,
+                            reason = NULL
+         WHERE id = j.id;
+        RETURN j.id;
+    END LOOP;
+END
+$$;
+
+-- The claimed job, locked until the caller commits (so that recording its launch never
+-- waits); NULL when it is no longer this supervisor's 'starting' job.
+CREATE OR REPLACE FUNCTION pgbg._lock_claimed(p_id bigint)
+RETURNS pgbg.job LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me pgbg.supervisor := pgbg._supervisor_self();
+    j pgbg.job;
+BEGIN
+    SELECT * INTO j FROM pgbg.job x
+     WHERE x.id = p_id AND x.owner = me.role AND x.state = 'starting' AND x.worker_pid IS NULL
+       AND x.supervisor_pid = me.pid AND x.supervisor_start = me.backend_start
+     FOR UPDATE;
+    RETURN j;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgbg._record_launched(p_id bigint, p_pid integer, p_cookie bigint)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j pgbg.job := pgbg._supervised_job(p_id, '{starting}');
+BEGIN
+    UPDATE pgbg.job
+       SET state = 'running', worker_pid = p_pid, worker_cookie = p_cookie,
+           worker_started = (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a
+                              WHERE a.pid = p_pid AND a.backend_type = 'pg_background' AND a.usename = j.owner),
+           started_at = pg_catalog.clock_timestamp()
+     WHERE id = j.id;
+END
+$$;
+
+-- No worker slot (53000) or this session's pg_background.max_workers reached (53400):
+-- queued again, not failed.
+CREATE OR REPLACE FUNCTION pgbg._record_requeued(p_id bigint, p_reason text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j pgbg.job := pgbg._supervised_job(p_id, '{starting}');
+BEGIN
+    UPDATE pgbg.job SET state = 'queued', supervisor_pid = NULL, supervisor_start = NULL, reason = p_reason
+     WHERE id = j.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgbg._record_launch_failed(p_id bigint, p_sqlstate text, p_message text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j pgbg.job := pgbg._supervised_job(p_id, '{starting}');
+BEGIN
+    UPDATE pgbg.job SET state = 'failed', sqlstate = p_sqlstate, message = p_message,
+                        reason = 'could not start a worker'
+     WHERE id = j.id;
+END
+$$;
+
+-- A worker shows in pg_stat_activity a moment after its launch returns: its start time,
+-- read here, is what every later signal to it is checked against.
+CREATE OR REPLACE FUNCTION pgbg._record_worker_started(p_id bigint)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j pgbg.job := pgbg._supervised_job(p_id, '{running}');
+    started timestamptz;
+BEGIN
+    SELECT a.backend_start INTO started FROM pg_catalog.pg_stat_activity a
+     WHERE a.pid = j.worker_pid AND a.backend_type = 'pg_background' AND a.usename = j.owner
+       AND a.backend_start >= j.queued_at;
+    IF started IS NOT NULL AND j.worker_started IS NULL THEN
+        UPDATE pgbg.job SET worker_started = started WHERE id = j.id;
+    END IF;
+    RETURN started IS NOT NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgbg._record_progress(p_id bigint, p_pct integer, p_msg text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j pgbg.job := pgbg._supervised_job(p_id, '{running}');
+BEGIN
+    UPDATE pgbg.job SET progress_pct = p_pct, progress_msg = pg_catalog.left(p_msg, 1000),
+                        progress_at = pg_catalog.clock_timestamp()
+     WHERE id = j.id;
+END
+$$;
+
+-- The supervisor signalled the worker: p_terminated false for the grace SIGINT, true for
+-- the extension's cancel (SIGTERM). A timeout is recorded as the cancel it is, only once
+-- the timeout has truly passed.
+CREATE OR REPLACE FUNCTION pgbg._record_stop_signal(p_id bigint, p_terminated boolean)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j pgbg.job := pgbg._supervised_job(p_id, '{running}');
+    due text := pgbg._stop_due(j);
+BEGIN
+    IF due IS NULL OR due = 'detach' THEN
+        RAISE EXCEPTION 'pgbg: job % has no cancel or timeout due', p_id USING ERRCODE = '42501';
+    END IF;
+    UPDATE pgbg.job
+       SET cancel_requested_at = coalesce(cancel_requested_at, pg_catalog.clock_timestamp()),
+           cancel_reason = CASE WHEN due = 'timeout' THEN 'timeout' ELSE cancel_reason END,
+           cancel_by = coalesce(cancel_by, owner),
+           cancel_signalled_at = coalesce(cancel_signalled_at, pg_catalog.clock_timestamp()),
+           cancel_terminated = cancel_terminated OR p_terminated
+     WHERE id = j.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgbg._record_detached(p_id bigint)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j pgbg.job := pgbg._supervised_job(p_id, '{running}');
+BEGIN
+    IF j.detach_requested_at IS NULL THEN
+        RAISE EXCEPTION 'pgbg: job % has no detach request', p_id USING ERRCODE = '42501';
+    END IF;
+    UPDATE pgbg.job
+       SET state = 'detached',
+           reason = 'detached: pgbg stopped tracking it; the worker goes on and its outcome is not recorded'
+     WHERE id = j.id;
+END
+$$;
+
+-- The supervisor lost sight of a job. p_worker_alive: its worker still runs, so the job
+-- becomes an orphan for reconcile (cancellable by verified pid); otherwise it ends lost.
+CREATE OR REPLACE FUNCTION pgbg._record_lost(p_id bigint, p_reason text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j pgbg.job := pgbg._supervised_job(p_id, '{running}');
+BEGIN
+    IF pgbg._live_worker(j) IS NOT NULL THEN
+        UPDATE pgbg.job SET supervisor_pid = NULL, supervisor_start = NULL,
+                            reason = 'supervisor: ' || p_reason
+         WHERE id = j.id;
+    ELSE
+        UPDATE pgbg.job SET state = 'lost', reason = p_reason WHERE id = j.id;
+    END IF;
+END
+$$;
+
+-- A job that stays running, with a note of what went wrong while tending it.
+CREATE OR REPLACE FUNCTION pgbg._record_note(p_id bigint, p_reason text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j pgbg.job := pgbg._supervised_job(p_id, '{running}');
+BEGIN
+    UPDATE pgbg.job SET reason = pg_catalog.left('supervisor: ' || p_reason, 1000) WHERE id = j.id;
+END
+$$;
+
+-- The outcome, read by the supervisor through pg_background. The final state follows from
+-- it and from the job's own requests (pgbg._stopped_state): a caller cannot pick it.
+CREATE OR REPLACE FUNCTION pgbg._record_outcome(
+    p_id bigint, p_errored boolean, p_unreadable boolean,
+    p_sqlstate text, p_message text, p_detail text, p_hint text, p_context text,
+    p_command_tag text, p_row_count bigint, p_result jsonb,
+    p_started_at timestamptz, p_finished_at timestamptz)
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j pgbg.job := pgbg._supervised_job(p_id, '{running}');
+    final_state text := CASE WHEN p_unreadable THEN 'lost' ELSE pgbg._stopped_state(j, p_errored) END;
+    finished timestamptz := coalesce(p_finished_at, pg_catalog.clock_timestamp());
+BEGIN
+    IF p_started_at > finished OR finished > pg_catalog.clock_timestamp() + interval '1 minute' THEN
+        p_started_at := NULL;  -- not a time this job could have run at
+        finished := pg_catalog.clock_timestamp();
+    END IF;
+    UPDATE pgbg.job
+       SET state = final_state,
+           -- the worker's own clock for both ends, so elapsed is never negative
+           started_at = coalesce(LEAST(p_started_at, finished), started_at),
+           finished_at = GREATEST(finished, coalesce(p_started_at, started_at)),
+           sqlstate = p_sqlstate, message = p_message, detail = p_detail, hint = p_hint,
+           context = p_context, command_tag = p_command_tag, row_count = p_row_count,
+           result = CASE WHEN j.want_result AND final_state = 'succeeded' THEN p_result END,
+           reason = CASE
+               WHEN final_state = 'timed_out' THEN pg_catalog.format('ran longer than its timeout of %s ms', j.timeout_ms)
+               WHEN final_state = 'canceled' THEN pg_catalog.format('canceled by %s', coalesce(j.cancel_by, j.owner))
+               WHEN final_state = 'succeeded' AND j.cancel_requested_at IS NOT NULL
+                   THEN 'finished before the cancel took effect'
+               WHEN p_unreadable THEN 'it returned rows pgbg could not describe at launch (several statements?) '
+                   || 'and they filled its queue: pgbg let it finish unread, so its outcome is unknown'
+               ELSE j.reason END
+     WHERE id = j.id;
+    RETURN final_state;
+END
+$$;

@@ -1,0 +1,42 @@
+-- Launching a claimed job as a worker of the supervisor's session: with the supervisor's
+-- role's rights (SECURITY INVOKER), the job's own search_path, and none of the
+-- supervisor's own timeouts.
+
+-- Launch a claimed job. Returns false when no slot was free (the job is queued again).
+CREATE OR REPLACE FUNCTION pgbg._launch_claimed(p_id bigint)
+RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j pgbg.job;
+    h record;
+    v_state text;
+    v_message text;
+BEGIN
+    -- locked first: a lock timeout here comes before anything runs
+    j := pgbg._lock_claimed(p_id);
+    IF j.id IS NULL THEN
+        RETURN true;
+    END IF;
+    -- Nobody reads a worker's notices while it runs, and once they fill its queue the worker
+    -- blocks until this supervisor reads the queue to the end of the job, stalling every
+    -- other job meanwhile: keep them out of the queue. The job's statements wait for locks
+    -- as they would anywhere (no lock_timeout of the supervisor's).
+    PERFORM pg_catalog.set_config('client_min_messages', 'warning', true);
+    PERFORM pg_catalog.set_config('lock_timeout', '0', true);
+    BEGIN
+        SELECT * INTO h FROM pgbg._bg_launch(
+            j.sql, j.queue_size, pg_catalog.left('pgbg:' || j.id || ':' || coalesce(j.label, ''), 60), j.search_path);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+        IF v_state IN ('53000', '53400') THEN
+            -- 53000: no free slot of max_worker_processes; 53400: this session holds
+            -- pg_background.max_workers handles already. Either way: queued again, not failed.
+            PERFORM pgbg._record_requeued(j.id, 'waiting for a free worker slot');
+            RETURN false;
+        END IF;
+        PERFORM pgbg._record_launch_failed(j.id, v_state, v_message);
+        RETURN true;
+    END;
+    PERFORM pgbg._record_launched(j.id, h.pid, h.cookie);
+    RETURN true;
+END
+$$;

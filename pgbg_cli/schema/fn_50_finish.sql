@@ -1,0 +1,91 @@
+-- Finishing a job: read its outcome (and, with --result, its rows) through pg_background,
+-- then record it. Runs with the supervisor's role's rights; the handle is this session's.
+
+CREATE OR REPLACE FUNCTION pgbg._finish(j pgbg.job, o record)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    e record;
+    ri record;
+    coldef text;
+    res jsonb;
+    nrows bigint;
+    v_sqlstate text; v_message text; v_detail text; v_hint text; v_context text;
+    v_tag text := o.command_tag;
+    v_rows bigint := o.row_count;
+    v_last text;
+    consumed boolean := false;
+    unreadable boolean := false;
+BEGIN
+    SELECT * INTO ri FROM pgbg._bg_result_info(j.worker_pid, j.worker_cookie);
+    IF coalesce(o.has_error, false) THEN
+        SELECT * INTO e FROM pgbg._bg_error_info(j.worker_pid, j.worker_cookie);
+        v_sqlstate := coalesce(e.sqlstate, o.sqlstate);
+        v_message := coalesce(e.message, o.error_message);
+        v_detail := e.detail; v_hint := e.hint; v_context := e.context;
+    ELSIF j.result_types IS NOT NULL AND pg_catalog.array_length(j.result_types, 1) > 0
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                           WHERE t.oid = ANY (j.result_types) AND t.typtype = 'p') THEN
+        -- pseudo-typed columns (void, record) cannot be named in a column definition list;
+        -- every type is written schema-qualified by format_type()
+        SELECT pg_catalog.string_agg(pg_catalog.format('c%s %s', u.i, pg_catalog.format_type(u.t, u.m)), ', ' ORDER BY u.i)
+          INTO coldef
+          FROM unnest(j.result_types, j.result_typmods) WITH ORDINALITY AS u(t, m, i);
+        BEGIN
+            IF j.want_result THEN
+                EXECUTE pg_catalog.format('SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)), ''[]''::pg_catalog.jsonb), pg_catalog.count(*) '
+                               'FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
+                   INTO res, nrows USING j.worker_pid, j.worker_cookie;
+            ELSE
+                EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
+                   INTO nrows USING j.worker_pid, j.worker_cookie;
+            END IF;
+            consumed := true;
+            v_rows := nrows;
+            v_tag := coalesce(v_tag, 'SELECT');
+        EXCEPTION WHEN OTHERS THEN
+            consumed := true;
+            GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                    v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,
+                                    v_context = PG_EXCEPTION_CONTEXT;
+        END;
+    ELSIF NOT coalesce(o.completed, false) THEN
+        -- Still running, blocked on a queue full of what nobody reads while it runs: a flood of
+        -- NOTICE or INFO (VACUUM VERBOSE of many tables), or rows of a statement pgbg could not
+        -- describe at launch. Read it off; a statement without rows comes back as one text row,
+        -- its command tag (e.g. "INSERT 0 5").
+        BEGIN
+            EXECUTE pg_catalog.format('SELECT (pg_catalog.array_agg(r.c1))[pg_catalog.count(*)::pg_catalog.int4] '
+                                      'FROM %s($1, $2) AS r(c1 pg_catalog.text)', pgbg._bg_result_fn())
+               INTO v_last USING j.worker_pid, j.worker_cookie;
+            consumed := true;
+            v_tag := coalesce(nullif(pg_catalog.regexp_replace(v_last, '( [0-9]+)+$', ''), ''), v_tag);
+            v_rows := coalesce(pg_catalog.substring(v_last, ' ([0-9]+)$')::bigint, v_rows);
+        EXCEPTION WHEN OTHERS THEN
+            consumed := true;
+            GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                    v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,
+                                    v_context = PG_EXCEPTION_CONTEXT;
+            IF v_message LIKE 'remote query result rowtype does not match%' THEN
+                -- rows of a shape pgbg could not name: the read stopped and released them; the
+                -- worker finishes unread, so nothing tells how it ended
+                unreadable := true;
+                v_sqlstate := NULL; v_message := NULL; v_detail := NULL; v_hint := NULL; v_context := NULL;
+            END IF;
+        END;
+    END IF;
+
+    IF NOT consumed THEN
+        BEGIN
+            PERFORM pgbg._bg_detach(j.worker_pid, j.worker_cookie);
+        EXCEPTION WHEN OTHERS THEN
+            -- already gone from this session: nothing left to release
+            RAISE LOG 'pgbg: job %: detach after its outcome: %', j.id, SQLERRM;
+        END;
+    END IF;
+
+    PERFORM pgbg._record_outcome(
+        j.id, v_sqlstate IS NOT NULL OR (o.state = 'canceled' AND NOT unreadable), unreadable,
+        v_sqlstate, v_message, v_detail, v_hint, v_context, v_tag, v_rows, res,
+        ri.started_at, ri.finished_at);
+END
+$$;

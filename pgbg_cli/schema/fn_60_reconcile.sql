@@ -1,0 +1,112 @@
+-- Reconcile: make every active job tell the truth once its supervisor is gone. Jobs whose
+-- supervisor is not alive are orphans; an orphan whose worker still runs stays 'running'
+-- (and is stopped by verified pid when a cancel, detach or timeout is due); one whose
+-- worker is gone ends with the reason. Every command that reads jobs runs it, for the
+-- jobs its role may manage (its own; all for pgbg_admin).
+
+-- Decides and records (as pgbg_owner); returns the workers to signal, verified by pid and
+-- start time, for pgbg.reconcile() to signal with the caller's own rights.
+CREATE OR REPLACE FUNCTION pgbg._reconcile_scan(p_actor name DEFAULT current_user)
+RETURNS TABLE (job_id bigint, pid integer, backend_start timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j pgbg.job;
+    w integer;
+    due text;
+    why text;
+BEGIN
+    PERFORM pgbg._actor(p_actor);
+    -- Only jobs whose supervisor is not alive, with the live supervisors read once (not once
+    -- per job, and locking none of the supervised jobs): `pgbg list --watch` calls this
+    -- every refresh.
+    FOR j IN WITH live AS MATERIALIZED (
+                 SELECT s.pid, s.backend_start, s.role
+                   FROM pgbg.supervisor s
+                   JOIN pg_catalog.pg_stat_activity a ON a.pid = s.pid AND a.backend_start = s.backend_start)
+             SELECT jb.* FROM pgbg.job jb
+              WHERE jb.state IN ('starting', 'running')
+                AND pgbg._may_manage(p_actor, jb.owner)
+                AND NOT EXISTS (SELECT 1 FROM live
+                                 WHERE live.pid = jb.supervisor_pid AND live.backend_start = jb.supervisor_start
+                                   AND live.role = jb.owner)
+              ORDER BY jb.id FOR UPDATE OF jb SKIP LOCKED
+    LOOP
+        w := pgbg._live_worker(j);
+        IF w IS NOT NULL THEN
+            due := pgbg._stop_due(j);
+            IF due = 'detach' THEN
+                UPDATE pgbg.job SET state = 'detached',
+                       reason = 'detached: pgbg stopped tracking it; the worker goes on'
+                 WHERE id = j.id;
+            ELSIF due IS NOT NULL THEN
+                IF due = 'timeout' AND j.cancel_requested_at IS NULL THEN
+                    UPDATE pgbg.job SET cancel_requested_at = pg_catalog.clock_timestamp(), cancel_reason = 'timeout',
+                           cancel_by = j.owner
+                     WHERE id = j.id;
+                END IF;
+                job_id := j.id;
+                pid := w;
+                SELECT a.backend_start INTO backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = w;
+                RETURN NEXT;
+            ELSIF j.reason IS NULL OR j.reason NOT LIKE 'orphaned%' THEN
+                UPDATE pgbg.job
+                   SET reason = 'orphaned: its supervisor exited; the worker still runs (pid '
+                                || w || ') but its outcome will not be recorded',
+                       worker_pid = coalesce(worker_pid, w)
+                 WHERE id = j.id;
+            END IF;
+            CONTINUE;
+        END IF;
+        why := CASE
+            WHEN coalesce(j.worker_started, j.started_at, j.queued_at) < pgbg.server_started()
+                THEN 'the server restarted while the job ran; its outcome is unknown'
+            WHEN j.cancel_reason = 'timeout'
+                THEN pg_catalog.format('ran longer than its timeout of %s ms; stopped while no supervisor watched it',
+                                       j.timeout_ms)
+            WHEN j.cancel_requested_at IS NOT NULL
+                THEN 'the worker stopped after a cancel while no supervisor watched it'
+            WHEN j.state = 'starting' THEN 'its supervisor exited while starting it'
+            ELSE 'its supervisor exited before recording the outcome' END;
+        UPDATE pgbg.job
+           SET state = CASE WHEN j.cancel_requested_at IS NOT NULL AND j.state = 'running'
+                            THEN pgbg._stopped_state(j, true)
+                            WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled'
+                            ELSE 'lost' END,
+               reason = why
+         WHERE id = j.id;
+    END LOOP;
+END
+$$;
+
+-- A signal reconcile could not send (the caller may not signal that backend), kept on the job.
+CREATE OR REPLACE FUNCTION pgbg._reconcile_note(p_id bigint, p_error text, p_actor name DEFAULT current_user)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgbg._actor(p_actor);
+    UPDATE pgbg.job j
+       SET reason = pg_catalog.left(pg_catalog.format('orphaned: %s could not stop its worker: %s', p_actor, p_error), 1000)
+     WHERE j.id = p_id AND j.state = 'running' AND pgbg._may_manage(p_actor, j.owner)
+       AND (j.cancel_requested_at IS NOT NULL OR pgbg._stop_due(j) IS NOT NULL);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgbg.reconcile()
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    o record;
+    n integer := 0;
+BEGIN
+    FOR o IN SELECT * FROM pgbg._reconcile_scan() LOOP
+        BEGIN
+            -- SIGTERM (never SIGKILL) with the caller's own rights, to the backend whose pid
+            -- and start time were verified just now
+            PERFORM pg_catalog.pg_terminate_backend(a.pid) FROM pg_catalog.pg_stat_activity a
+             WHERE a.pid = o.pid AND a.backend_start = o.backend_start;
+            n := n + 1;
+        EXCEPTION WHEN insufficient_privilege THEN
+            PERFORM pgbg._reconcile_note(o.job_id, SQLERRM);
+        END;
+    END LOOP;
+    RETURN n;
+END
+$$;

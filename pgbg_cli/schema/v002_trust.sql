@@ -1,0 +1,63 @@
+-- pgbg schema version 2: trust. Applied once, in one transaction, by `pgbg init`, after
+-- version 1 (a new install applies both). Roles no longer write pgbg's tables: every change
+-- goes through a function (fn_*.sql) owned by pgbg_owner, a NOLOGIN role that owns the
+-- schema. A supervisor is known by a row it registers, not by an advisory lock anyone
+-- could take; every transition of a job is kept in pgbg.job_event.
+
+-- Who supervises which role: one row per live supervisor, written only by
+-- pgbg._supervisor_register() from inside that role's pg_background worker. A row whose
+-- backend (pid and start time) is gone is dead and may be replaced. `legacy`: a supervisor
+-- that runs version 1's loop (found running when this file was applied): it finishes the
+-- jobs it holds handles for and claims no new ones.
+CREATE TABLE pgbg.supervisor (
+    pid           integer NOT NULL,
+    backend_start timestamptz NOT NULL,
+    role          name NOT NULL,
+    legacy        boolean NOT NULL DEFAULT false,
+    registered_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    last_error    text,
+    PRIMARY KEY (pid, backend_start)
+);
+CREATE INDEX supervisor_role_idx ON pgbg.supervisor (role);
+
+-- Every state change of every job: who caused it (session and current role), from which
+-- backend, and why. Written by the job table's trigger; deleted with its job.
+CREATE TABLE pgbg.job_event (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id     bigint NOT NULL REFERENCES pgbg.job (id) ON DELETE CASCADE,
+    at         timestamptz NOT NULL DEFAULT clock_timestamp(),
+    from_state text,
+    to_state   text NOT NULL,
+    actor      name NOT NULL,
+    pid        integer NOT NULL,
+    reason     text
+);
+CREATE INDEX job_event_job_idx ON pgbg.job_event (job_id);
+
+-- Roles write through functions only: the write policies go (the tables' grants go in
+-- `pgbg init`), reading stays behind row-level security.
+DROP POLICY IF EXISTS job_insert ON pgbg.job;
+DROP POLICY IF EXISTS job_update ON pgbg.job;
+DROP POLICY IF EXISTS job_delete ON pgbg.job;
+ALTER TABLE pgbg.job ALTER COLUMN owner DROP DEFAULT;
+ALTER TABLE pgbg.job ALTER COLUMN search_path DROP DEFAULT;
+ALTER TABLE pgbg.job ALTER COLUMN client_app DROP DEFAULT;
+ALTER TABLE pgbg.job ADD COLUMN supervisor_start timestamptz;
+
+-- Version 1's supervisors, still running their old loop: they hold session advisory lock
+-- (1885823591, role oid, objsubid 2). Only a real one is registered: a pg_background
+-- backend of that very role, labelled as pgbg's supervisor, in this database; an advisory
+-- lock held by anything else (anyone can take one) is ignored.
+INSERT INTO pgbg.supervisor (pid, backend_start, role, legacy)
+SELECT DISTINCT ON (r.rolname) a.pid, a.backend_start, r.rolname, true
+  FROM pg_catalog.pg_locks l
+  JOIN pg_catalog.pg_roles r ON (r.oid::bigint % 2147483648) = l.objid::bigint
+  JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 1885823591 AND l.objsubid = 2
+   AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+   AND a.backend_type = 'pg_background' AND a.usename = r.rolname
+   AND (a.application_name LIKE 'pg\_background:pgbg:supervisor:%' OR a.query = 'CALL pgbg.supervise()')
+ ORDER BY r.rolname, a.backend_start;
+UPDATE pgbg.job j SET supervisor_start = s.backend_start
+  FROM pgbg.supervisor s
+ WHERE s.pid = j.supervisor_pid AND s.role = j.owner AND j.state IN ('starting', 'running');
