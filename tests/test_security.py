@@ -1,0 +1,344 @@
+"""The trust model, tried as attackers would (docs/security.md): a hostile granted role
+(pgbg_evil), a pgbg_admin member who is not a superuser (pgbg_boss), and a superuser victim
+(pgbg_victim) with queued, running and finished jobs, in a database of their own.
+
+Every victim job inserts one row into victim_audit (unique key): at the end each ran
+exactly once and its outcome is truthful. Everything the attackers' own code does while
+pgbg's functions run is recorded in spy_log with the role it ran as: nothing may ever run
+there as anyone but the attacker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import APP_PASSWORD, _with_db, fresh_database, retry, sql_runner
+
+from pgbg_cli.handles import parse
+
+Run = Callable[..., list[dict[str, Any]]]
+
+STATES_FINAL = ("succeeded", "failed", "canceled", "timed_out", "lost", "detached")
+
+
+@pytest.fixture(scope="module")
+def sec(server_dsn: str) -> Iterator[dict[str, str]]:
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        for role, attrs in (("pgbg_victim", "SUPERUSER"), ("pgbg_evil", "NOSUPERUSER")):
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(f"CREATE ROLE {role} LOGIN {attrs} PASSWORD '{APP_PASSWORD}'")
+    with fresh_database(server_dsn, "pgbg_sec") as dsns:
+        dsns["victim"] = _with_db(server_dsn, dsns["name"], "pgbg_victim", APP_PASSWORD)
+        dsns["evil"] = _with_db(server_dsn, dsns["name"], "pgbg_evil", APP_PASSWORD)
+        with sql_runner(dsns["admin"]) as run:
+            run("GRANT pgbackground_role, pgbg_user TO pgbg_evil")
+            run("GRANT CREATE ON SCHEMA public TO pgbg_evil")
+            run("CREATE TABLE public.victim_audit (job text PRIMARY KEY, who name NOT NULL DEFAULT current_user)")
+            run("CREATE TABLE public.spy_log (at timestamptz DEFAULT clock_timestamp(), ran_as name, what text)")
+            run("GRANT INSERT, SELECT ON public.spy_log TO PUBLIC")
+        yield dsns
+
+
+@pytest.fixture(scope="module")
+def admin_sql(sec: dict[str, str]) -> Iterator[Run]:
+    with sql_runner(sec["admin"]) as run:
+        yield run
+
+
+def _job(admin_sql: Run, handle: str) -> dict[str, Any]:
+    h = parse(handle)
+    return admin_sql("SELECT * FROM pgbg.job WHERE id = %s AND cookie = %s", (h.id, h.cookie))[0]
+
+
+def _launch(cli: Any, dsn: str, sql: str, *args: str) -> str:
+    res = cli("launch", *args, sql, dsn=dsn)
+    assert res.exit_code == 0, res
+    return res.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def victim_jobs(sec: dict[str, str], admin_sql: Run) -> dict[str, str]:
+    """The victim's jobs: one finished, one running (until told to stop), two queued behind it."""
+    from typer.testing import CliRunner
+
+    from pgbg_cli.cli import app
+
+    def cli(*args: str, dsn: str) -> Any:
+        return CliRunner().invoke(app, list(args), env={"PGBG_DSN": dsn, "NO_COLOR": "1"}, catch_exceptions=False)
+
+    admin_sql("UPDATE pgbg.settings SET value = '1' WHERE name = 'max_running_per_role'")
+    v = sec["victim"]
+    jobs = {"finished": _launch(cli, v, "INSERT INTO public.victim_audit (job) VALUES ('finished')")}
+    assert cli("wait", jobs["finished"], dsn=v).exit_code == 0
+    admin_sql("CREATE TABLE public.victim_gate (open boolean)")
+    admin_sql("INSERT INTO public.victim_gate VALUES (false)")
+    # runs until the test opens the gate; a SELECT of the gate sees each new commit
+    jobs["running"] = _launch(cli, v, "DO $$ BEGIN WHILE NOT (SELECT open FROM public.victim_gate) LOOP "
+                                      "PERFORM pg_sleep(0.05); END LOOP; "
+                                      "INSERT INTO public.victim_audit (job) VALUES ('running'); END $$")
+    retry(lambda: _job(admin_sql, jobs["running"])["state"] == "running", "victim job running", 20)
+    jobs["queued1"] = _launch(cli, v, "INSERT INTO public.victim_audit (job) VALUES ('queued1')")
+    jobs["queued2"] = _launch(cli, v, "INSERT INTO public.victim_audit (job) VALUES ('queued2')", "-l", "victim")
+    assert _job(admin_sql, jobs["queued1"])["state"] == "queued"
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def evil(sec: dict[str, str], victim_jobs: dict[str, str]) -> Iterator[Run]:
+    """The hostile role's connection, with its traps laid in public and pg_temp."""
+    with sql_runner(sec["evil"]) as run:
+        run("""CREATE FUNCTION public.spy(what text) RETURNS boolean LANGUAGE sql VOLATILE AS $$
+                 INSERT INTO public.spy_log (ran_as, what) VALUES (current_user, what) RETURNING true $$""")
+        # operators that would win over a built-in only if pgbg's code searched public first
+        for left, right in (("name", "name"), ("text", "text"), ("integer", "integer"), ("bigint", "bigint"),
+                            ("timestamptz", "timestamptz"), ("oid", "oid")):
+            fn = f"evil_eq_{left}_{right}"
+            run(f"CREATE FUNCTION public.{fn}({left}, {right}) RETURNS boolean LANGUAGE sql AS "
+                f"$$ SELECT public.spy('operator = on {left}') $$")
+            run(f"CREATE OPERATOR public.= (LEFTARG = {left}, RIGHTARG = {right}, FUNCTION = public.{fn})")
+        # functions pgbg calls, shadowed in public
+        run("CREATE FUNCTION public.clock_timestamp() RETURNS timestamptz LANGUAGE sql AS "
+            "$$ SELECT CASE WHEN public.spy('clock_timestamp') THEN now() END $$")
+        run("CREATE FUNCTION public.pg_backend_pid() RETURNS integer LANGUAGE sql AS "
+            "$$ SELECT CASE WHEN public.spy('pg_backend_pid') THEN 1 END $$")
+        # temporary relations named like the catalogs pgbg reads
+        for rel in ("pg_stat_activity", "pg_roles", "pg_locks", "pg_type", "pg_database"):
+            run(f"CREATE TEMP VIEW {rel} AS SELECT * FROM pg_catalog.{rel} WHERE public.spy('temp {rel}')")
+        run("SET search_path = pg_temp, public, pg_catalog")
+        yield run
+
+
+def _spied(admin_sql: Run) -> list[dict[str, Any]]:
+    return admin_sql("SELECT ran_as, what FROM public.spy_log WHERE ran_as <> 'pgbg_evil'")
+
+
+def test_every_routine_pins_search_path_and_definers_belong_to_pgbg_owner(sec, admin_sql):
+    rows = admin_sql(
+        "SELECT p.oid::regprocedure::text AS routine, p.prokind, p.prosecdef, p.proconfig, "
+        "       pg_get_userbyid(p.proowner) AS owner "
+        "  FROM pg_proc p WHERE p.pronamespace = 'pgbg'::regnamespace ORDER BY 1")
+    assert len(rows) > 40
+    ext_schema = admin_sql("SELECT extnamespace::regnamespace::text AS s FROM pg_extension "
+                           "WHERE extname = 'pg_background'")[0]["s"]
+    for r in rows:
+        assert r["owner"] == "pgbg_owner", r
+        if r["routine"] == "pgbg.supervise()":
+            # a procedure that COMMITs cannot carry SET; it pins the path as its first statement
+            assert r["prokind"] == "p" and not r["prosecdef"] and r["proconfig"] is None
+            continue
+        paths = [c.split("=", 1)[1] for c in (r["proconfig"] or []) if c.startswith("search_path=")]
+        assert len(paths) == 1, f"{r['routine']} does not pin search_path"
+        parts = [p.strip() for p in paths[0].split(",")]
+        assert parts[0] == "pg_catalog" and parts[-1] == "pg_temp", r
+        assert set(parts[1:-1]) <= {ext_schema}, r
+    owner = admin_sql("SELECT rolsuper, rolcanlogin, rolcreaterole, rolcreatedb, rolbypassrls "
+                      "FROM pg_roles WHERE rolname = 'pgbg_owner'")[0]
+    assert not any(owner.values()), owner
+
+
+def test_nobody_but_pgbg_owner_may_write_pgbgs_tables(sec, admin_sql):
+    rows = admin_sql(
+        "SELECT c.oid::regclass::text AS rel, r.rolname, "
+        "       has_table_privilege(r.oid, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') AS w "
+        "  FROM pg_class c CROSS JOIN pg_roles r "
+        " WHERE c.relnamespace = 'pgbg'::regnamespace AND c.relkind = 'r' "
+        "   AND r.rolname IN ('pgbg_user', 'pgbg_admin', 'pgbg_evil', 'pgbg_boss', 'pgbg_app')")
+    assert rows and not [r for r in rows if r["w"]]
+    public = admin_sql("SELECT count(*) AS n FROM information_schema.role_table_grants "
+                       "WHERE table_schema = 'pgbg' AND grantee = 'PUBLIC'")[0]["n"]
+    assert public == 0
+
+
+@pytest.mark.parametrize("who", ["evil", "boss"])
+@pytest.mark.parametrize("statement", [
+    "UPDATE pgbg.job SET state = 'queued' WHERE state = 'succeeded'",
+    "UPDATE pgbg.job SET message = 'forged', result = '[]' WHERE true",
+    "DELETE FROM pgbg.job",
+    "TRUNCATE pgbg.job CASCADE",
+    "INSERT INTO pgbg.job (id, owner, sql) OVERRIDING SYSTEM VALUE VALUES (999999, current_user, 'SELECT 1')",
+    "LOCK TABLE pgbg.job IN EXCLUSIVE MODE",
+    "LOCK TABLE pgbg.supervisor IN ACCESS EXCLUSIVE MODE",
+    "SELECT * FROM pgbg.job FOR UPDATE",
+    "UPDATE pgbg.settings SET value = '1' WHERE name = 'poll_ms'",
+    "DELETE FROM pgbg.job_event",
+    "INSERT INTO pgbg.supervisor (pid, backend_start, role) VALUES (1, now(), 'pgbg_victim')",
+])
+def test_direct_writes_and_locks_are_refused(sec, victim_jobs, admin_sql, who, statement):
+    before = admin_sql("SELECT id, state, message FROM pgbg.job ORDER BY id")
+    with psycopg.connect(sec[who]) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(statement)  # in a transaction, where LOCK TABLE is allowed
+    assert admin_sql("SELECT id, state, message FROM pgbg.job ORDER BY id") == before
+
+
+def test_definer_functions_refuse_to_act_as_another_role(sec, victim_jobs, admin_sql):
+    h = parse(victim_jobs["finished"])
+    r = parse(victim_jobs["running"])
+    calls = [
+        "SELECT * FROM pgbg.submit('SELECT 1', p_owner => 'pgbg_victim')",
+        f"SELECT pgbg.request_cancel(ARRAY[{r.id}::bigint], ARRAY[{r.cookie}::bigint], 0, 'pgbg_victim')",
+        f"SELECT pgbg.request_detach(ARRAY[{r.id}::bigint], ARRAY[{r.cookie}::bigint], 'pgbg_victim')",
+        "SELECT pgbg.prune('0 seconds', 'pgbg_victim')",
+        "SELECT pgbg._autoprune('pgbg_victim')",
+        "SELECT * FROM pgbg.set_setting('poll_ms', '100', 'pgbg_victim')",
+        "SELECT * FROM pgbg._reconcile_scan('pgbg_victim')",
+        f"SELECT pgbg._reconcile_note({r.id}, 'forged', 'pgbg_victim')",
+        "SELECT pgbg._supervisor_register('pgbg_victim')",
+        "SELECT pgbg._supervisor_register()",  # only from inside a pg_background worker
+        "SELECT pgbg._claim_next()",
+        f"SELECT pgbg._lock_claimed({h.id})",
+        f"SELECT pgbg._record_outcome({h.id}, true, false, '22012', 'forged', NULL, NULL, NULL, "
+        "NULL, NULL, NULL, NULL, NULL)",
+        f"SELECT pgbg._record_lost({r.id}, 'forged')",
+        f"SELECT pgbg._record_note({r.id}, 'forged')",
+        f"SELECT pgbg._record_launched({h.id}, 1, 1)",
+        f"SELECT pgbg._record_requeued({h.id}, 'forged')",
+        f"SELECT pgbg._record_detached({r.id})",
+        f"SELECT pgbg._record_progress({r.id}, 99, 'forged')",
+        f"SELECT pgbg._record_stop_signal({r.id}, true)",
+        f"SELECT pgbg._record_worker_started({r.id})",
+        f"SELECT pgbg._supervised_job({r.id}, '{{running}}')",
+    ]
+    before = admin_sql("SELECT * FROM pgbg.job ORDER BY id")
+    for who in ("evil", "boss"):
+        for call in calls:
+            with psycopg.connect(sec[who], autocommit=True) as conn, \
+                    pytest.raises(psycopg.errors.InsufficientPrivilege, match="pgbg: "):
+                conn.execute(call)
+                pytest.fail(f"{who} was allowed: {call}")
+    assert admin_sql("SELECT * FROM pgbg.job ORDER BY id") == before
+    # an admin may request a cancel as itself (tested elsewhere), but no setting as another
+    assert admin_sql("SELECT count(*) AS n FROM pgbg.job_event WHERE actor IN ('pgbg_evil', 'pgbg_boss')")[0]["n"] == 0
+
+
+def test_a_handle_of_anothers_job_gives_a_non_admin_nothing(sec, victim_jobs, admin_sql, cli):
+    running = victim_jobs["running"]
+    for command in (("cancel", running), ("detach", running), ("show", running), ("wait", "-t", "1", running)):
+        res = cli(*command, dsn=sec["evil"])
+        assert res.exit_code == 2 and len(res.stderr.splitlines()) == 1 and "no job" in res.stderr, res
+    h = parse(running)
+    with psycopg.connect(sec["evil"], autocommit=True) as conn:
+        asked = conn.execute("SELECT pgbg.request_cancel(ARRAY[%s::bigint], ARRAY[%s::bigint])",
+                             (h.id, h.cookie)).fetchall()
+        assert asked == []
+        assert conn.execute("SELECT count(*) FROM pgbg.job_event").fetchone()[0] == 0  # RLS: none of theirs
+    job = _job(admin_sql, running)
+    assert job["state"] == "running" and job["cancel_requested_at"] is None
+
+
+def test_traps_in_public_and_pg_temp_never_run_as_anyone_else(sec, victim_jobs, evil, admin_sql):
+    # every pgbg routine the hostile role may call, with its traps on its search_path
+    for call in ("SELECT * FROM pgbg.worker_slots()", "SELECT pgbg.supervisor_pid('pgbg_victim')",
+                 "SELECT * FROM pgbg.supervisors()", "SELECT pgbg.server_started()", "SELECT pgbg.reconcile()",
+                 "SELECT * FROM pgbg._reconcile_scan()", "SELECT pgbg.setting('poll_ms')",
+                 "SELECT * FROM pgbg.transitions()", "SELECT pgbg._backend_alive(1, now())",
+                 "SELECT pgbg._live_worker(j) FROM pgbg.job j", "SELECT pgbg.prune('1 day')"):
+        evil(call)
+    # and its own jobs, launched from that search_path, run through the same code
+    res = evil("SELECT id, cookie FROM pgbg.submit('SELECT 1')")[0]
+    evil("SELECT pgbg.ensure_supervisor()")
+    retry(lambda: admin_sql("SELECT state FROM pgbg.job WHERE id = %s", (res["id"],))[0]["state"] == "succeeded",
+          "the hostile role's own job ran", 20)
+    assert _spied(admin_sql) == []
+
+
+def test_a_forged_notification_wakes_waiters_but_changes_nothing(sec, victim_jobs, admin_sql, pgbg_proc):
+    running = victim_jobs["running"]
+    h = parse(running)
+    waiter = threading.Thread(target=lambda: results.append(
+        pgbg_proc("wait", "-t", "3", "-F", "json", running, dsn=sec["victim"], timeout=60)))
+    results: list[Any] = []
+    waiter.start()
+    with psycopg.connect(sec["evil"], autocommit=True) as conn:
+        for payload in (str(h.id), f"{h.id}:{h.cookie}", "'; DROP TABLE x; --", "x" * 1000):
+            conn.execute("SELECT pg_notify('pgbg_jobs', %s)", (payload,))
+            time.sleep(0.1)
+    waiter.join()
+    assert results[0].returncode == 124, results[0]  # still waiting when its own timeout came
+    assert _job(admin_sql, running)["state"] == "running"
+
+
+def test_a_forged_worker_pid_never_gets_another_backend_signalled(sec, victim_jobs, admin_sql, cli):
+    # the hostile role supervises its own job from its own worker and records the pid of a
+    # victim's backend as the job's worker; then an admin (who may signal any non-superuser
+    # backend) cancels that job, and reconcile looks for the worker to stop
+    retry(lambda: admin_sql("SELECT pgbg.supervisor_pid('pgbg_evil') AS p")[0]["p"] is None,
+          "the hostile role's own supervisor left", 20)
+    with psycopg.connect(sec["victim"], autocommit=True) as victim_conn:
+        victim_pid = victim_conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with psycopg.connect(sec["evil"], autocommit=True) as conn:
+            job = conn.execute("SELECT id, cookie FROM pgbg.submit('SELECT pg_sleep(60)')").fetchone()
+            conn.execute(
+                "SELECT r.* FROM pg_background_launch(%s) h, LATERAL pg_background_result(h.pid, h.cookie) AS r(x text)",
+                (f"DO $$ BEGIN PERFORM pgbg._supervisor_register(); "
+                 f"PERFORM pgbg._claim_next(); PERFORM pgbg._record_launched({job[0]}, {victim_pid}, 1); END $$",))
+        forged = admin_sql("SELECT state, worker_pid, worker_started FROM pgbg.job WHERE id = %s", (job[0],))[0]
+        assert forged["worker_pid"] == victim_pid and forged["worker_started"] is None  # never trusted
+        res = cli("cancel", "-F", "json", f"{job[0]}:{job[1]}", dsn=sec["boss"])
+        assert res.exit_code in (0, 1), res
+        assert victim_conn.execute("SELECT 1").fetchone() == (1,)  # the victim's session lives
+    final = retry(lambda: (j := admin_sql("SELECT state, reason FROM pgbg.job WHERE id = %s", (job[0],))[0])
+                  ["state"] in STATES_FINAL and j, "the forged job ended", 20)
+    assert final["state"] in ("canceled", "lost"), final
+
+
+def test_out_of_range_settings_are_refused_whoever_writes_them(sec, victim_jobs, admin_sql, cli):
+    res = cli("settings", "poll_ms", "0", dsn=sec["boss"])
+    assert res.exit_code == 2 and res.stderr == "pgbg: poll_ms takes a whole number from 5 to 10000, not 0\n"
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="from 5 to 10000"):
+        admin_sql("UPDATE pgbg.settings SET value = '0' WHERE name = 'poll_ms'")  # a superuser too
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        admin_sql("DELETE FROM pgbg.settings WHERE name = 'poll_ms'")
+    assert admin_sql("SELECT value FROM pgbg.settings WHERE name = 'poll_ms'")[0]["value"] == "25"
+
+
+def test_a_held_init_lock_gives_one_line_not_a_hang(sec, victim_jobs, cli):
+    from pgbg_cli.install import LOCK_CLASS
+
+    with psycopg.connect(sec["evil"], autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s, 0)", (LOCK_CLASS,))  # anyone may take an advisory lock
+        started = time.monotonic()
+        res = cli("init", dsn=sec["admin"])
+        took = time.monotonic() - started
+    assert res.exit_code == 3 and len(res.stderr.splitlines()) == 1 and "lock" in res.stderr, res
+    assert took < 30
+
+
+def test_control_characters_from_a_hostile_label_are_escaped(sec, victim_jobs, evil, cli):
+    label = "x\x1b[2J\rfake\nrow"
+    evil("SELECT id FROM pgbg.submit('SELECT 1', p_label => %s)", (label,))
+    res = cli("list", "-a", "-F", "plain", dsn=sec["boss"])
+    assert res.exit_code == 0
+    assert "\x1b" not in res.stdout and "\r" not in res.stdout
+    assert "x\\x1b[2J\\rfake\\nrow" in res.stdout
+    import json
+
+    rows = json.loads(cli("list", "-a", "-F", "json", dsn=sec["boss"]).stdout)
+    assert label in [r["label"] for r in rows]
+
+
+def test_zz_victims_jobs_ran_exactly_once_with_truthful_outcomes(sec, victim_jobs, admin_sql, cli):
+    admin_sql("UPDATE public.victim_gate SET open = true")
+    for name in ("running", "queued1", "queued2"):
+        res = cli("wait", "-t", "60", victim_jobs[name], dsn=sec["victim"])
+        assert res.exit_code == 0, (name, res)
+    audit = admin_sql("SELECT job, who FROM public.victim_audit ORDER BY job")
+    assert audit == [{"job": j, "who": "pgbg_victim"} for j in ("finished", "queued1", "queued2", "running")]
+    for name, handle in victim_jobs.items():
+        job = _job(admin_sql, handle)
+        assert job["state"] == "succeeded" and job["command_tag"].split()[0] in ("INSERT", "DO"), (name, job)
+        events = admin_sql("SELECT from_state, to_state FROM pgbg.job_event WHERE job_id = %s ORDER BY id",
+                           (job["id"],))
+        assert [(e["from_state"], e["to_state"]) for e in events] == [
+            (None, "queued"), ("queued", "starting"), ("starting", "running"), ("running", "succeeded")]
+    evil_role = admin_sql("SELECT rolsuper, rolcreaterole, rolbypassrls FROM pg_roles WHERE rolname = 'pgbg_evil'")
+    assert not any(evil_role[0].values())
+    member_of = admin_sql("SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+                          "JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = 'pgbg_evil' ORDER BY 1")
+    assert [r["rolname"] for r in member_of] == ["pgbackground_role", "pgbg_user"]
+    assert _spied(admin_sql) == []
+    admin_sql("UPDATE pgbg.settings SET value = '8' WHERE name = 'max_running_per_role'")
