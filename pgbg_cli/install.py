@@ -142,6 +142,8 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
                 raise UsageError(
                     f"pgbg's schema is version {current}, newer than this pgbg ({schema.schema_version()})"
                 )
+            if 0 < current < schema.schema_version():
+                _lock_tables(conn)
             for version, name in schema.migrations():
                 if version > current:
                     conn.execute(schema.read(name))
@@ -173,6 +175,35 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
     return after
 
 
+def _lock_tables(conn: psycopg.Connection[Any]) -> None:
+    """Before a migration: every table of the schema, all at once or none, retried until
+    lock_timeout. Supervisors of the older version may be running; they hold such locks
+    for a few milliseconds at a time. Taking them one by one while one of those waits for
+    another would be a deadlock, which ends the supervisor."""
+    import time
+
+    import psycopg
+
+    from pgbg_cli.db import LOCK_TIMEOUT_MS
+
+    tables = ", ".join(
+        r["rel"] for r in conn.execute(
+            "SELECT c.oid::regclass::text AS rel FROM pg_class c "
+            "WHERE c.relnamespace = 'pgbg'::regnamespace AND c.relkind = 'r' ORDER BY c.relname"
+        ).fetchall()
+    )
+    deadline = time.monotonic() + LOCK_TIMEOUT_MS / 1000
+    while True:
+        try:
+            with conn.transaction():  # a savepoint: a refusal releases whatever it got
+                conn.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE NOWAIT")
+            return
+        except psycopg.errors.LockNotAvailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def _own(conn: psycopg.Connection[Any]) -> None:
     """Give the schema and everything in it to pgbg_owner, so that its SECURITY DEFINER
     functions run with the rights of a role that owns pgbg's tables and nothing else."""
@@ -182,14 +213,18 @@ def _own(conn: psycopg.Connection[Any]) -> None:
         DECLARE
             r record;
         BEGIN
-            ALTER SCHEMA pgbg OWNER TO pgbg_owner;
+            IF (SELECT n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname = 'pgbg')
+               <> 'pgbg_owner'::regrole THEN
+                ALTER SCHEMA pgbg OWNER TO pgbg_owner;
+            END IF;
             FOR r IN SELECT c.oid::regclass AS rel FROM pg_catalog.pg_class c
-                      WHERE c.relnamespace = 'pgbg'::regnamespace AND c.relkind IN ('r', 'v', 'p')
+                      WHERE c.relnamespace = 'pgbg'::regnamespace AND c.relkind IN ('r', 'p')
+                        AND c.relowner <> 'pgbg_owner'::regrole
             LOOP
                 EXECUTE format('ALTER TABLE %s OWNER TO pgbg_owner', r.rel);
             END LOOP;
             FOR r IN SELECT p.oid::regprocedure AS fn, p.prokind FROM pg_catalog.pg_proc p
-                      WHERE p.pronamespace = 'pgbg'::regnamespace
+                      WHERE p.pronamespace = 'pgbg'::regnamespace AND p.proowner <> 'pgbg_owner'::regrole
             LOOP
                 EXECUTE format('ALTER %s %s OWNER TO pgbg_owner',
                                CASE r.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, r.fn);
@@ -215,15 +250,6 @@ def _grants(conn: psycopg.Connection[Any], ext: extension.Extension) -> None:
         GRANT USAGE ON SCHEMA pgbg TO pgbg_user;
         GRANT SELECT ON pgbg.job, pgbg.job_event, pgbg.settings, pgbg.meta TO pgbg_user;
         GRANT EXECUTE ON ALL ROUTINES IN SCHEMA pgbg TO pgbg_user;
-        """
-    )
-    # Reading stays behind row-level security: a role sees its own jobs and their events.
-    conn.execute(
-        """
-        ALTER TABLE pgbg.job_event ENABLE ROW LEVEL SECURITY;
-        DROP POLICY IF EXISTS job_event_read ON pgbg.job_event;
-        CREATE POLICY job_event_read ON pgbg.job_event FOR SELECT
-            USING (EXISTS (SELECT 1 FROM pgbg.job j WHERE j.id = job_event.job_id));
         """
     )
     # pgbg_owner reads every backend's type and start time (worker slots, liveness of

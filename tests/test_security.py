@@ -273,7 +273,8 @@ def test_a_forged_worker_pid_never_gets_another_backend_signalled(sec, victim_jo
         with psycopg.connect(sec["evil"], autocommit=True) as conn:
             job = conn.execute("SELECT id, cookie FROM pgbg.submit('SELECT pg_sleep(60)')").fetchone()
             conn.execute(
-                "SELECT r.* FROM pg_background_launch(%s) h, LATERAL pg_background_result(h.pid, h.cookie) AS r(x text)",
+                "SELECT r.* FROM pg_background_launch(%s) h, "
+                "LATERAL pg_background_result(h.pid, h.cookie) AS r(x text)",
                 (f"DO $$ BEGIN PERFORM pgbg._supervisor_register(); "
                  f"PERFORM pgbg._claim_next(); PERFORM pgbg._record_launched({job[0]}, {victim_pid}, 1); END $$",))
         forged = admin_sql("SELECT state, worker_pid, worker_started FROM pgbg.job WHERE id = %s", (job[0],))[0]

@@ -121,15 +121,19 @@ RETURNS integer LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT pgbg.setting(p_name)::integer
 $$;
 
--- Whoever writes pgbg.settings (a superuser too), the value must be valid.
+-- Whoever writes pgbg.settings (a superuser too), the value must be valid (trigger
+-- settings_guard, fn_95_triggers.sql).
 CREATE OR REPLACE FUNCTION pgbg._settings_guard()
 RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     problem text;
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        RAISE EXCEPTION 'pgbg: settings cannot be deleted (set % to its default instead)', OLD.name
-            USING ERRCODE = '42501';
+        IF EXISTS (SELECT 1 FROM pgbg._setting_spec() x WHERE x.name = OLD.name) THEN
+            RAISE EXCEPTION 'pgbg: settings cannot be deleted (set % to its default instead)', OLD.name
+                USING ERRCODE = '42501';
+        END IF;
+        RETURN OLD;  -- a setting this version does not know (pgbg._settings_repair())
     END IF;
     problem := pgbg._setting_problem(NEW.name, NEW.value);
     IF problem IS NOT NULL THEN
@@ -142,9 +146,6 @@ BEGIN
 END
 $$;
 
-DROP TRIGGER IF EXISTS settings_guard ON pgbg.settings;
-CREATE TRIGGER settings_guard BEFORE INSERT OR UPDATE OR DELETE ON pgbg.settings
-    FOR EACH ROW EXECUTE FUNCTION pgbg._settings_guard();
 
 -- Called by `pgbg init`: every setting present, every stored value valid (version 1 took
 -- any text: an invalid one goes back to its default), descriptions current.
@@ -153,9 +154,7 @@ RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     spec record;
 BEGIN
-    ALTER TABLE pgbg.settings DISABLE TRIGGER settings_guard;
     DELETE FROM pgbg.settings s WHERE NOT EXISTS (SELECT 1 FROM pgbg._setting_spec() x WHERE x.name = s.name);
-    ALTER TABLE pgbg.settings ENABLE TRIGGER settings_guard;
     FOR spec IN SELECT * FROM pgbg._setting_spec() LOOP
         INSERT INTO pgbg.settings AS s (name, value, description)
         VALUES (spec.name, spec.default_value, spec.description)
@@ -191,8 +190,8 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------
--- The job state machine: every allowed transition and who causes it. The trigger below
--- refuses any other, for every writer (the table's owner included); a final state never
+-- The job state machine: every allowed transition and who causes it. The trigger job_guard
+-- (fn_95_triggers.sql) refuses any other, for every writer (the table's owner included); a final state never
 -- changes again, and what a job runs, as whom, never changes after submission.
 
 CREATE OR REPLACE FUNCTION pgbg.transitions()
@@ -275,9 +274,6 @@ BEGIN
 END
 $$;
 
-DROP TRIGGER IF EXISTS job_guard ON pgbg.job;
-CREATE TRIGGER job_guard BEFORE INSERT OR UPDATE OR DELETE ON pgbg.job
-    FOR EACH ROW EXECUTE FUNCTION pgbg._job_guard();
 
 -- The audit trail: one pgbg.job_event row per state a job enters, with who caused it.
 CREATE OR REPLACE FUNCTION pgbg._job_audit()
@@ -293,9 +289,6 @@ BEGIN
 END
 $$;
 
-DROP TRIGGER IF EXISTS job_audit ON pgbg.job;
-CREATE TRIGGER job_audit AFTER INSERT OR UPDATE OF state ON pgbg.job
-    FOR EACH ROW EXECUTE FUNCTION pgbg._job_audit();
 
 -- ---------------------------------------------------------------------------------------
 -- Liveness. SECURITY DEFINER: a plain role sees the start time and type of its own

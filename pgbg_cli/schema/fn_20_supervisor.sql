@@ -25,6 +25,15 @@ BEGIN
 END
 $$;
 
+-- Is job j supervised by supervisor s? Its role, pid and backend start time. A job that
+-- version 1's loop claimed carries no start time: only that (legacy) supervisor's own pid
+-- then counts.
+CREATE OR REPLACE FUNCTION pgbg._supervised_by(j pgbg.job, s pgbg.supervisor)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT j.owner = s.role AND j.supervisor_pid = s.pid
+       AND (j.supervisor_start = s.backend_start OR (s.legacy AND j.supervisor_start IS NULL))
+$$;
+
 -- Register this backend as p_role's supervisor. False when a live one is registered already.
 CREATE OR REPLACE FUNCTION pgbg._supervisor_register(p_role name DEFAULT current_user)
 RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

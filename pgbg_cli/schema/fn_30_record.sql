@@ -13,8 +13,7 @@ DECLARE
     j pgbg.job;
 BEGIN
     SELECT * INTO j FROM pgbg.job x
-     WHERE x.id = p_id AND x.owner = me.role
-       AND x.supervisor_pid = me.pid AND x.supervisor_start IS NOT DISTINCT FROM me.backend_start
+     WHERE x.id = p_id AND pgbg._supervised_by(x, me)
      FOR UPDATE;
     IF NOT FOUND OR NOT (j.state = ANY (p_states)) THEN
         RAISE EXCEPTION 'pgbg: job % is not % of supervisor %', p_id, pg_catalog.array_to_string(p_states, ' or '), me.pid
@@ -41,8 +40,7 @@ BEGIN
         RETURN NULL;  -- version 1's loop: finishes what it holds, claims nothing new
     END IF;
     SELECT x.id INTO j.id FROM pgbg.job x
-     WHERE x.owner = me.role AND x.state = 'starting' AND x.worker_pid IS NULL
-       AND x.supervisor_pid = me.pid AND x.supervisor_start = me.backend_start
+     WHERE x.state = 'starting' AND x.worker_pid IS NULL AND pgbg._supervised_by(x, me)
      ORDER BY x.id LIMIT 1;
     IF j.id IS NOT NULL THEN
         RETURN j.id;
@@ -91,8 +89,7 @@ DECLARE
     j pgbg.job;
 BEGIN
     SELECT * INTO j FROM pgbg.job x
-     WHERE x.id = p_id AND x.owner = me.role AND x.state = 'starting' AND x.worker_pid IS NULL
-       AND x.supervisor_pid = me.pid AND x.supervisor_start = me.backend_start
+     WHERE x.id = p_id AND x.state = 'starting' AND x.worker_pid IS NULL AND pgbg._supervised_by(x, me)
      FOR UPDATE;
     RETURN j;
 END

@@ -94,8 +94,7 @@ DECLARE
     v_message text;
 BEGIN
     FOR j IN SELECT * FROM pgbg.job x
-              WHERE x.owner = me.role AND x.state = 'running'
-                AND x.supervisor_pid = me.pid AND x.supervisor_start = me.backend_start
+              WHERE x.owner = me.role AND x.state = 'running' AND pgbg._supervised_by(x, me)
               ORDER BY x.id
     LOOP
         BEGIN

@@ -20,15 +20,13 @@ BEGIN
     -- per job, and locking none of the supervised jobs): `pgbg list --watch` calls this
     -- every refresh.
     FOR j IN WITH live AS MATERIALIZED (
-                 SELECT s.pid, s.backend_start, s.role
+                 SELECT s AS sup
                    FROM pgbg.supervisor s
                    JOIN pg_catalog.pg_stat_activity a ON a.pid = s.pid AND a.backend_start = s.backend_start)
              SELECT jb.* FROM pgbg.job jb
               WHERE jb.state IN ('starting', 'running')
                 AND pgbg._may_manage(p_actor, jb.owner)
-                AND NOT EXISTS (SELECT 1 FROM live
-                                 WHERE live.pid = jb.supervisor_pid AND live.backend_start = jb.supervisor_start
-                                   AND live.role = jb.owner)
+                AND NOT EXISTS (SELECT 1 FROM live WHERE pgbg._supervised_by(jb, live.sup))
               ORDER BY jb.id FOR UPDATE OF jb SKIP LOCKED
     LOOP
         w := pgbg._live_worker(j);

@@ -1,6 +1,17 @@
 -- Routines of earlier versions that this one no longer has: dropped, so that none is left
 -- behind without a pinned search_path.
 
-DROP FUNCTION IF EXISTS pgbg._lock_key(name);
-DROP FUNCTION IF EXISTS pgbg._notify(bigint);
 DROP FUNCTION IF EXISTS pgbg._autoprune();
+
+-- Kept, pinned, for version 1's code that may still be running while `pgbg init` upgrades
+-- (a statement of a version 1 supervisor that waited on the upgrade's locks): a missing
+-- function would end that supervisor with its jobs' outcomes unread.
+CREATE OR REPLACE FUNCTION pgbg._notify(p_id bigint)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.pg_notify('pgbg_jobs', p_id::text)
+$$;
+
+CREATE OR REPLACE FUNCTION pgbg._lock_key(p_role name)
+RETURNS integer LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (r.oid::bigint % 2147483648)::integer FROM pg_catalog.pg_roles r WHERE r.rolname = p_role
+$$;

@@ -34,6 +34,15 @@ CREATE TABLE pgbg.job_event (
 );
 CREATE INDEX job_event_job_idx ON pgbg.job_event (job_id);
 
+-- Reading stays behind row-level security: a role sees the events of the jobs it sees.
+ALTER TABLE pgbg.job_event ENABLE ROW LEVEL SECURITY;
+CREATE POLICY job_event_read ON pgbg.job_event FOR SELECT
+    USING (EXISTS (SELECT 1 FROM pgbg.job j WHERE j.id = job_event.job_id));
+
+-- Version 1's guard trigger (INSERT and UPDATE only) makes way for this version's
+-- (fn_95_triggers.sql), which also guards DELETE.
+DROP TRIGGER IF EXISTS job_guard ON pgbg.job;
+
 -- Roles write through functions only: the write policies go (the tables' grants go in
 -- `pgbg init`), reading stays behind row-level security.
 DROP POLICY IF EXISTS job_insert ON pgbg.job;
