@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from pgbg_cli.extension import Extension
 
-DEFAULT_RESERVE = 2  # pgbg.settings' reserve_slots default (schema/v001_registry.sql)
+DEFAULT_RESERVE = 2  # reserve_slots' default before pgbg is installed (schema/fn_00_common.sql, _setting_spec)
 DEFAULT_MAX_WORKERS = 16  # pg_background.max_workers' default
 
 

@@ -1,8 +1,8 @@
 -- pgbg's job budget in this database, for `pgbg capacity`: its settings, the active jobs
 -- the caller may see (row-level security: a role sees its own, pgbg_admin all), the
 -- caller's own active jobs, and the live supervisors (registered in pgbg.supervisor, any role).
-SELECT pgbg.setting('max_running_per_role', '8')::int AS max_running_per_role,
-       pgbg.setting('reserve_slots', '2')::int AS reserve_slots,
+SELECT pgbg._setting_int('max_running_per_role') AS max_running_per_role,
+       pgbg._setting_int('reserve_slots') AS reserve_slots,
        count(*) FILTER (WHERE j.state = 'queued')::int AS queued_jobs,
        count(*) FILTER (WHERE j.state IN ('starting', 'running'))::int AS running_jobs,
        count(*) FILTER (WHERE j.state = 'queued' AND j.owner = current_user)::int AS role_queued_jobs,
