@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 from pgbg_cli import __version__
 from pgbg_cli.errors import ConnectionProblem, PrivilegeProblem, UsageError
@@ -23,6 +24,12 @@ APPLICATION_NAME = "pgbg"
 # (cli.py): nothing pgbg does waits forever on a lock another session holds. A lock_timeout
 # the user sets (PGOPTIONS, options= in the DSN) is kept.
 LOCK_TIMEOUT_MS = 5000
+# pgbg's own statements run with this search_path, so that nothing a user created (a
+# function or operator in public that matches better than the built-in one) runs in their
+# place with the user's rights. The user's own path is kept for what is theirs: parsing a
+# job's SQL and the path its worker runs with (``user_search_path``).
+PINNED_PATH = "pg_catalog, pg_temp"
+_user_paths: WeakKeyDictionary[Any, str] = WeakKeyDictionary()
 
 _URI_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)(@)")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
@@ -80,6 +87,11 @@ def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[A
         conn = psycopg.connect(autocommit=autocommit, row_factory=dict_row, **params)
         # jsonb numbers (stored --result rows) keep every digit: decimals, not floats
         set_json_loads(_exact_json_loads, conn)
+        row = conn.execute(
+            "SELECT pg_catalog.current_setting('search_path') AS path, "
+            "pg_catalog.set_config('search_path', %s, false) AS pinned", (PINNED_PATH,)
+        ).fetchone()
+        _user_paths[conn] = row["path"] if isinstance(row, dict) else row[0]
     except psycopg.OperationalError as exc:
         message = redact(_connection_reason(exc), secrets)
         if "permission denied" in message.lower():
@@ -89,6 +101,11 @@ def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[A
             "(set --dsn/-d, PGBG_DSN or the PG* environment variables)"
         ) from None
     return conn
+
+
+def user_search_path(conn: psycopg.Connection[Any]) -> str:
+    """The search_path the user's session had before pgbg pinned its own."""
+    return _user_paths.get(conn, PINNED_PATH)
 
 
 def with_lock_timeout(options: str) -> str:

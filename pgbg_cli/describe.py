@@ -36,14 +36,22 @@ class Shape:
 
 def describe(conn: psycopg.Connection[Any], query: str) -> Shape:
     """Parse and describe ``query`` on the server; nothing is executed."""
-    from psycopg import pq
+    from psycopg import pq, sql
+
+    from pgbg_cli.db import PINNED_PATH, user_search_path
 
     pgconn = conn.pgconn
+    # parsed as the user's session would parse it: with the user's search_path
+    pgconn.exec_(sql.SQL("SELECT pg_catalog.set_config('search_path', {}, false)")
+                 .format(sql.Literal(user_search_path(conn))).as_bytes(conn))
+    pin = sql.SQL("SELECT pg_catalog.set_config('search_path', {}, false)").format(
+        sql.Literal(PINNED_PATH)).as_bytes(conn)
     res = pgconn.prepare(_STATEMENT, query.encode(conn.info.encoding and "utf-8"))
     if res.status != pq.ExecStatus.COMMAND_OK:
         message = (res.error_message or b"").decode("utf-8", "replace").strip()
         state = res.error_field(pq.DiagnosticField.SQLSTATE)
         _cleanup(conn)
+        pgconn.exec_(pin)
         return Shape([], [], [], error=message.removeprefix("ERROR:").strip() or "cannot describe",
                      sqlstate=state.decode() if state else None)
     try:
@@ -52,7 +60,7 @@ def describe(conn: psycopg.Connection[Any], query: str) -> Shape:
         types = [desc.ftype(i) for i in range(desc.nfields)]
         mods = [desc.fmod(i) for i in range(desc.nfields)]
     finally:
-        pgconn.exec_(b"DEALLOCATE " + _STATEMENT)
+        pgconn.exec_(b"DEALLOCATE " + _STATEMENT + b"; " + pin)
     return Shape(names, types, mods)
 
 

@@ -20,6 +20,11 @@ LOCK_CLASS = 1885823591  # 'pgbg': init's transaction lock (class, 0)
 USER_ROLE = "pgbg_user"
 ADMIN_ROLE = "pgbg_admin"
 OWNER_ROLE = "pgbg_owner"  # NOLOGIN: owns the schema; its SECURITY DEFINER functions run as it
+GROUP_ROLES = (USER_ROLE, ADMIN_ROLE, OWNER_ROLE, "pgbackground_role")  # never own jobs
+# SECURITY DEFINER helpers that only other functions of the schema (running as pgbg_owner)
+# call: no role may call them, since each trusts its arguments.
+INTERNAL = ("pgbg._backend_alive(integer, timestamp with time zone)", "pgbg._live_worker(pgbg.job)",
+            "pgbg._actor(name, text)", "pgbg._supervised_job(bigint, text[])")
 
 
 @dataclass
@@ -30,6 +35,7 @@ class Status:
     digest: str | None
     wanted_digest: str
     actions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def current(self) -> bool:
@@ -100,18 +106,18 @@ def require(conn: psycopg.Connection[Any]) -> Status:
 def _api_sql(conn: psycopg.Connection[Any], ext: extension.Extension) -> Any:
     from psycopg import sql
 
-    needed = ("launch", "detach", "cancel", "outcome", "error_info", "result_info", "get_progress", "result")
+    needed = ("launch", "detach", "cancel", "error_info", "result_info", "get_progress", "result")
     missing = [role for role in needed if not ext.has(role)]
     if missing:
-        # 1.10 has every piece under its _v2 names; 1.8 and 1.9 lack outcome/error_info.
+        # 1.10 has every piece under its _v2 names; 1.8 and 1.9 lack error_info/result_info.
         raise ExtensionProblem(
             f"pgbg's server-side supervision needs pg_background 1.10 or newer (2.0 recommended); "
             f"{ext.version} lacks {', '.join(missing)}: ALTER EXTENSION pg_background UPDATE"
         )
     names = {role: sql.Identifier(ext.schema, ext.fn(role)) for role in needed}
+    names["list_view"] = sql.Identifier(ext.schema, "pg_background_list")
     names["result_name"] = sql.Literal(sql.Identifier(ext.schema, ext.fn("result")).as_string(conn))
     names["worker_slots"] = sql.SQL(queries.text("worker_slots"))
-    names["ext_schema"] = sql.Identifier(ext.schema)
     return sql.SQL(schema.read("api.sql")).format(**names)
 
 
@@ -122,7 +128,12 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
     actions: list[str] = []
     try:
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
+            # Once the schema is there, its meta table is the lock (roles may only read it, so
+            # none can hold a lock that blocks this one); before, an advisory lock.
+            if conn.execute("SELECT to_regclass('pgbg.meta') IS NOT NULL AS there").fetchone()["there"]:
+                conn.execute("LOCK TABLE pgbg.meta IN SHARE ROW EXCLUSIVE MODE")
+            else:
+                conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
             # Read what is there only once the lock is held: a concurrent init that got the
             # lock first has committed by now, and this one then has nothing to do.
             before = status(conn)
@@ -172,7 +183,22 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
         raise
     after = status(conn)
     after.actions = actions
+    after.warnings = _warnings(conn, ext)
     return after
+
+
+def _warnings(conn: psycopg.Connection[Any], ext: extension.Extension) -> list[str]:
+    """What makes the install less safe than it could be, in one line each."""
+    writers = [r["rolname"] for r in conn.execute(
+        "SELECT r.rolname FROM pg_roles r, pg_namespace n "
+        "WHERE n.nspname = %s AND r.oid <> n.nspowner AND NOT r.rolsuper AND r.rolcanlogin "
+        "AND has_schema_privilege(r.oid, n.oid, 'CREATE') ORDER BY 1", (ext.schema,)).fetchall()]
+    if not writers:
+        return []
+    named = ", ".join(writers[:5]) + (f" and {len(writers) - 5} more" if len(writers) > 5 else "")
+    return [f"roles other than its owner may create objects in schema {ext.schema!r}, where pg_background "
+            f"lives ({named}): one of them can make --result reads fail by overloading its functions; "
+            f"REVOKE CREATE ON SCHEMA {ext.schema} FROM them, or keep pg_background in a schema of its own"]
 
 
 def _lock_tables(conn: psycopg.Connection[Any]) -> None:
@@ -250,7 +276,16 @@ def _grants(conn: psycopg.Connection[Any], ext: extension.Extension) -> None:
         GRANT USAGE ON SCHEMA pgbg TO pgbg_user;
         GRANT SELECT ON pgbg.job, pgbg.job_event, pgbg.settings, pgbg.meta TO pgbg_user;
         GRANT EXECUTE ON ALL ROUTINES IN SCHEMA pgbg TO pgbg_user;
+        GRANT SELECT ON pgbg.role_key TO pgbg_user;
         """
+    )
+    for routine in INTERNAL:
+        conn.execute(f"REVOKE EXECUTE ON FUNCTION {routine} FROM pgbg_user")
+    # every role granted pgbg has a key (a role granted pgbg_user by hand, too)
+    conn.execute(
+        "INSERT INTO pgbg.role_key (role) SELECT r.rolname FROM pg_auth_members m "
+        "JOIN pg_roles r ON r.oid = m.member WHERE m.roleid = 'pgbg_user'::regrole "
+        "AND NOT r.rolname = ANY(%s) ON CONFLICT DO NOTHING", (list(GROUP_ROLES),)
     )
     # pgbg_owner reads every backend's type and start time (worker slots, liveness of
     # supervisors and workers): pg_read_all_stats.
@@ -301,6 +336,8 @@ def grant(conn: psycopg.Connection[Any], role: str, *, admin: bool = False) -> l
     from psycopg import sql
 
     _role_exists(conn, role)
+    if role in GROUP_ROLES:
+        raise UsageError(f"{role} is one of pgbg's group roles: grant pgbg to the roles that log in")
     groups = ["pgbackground_role", USER_ROLE] + ([ADMIN_ROLE] if admin else [])
     done = []
     with conn.transaction():
@@ -308,6 +345,8 @@ def grant(conn: psycopg.Connection[Any], role: str, *, admin: bool = False) -> l
             stmt = sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role))
             conn.execute(stmt)
             done.append(stmt.as_string(conn))
+        # the key it proves who it is with (pgbg._proof()): readable by that role alone
+        conn.execute("INSERT INTO pgbg.role_key (role) VALUES (%s) ON CONFLICT DO NOTHING", (role,))
     return done
 
 
@@ -328,4 +367,5 @@ def revoke(conn: psycopg.Connection[Any], role: str) -> list[str]:
                 stmt = sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), sql.Identifier(role))
                 conn.execute(stmt)
                 done.append(stmt.as_string(conn))
+        conn.execute("DELETE FROM pgbg.role_key WHERE role = %s", (role,))
     return done

@@ -58,17 +58,25 @@ def register(
         raise UsageError("--result needs a single statement (pg_background returns the rows of one query)")
     types = typmods = names = None
     if want_result and shape.returns_rows:
-        pseudo = conn.execute(
-            "SELECT format_type(oid, NULL) AS t FROM pg_type WHERE oid = ANY(%s::oid[]) AND typtype = 'p'",
+        # pseudo types cannot be named in a column list; types made after initdb (oid 16384
+        # and up: domains, enums, composites) are not read, since reading a value runs its
+        # type's code with the job owner's rights
+        odd = conn.execute(
+            "SELECT pg_catalog.format_type(t.oid, NULL) AS t FROM pg_catalog.pg_type t "
+            "WHERE t.oid = ANY(%s::oid[]) AND (t.typtype = 'p' OR t.oid >= 16384) LIMIT 1",
             (shape.types,),
         ).fetchone()
-        if pseudo:
-            raise UsageError(f"--result cannot return a column of type {pseudo['t']}: cast it (e.g. ::text)")
+        if odd:
+            raise UsageError(f"--result cannot return a column of type {odd['t']}: cast it to a built-in "
+                             "type (e.g. ::text)")
     if shape.returns_rows:
         types, typmods, names = shape.types, shape.typmods, shape.names
+    from pgbg_cli.db import user_search_path
+
     return conn.execute(
-        "SELECT * FROM pgbg.submit(%s, %s, %s, %s, %s, %s::oid[], %s::int[], %s::text[])",
-        (sql_text, label, timeout_ms, queue_size, want_result, types, typmods, names),
+        "SELECT * FROM pgbg.submit(%s, %s, %s, %s, %s, %s::oid[], %s::int[], %s::text[], "
+        "p_search_path => %s)",
+        (sql_text, label, timeout_ms, queue_size, want_result, types, typmods, names, user_search_path(conn)),
     ).fetchone()
 
 

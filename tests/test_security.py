@@ -10,6 +10,7 @@ there as anyone but the attacker.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -186,7 +187,7 @@ def test_definer_functions_refuse_to_act_as_another_role(sec, victim_jobs, admin
         "SELECT pgbg._autoprune('pgbg_victim')",
         "SELECT * FROM pgbg.set_setting('poll_ms', '100', 'pgbg_victim')",
         "SELECT * FROM pgbg._reconcile_scan('pgbg_victim')",
-        f"SELECT pgbg._reconcile_note({r.id}, 'forged', 'pgbg_victim')",
+        f"SELECT pgbg._reconcile_note({r.id}, 'pgbg_victim')",
         "SELECT pgbg._supervisor_register('pgbg_victim')",
         "SELECT pgbg._supervisor_register()",  # only from inside a pg_background worker
         "SELECT pgbg._claim_next()",
@@ -194,14 +195,14 @@ def test_definer_functions_refuse_to_act_as_another_role(sec, victim_jobs, admin
         f"SELECT pgbg._record_outcome({h.id}, true, false, '22012', 'forged', NULL, NULL, NULL, "
         "NULL, NULL, NULL, NULL, NULL)",
         f"SELECT pgbg._record_lost({r.id}, 'forged')",
-        f"SELECT pgbg._record_note({r.id}, 'forged')",
+        f"SELECT pgbg._record_tend_error({r.id}, 'forged')",
+        f"SELECT pgbg._supervised_worker_alive({r.id})",
         f"SELECT pgbg._record_launched({h.id}, 1, 1)",
         f"SELECT pgbg._record_requeued({h.id}, 'forged')",
         f"SELECT pgbg._record_detached({r.id})",
         f"SELECT pgbg._record_progress({r.id}, 99, 'forged')",
         f"SELECT pgbg._record_stop_signal({r.id}, true)",
         f"SELECT pgbg._record_worker_started({r.id})",
-        f"SELECT pgbg._supervised_job({r.id}, '{{running}}')",
     ]
     before = admin_sql("SELECT * FROM pgbg.job ORDER BY id")
     for who in ("evil", "boss"):
@@ -235,8 +236,7 @@ def test_traps_in_public_and_pg_temp_never_run_as_anyone_else(sec, victim_jobs, 
     for call in ("SELECT * FROM pgbg.worker_slots()", "SELECT pgbg.supervisor_pid('pgbg_victim')",
                  "SELECT * FROM pgbg.supervisors()", "SELECT pgbg.server_started()", "SELECT pgbg.reconcile()",
                  "SELECT * FROM pgbg._reconcile_scan()", "SELECT pgbg.setting('poll_ms')",
-                 "SELECT * FROM pgbg.transitions()", "SELECT pgbg._backend_alive(1, now())",
-                 "SELECT pgbg._live_worker(j) FROM pgbg.job j", "SELECT pgbg.prune('1 day')"):
+                 "SELECT * FROM pgbg.transitions()", "SELECT pgbg.prune('1 day')"):
         evil(call)
     # and its own jobs, launched from that search_path, run through the same code
     res = evil("SELECT id, cookie FROM pgbg.submit('SELECT 1')")[0]
@@ -297,16 +297,134 @@ def test_out_of_range_settings_are_refused_whoever_writes_them(sec, victim_jobs,
     assert admin_sql("SELECT value FROM pgbg.settings WHERE name = 'poll_ms'")[0]["value"] == "25"
 
 
-def test_a_held_init_lock_gives_one_line_not_a_hang(sec, victim_jobs, cli):
+def test_nobody_can_hold_a_lock_that_blocks_init_but_a_writer_of_its_tables(sec, victim_jobs, cli):
     from pgbg_cli.install import LOCK_CLASS
 
-    with psycopg.connect(sec["evil"], autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s, 0)", (LOCK_CLASS,))  # anyone may take an advisory lock
+    with psycopg.connect(sec["evil"]) as conn:  # in a transaction: what a granted role can hold
+        conn.execute("SELECT pg_advisory_lock(%s, 0)", (LOCK_CLASS,))
+        conn.execute("LOCK TABLE pgbg.meta, pgbg.job, pgbg.settings IN ACCESS SHARE MODE")
+        res = cli("init", dsn=sec["admin"])
+        assert res.exit_code == 0, res
+        conn.execute("SELECT pg_advisory_unlock_all()")
+    with psycopg.connect(sec["admin"]) as conn:  # a superuser can, and init then says so in one line
+        conn.execute("LOCK TABLE pgbg.meta IN EXCLUSIVE MODE")
         started = time.monotonic()
         res = cli("init", dsn=sec["admin"])
         took = time.monotonic() - started
     assert res.exit_code == 3 and len(res.stderr.splitlines()) == 1 and "lock" in res.stderr, res
     assert took < 30
+
+
+@pytest.mark.parametrize("routine", ["pgbg._backend_alive(1, now())", "pgbg._live_worker(j) FROM pgbg.job j",
+                                     "pgbg._actor('pgbg_evil', 'x')", "pgbg._supervised_job(1, '{running}')"])
+def test_internal_helpers_are_not_callable(sec, victim_jobs, routine):
+    with psycopg.connect(sec["evil"], autocommit=True) as conn, \
+            pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for function"):
+        conn.execute(f"SELECT {routine}")
+
+
+def test_code_of_another_role_in_the_victims_session_cannot_act_as_the_victim(sec, victim_jobs, admin_sql, evil):
+    # the hostile role's SECURITY DEFINER function, and an index expression that runs when
+    # the victim analyzes the hostile role's table: both run as pgbg_evil in the victim's
+    # session, where session_user is the victim
+    evil("""CREATE FUNCTION public.evil_submit() RETURNS boolean LANGUAGE plpgsql AS $$
+            BEGIN
+              PERFORM pgbg.submit('INSERT INTO public.victim_audit (job) VALUES (''evil'')',
+                                  p_owner => session_user);
+              RETURN true;
+            EXCEPTION WHEN insufficient_privilege THEN
+              PERFORM public.spy('submit refused as ' || session_user);
+              RETURN false;
+            END $$""")
+    evil("CREATE FUNCTION public.evil_api() RETURNS boolean LANGUAGE sql SECURITY DEFINER "
+         "AS $$ SELECT public.evil_submit() $$")
+    evil("GRANT EXECUTE ON FUNCTION public.evil_api() TO PUBLIC")
+    evil("CREATE FUNCTION public.evil_idx(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS "
+         "$$ BEGIN PERFORM public.evil_submit(); RETURN i; END $$")
+    evil("CREATE TABLE public.evil_tbl (i int)")
+    evil("CREATE INDEX ON public.evil_tbl (public.evil_idx(i))")
+    evil("INSERT INTO public.evil_tbl VALUES (1), (2)")
+    with psycopg.connect(sec["victim"], autocommit=True) as victim:
+        assert victim.execute("SELECT public.evil_api()").fetchone() == (False,)
+        victim.execute("ANALYZE public.evil_tbl")
+    # (the hostile role's own inserts ran its index expression as itself: those jobs are its own)
+    assert admin_sql("SELECT owner FROM pgbg.job WHERE sql LIKE '%''evil''%' AND owner <> 'pgbg_evil'") == []
+    refused = admin_sql("SELECT what FROM public.spy_log WHERE what LIKE 'submit refused%'")
+    assert refused and all(r["what"] == "submit refused as pgbg_victim" for r in refused)
+
+
+def test_a_group_role_cannot_own_jobs(sec, victim_jobs, admin_sql):
+    with psycopg.connect(sec["boss"], autocommit=True) as conn:
+        for group in ("pgbg_user", "pgbg_admin"):
+            conn.execute(f"SET ROLE {group}")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT pgbg.submit('SELECT 1')")
+            conn.execute("RESET ROLE")
+    assert admin_sql("SELECT count(*) AS n FROM pgbg.job WHERE owner IN ('pgbg_user', 'pgbg_admin')")[0]["n"] == 0
+
+
+def test_a_timeout_no_interval_can_hold_is_refused(sec, victim_jobs, evil, cli):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="36525 days"):
+        evil("SELECT pgbg.submit('SELECT 1', p_timeout_ms => 9223372036854775807)")
+    assert cli("list", dsn=sec["boss"]).exit_code == 0
+
+
+def test_an_open_transaction_of_another_role_does_not_keep_supervisors_away(sec, victim_jobs, admin_sql, cli):
+    with psycopg.connect(sec["evil"]) as conn:  # left open: its locks stay
+        conn.execute("SELECT pgbg._supervisor_unregister()")
+        conn.execute("SELECT pgbg.request_cancel(ARRAY[1::bigint], ARRAY[1::bigint])")
+        retry(lambda: admin_sql("SELECT pgbg.supervisor_pid('pgbg_boss') AS p")[0]["p"] is None,
+              "pgbg_boss has no supervisor yet", 20)
+        res = cli("launch", "--wait", "-t", "20s", "SELECT 1", dsn=sec["boss"])
+        assert res.exit_code == 0, res
+
+
+def test_types_of_another_role_never_run_their_code_in_a_victims_job(sec, victim_jobs, admin_sql, evil, cli):
+    evil("CREATE DOMAIN public.evil_int AS int CHECK (public.spy('domain check'))")
+    evil("CREATE TYPE public.evil_row AS (a public.evil_int)")
+    evil("CREATE TABLE public.evil_data (id int, arr public.evil_int[], r public.evil_row)")
+    evil("INSERT INTO public.evil_data VALUES (1, ARRAY[1]::public.evil_int[], ROW(1)::public.evil_row)")
+    evil("GRANT SELECT ON public.evil_data TO PUBLIC")
+    # a superuser with no job running (pgbg_victim's one slot is taken until the last test)
+    res = cli("launch", "--wait", "-t", "30s", "-F", "json", "SELECT id, arr, r FROM public.evil_data",
+              dsn=sec["admin"])
+    assert res.exit_code == 0, res
+    kept = cli("launch", "--result", "SELECT id, arr FROM public.evil_data", dsn=sec["admin"])
+    assert kept.exit_code == 2 and "cast it" in kept.stderr, kept
+    assert _spied(admin_sql) == []
+
+
+def test_operators_of_another_role_never_run_in_the_cli(sec, victim_jobs, admin_sql, evil, cli):
+    evil("CREATE FUNCTION public.evil_mul(numeric, integer) RETURNS numeric LANGUAGE sql AS "
+         "$$ SELECT CASE WHEN public.spy('operator *') THEN $1 * $2::numeric END $$")
+    evil("CREATE OPERATOR public.* (LEFTARG = numeric, RIGHTARG = integer, FUNCTION = public.evil_mul)")
+    for command in (("list", "-a"), ("stats",), ("capacity",), ("show", victim_jobs["finished"])):
+        res = cli(*command, dsn=sec["victim"], env={"PGOPTIONS": "-c search_path=public,pg_catalog"})
+        assert res.exit_code == 0, (command, res)
+    assert _spied(admin_sql) == []
+
+
+def test_overloads_in_the_extensions_schema_change_no_outcome(sec, victim_jobs, admin_sql, evil, cli):
+    for fn, args in (("pg_background_launch", "text, int4, text, int4 DEFAULT 0"),
+                     ("pg_background_result_info", "int4, int8, int4 DEFAULT 0"),
+                     ("pg_background_error_info", "int4, int8, int4 DEFAULT 0"),
+                     ("pg_background_detach", "int4, int8, int4 DEFAULT 0"),
+                     ("pg_background_get_progress", "int4, int8, int4 DEFAULT 0"),
+                     ("pg_background_outcome", "int4, int8, int4 DEFAULT 0")):
+        evil(f"CREATE FUNCTION public.{fn}({args}) RETURNS void LANGUAGE sql AS $$ SELECT $$")
+    res = cli("launch", "--wait", "-t", "30s", "-F", "json", "SELECT 41 + 1", dsn=sec["admin"])
+    assert res.exit_code == 0, res
+    assert json.loads(res.stdout)["state"] == "succeeded"
+    failing = cli("launch", "--wait", "-t", "30s", "-F", "json", "SELECT 1/0", dsn=sec["admin"])
+    assert failing.exit_code == 1 and json.loads(failing.stdout)["sqlstate"] == "22012", failing
+
+
+def test_an_admin_cannot_write_a_reason_on_a_supervised_job(sec, victim_jobs, admin_sql):
+    h = parse(victim_jobs["running"])
+    before = _job(admin_sql, victim_jobs["running"])["reason"]
+    with psycopg.connect(sec["boss"], autocommit=True) as conn:
+        conn.execute("SELECT pgbg._reconcile_note(%s)", (h.id,))
+    assert _job(admin_sql, victim_jobs["running"])["reason"] == before
 
 
 def test_control_characters_from_a_hostile_label_are_escaped(sec, victim_jobs, evil, cli):

@@ -36,6 +36,8 @@ def init(
         st = install.install(conn, ext)
     for action in st.actions or ["nothing to do"]:
         say(f"pgbg: {action}")
+    for warning in st.warnings:
+        say(f"pgbg: warning: {warning}")
     say(st.describe())
 
 

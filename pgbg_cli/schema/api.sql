@@ -2,68 +2,96 @@
 -- schema and function names that `pgbg_cli.extension` picked for the installed version.
 -- Brace placeholders are filled with psycopg.sql identifiers; nothing else is templated.
 -- They run with the caller's rights (whoever calls pg_background decides whose rights a
--- worker has) and pin search_path: pg_catalog first, the extension's schema only where the
--- extension's own code needs it, pg_temp last; the extension's functions are named with
--- their schema.
+-- worker has) and pin search_path (pg_catalog, pg_temp). Their bodies are SQL-standard
+-- (BEGIN ATOMIC): each call of the extension is bound to that very function when the wrapper
+-- is made, so a function or overload created later in the extension's schema (often the
+-- writable `public`) can neither shadow it nor make the call ambiguous. pgbg never calls the
+-- extension's PL/pgSQL functions (pg_background_outcome resolves names at run time).
 
 -- A worker inherits the GUCs in force when it is launched: p_search_path (the job's, as
--- its submitter had it) is set for the launch statement alone, which names nothing but the
--- extension's schema-qualified function; NULL keeps the pinned path (the supervisor's own
--- worker).
+-- its submitter had it) is set for the launch alone; NULL keeps the pinned path (the
+-- supervisor's own worker). The function's SET clause puts the pinned path back on return.
 DROP FUNCTION IF EXISTS pgbg._bg_launch(text, integer, text);
 CREATE OR REPLACE FUNCTION pgbg._bg_launch(p_sql text, p_queue_size integer, p_label text, p_search_path text)
-RETURNS TABLE (pid integer, cookie bigint) LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp AS $f$
-DECLARE
-    h record;
-BEGIN
-    IF p_search_path IS NOT NULL THEN
-        PERFORM pg_catalog.set_config('search_path', p_search_path, true);
-    END IF;
-    SELECT x.pid, x.cookie INTO h FROM {launch}(p_sql, p_queue_size, p_label) AS x;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    pid := h.pid;
-    cookie := h.cookie;
-    RETURN NEXT;
-END
-$f$;
+RETURNS TABLE (pid integer, cookie bigint) LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT pg_catalog.set_config('search_path', coalesce(p_search_path, 'pg_catalog, pg_temp'), true);
+    SELECT h.pid, h.cookie FROM {launch}(p_sql, p_queue_size, p_label) AS h;
+END;
 
 CREATE OR REPLACE FUNCTION pgbg._bg_detach(p_pid integer, p_cookie bigint)
-RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $f$
-    SELECT {detach}(p_pid, p_cookie)
-$f$;
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT {detach}(p_pid, p_cookie);
+END;
 
 CREATE OR REPLACE FUNCTION pgbg._bg_cancel(p_pid integer, p_cookie bigint)
-RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $f$
-    SELECT {cancel}(p_pid, p_cookie, 0)
-$f$;
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT {cancel}(p_pid, p_cookie, 0);
+END;
 
--- pg_background_outcome() is PL/pgSQL that names the extension's view and types unqualified:
--- with the extension in a schema of its own, it needs that schema on the search_path, after
--- pg_catalog, so nothing created there can shadow a built-in.
-CREATE OR REPLACE FUNCTION pgbg._bg_outcome(p_pid integer, p_cookie bigint)
-RETURNS TABLE (state text, completed boolean, has_error boolean, row_count bigint,
-               command_tag text, sqlstate text, error_message text) LANGUAGE sql
-SET search_path = pg_catalog, {ext_schema}, pg_temp AS $f$
-    SELECT o.state, o.completed, o.has_error, o.row_count, o.command_tag, o.sqlstate, o.error_message
-      FROM {outcome}(p_pid, p_cookie) o
-$f$;
+-- The state pg_background's session list gives the handle (NULL: not listed).
+CREATE OR REPLACE FUNCTION pgbg._bg_state(p_pid integer, p_cookie bigint)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT l.state FROM {list_view} l WHERE l.pid = p_pid AND l.cookie = p_cookie;
+END;
 
-CREATE OR REPLACE FUNCTION pgbg._bg_error_info(p_pid integer, p_cookie bigint)
+DROP FUNCTION IF EXISTS pgbg._bg_error_info(integer, bigint);
+CREATE FUNCTION pgbg._bg_error_info(p_pid integer, p_cookie bigint)
 RETURNS TABLE (sqlstate text, message text, detail text, hint text, context text) LANGUAGE sql
-SET search_path = pg_catalog, pg_temp AS $f$
-    SELECT e.sqlstate, e.message, e.detail, e.hint, e.context FROM {error_info}(p_pid, p_cookie) e
-$f$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT (e).sqlstate, (e).message, (e).detail, (e).hint, (e).context
+      FROM (SELECT {error_info}(p_pid, p_cookie) AS e) x;
+END;
 
-CREATE OR REPLACE FUNCTION pgbg._bg_result_info(p_pid integer, p_cookie bigint)
-RETURNS TABLE (row_count bigint, command_tag text, started_at timestamptz, finished_at timestamptz)
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $f$
-    SELECT r.row_count, r.command_tag, r.started_at, r.finished_at FROM {result_info}(p_pid, p_cookie) r
-$f$;
+DROP FUNCTION IF EXISTS pgbg._bg_result_info(integer, bigint);
+CREATE FUNCTION pgbg._bg_result_info(p_pid integer, p_cookie bigint)
+RETURNS TABLE (row_count bigint, command_tag text, completed boolean, has_error boolean,
+               started_at timestamptz, finished_at timestamptz)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT (r).row_count, (r).command_tag, (r).completed, (r).has_error, (r).started_at, (r).finished_at
+      FROM (SELECT {result_info}(p_pid, p_cookie) AS r) x;
+END;
 
 CREATE OR REPLACE FUNCTION pgbg._bg_get_progress(p_pid integer, p_cookie bigint)
-RETURNS TABLE (pct integer, msg text) LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $f$
-    SELECT p.progress_pct, p.progress_msg FROM {get_progress}(p_pid, p_cookie) p
+RETURNS TABLE (pct integer, msg text) LANGUAGE sql SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT (p).progress_pct, (p).progress_msg FROM (SELECT {get_progress}(p_pid, p_cookie) AS p) x;
+END;
+
+-- What pg_background_outcome() tells, from the bound wrappers above: never raises; NULL
+-- fields where pg_background has nothing to say.
+CREATE OR REPLACE FUNCTION pgbg._bg_outcome(p_pid integer, p_cookie bigint)
+RETURNS TABLE (state text, completed boolean, has_error boolean, row_count bigint,
+               command_tag text, sqlstate text, error_message text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
+DECLARE
+    ri record;
+    er record;
+BEGIN
+    state := pgbg._bg_state(p_pid, p_cookie);
+    BEGIN
+        SELECT * INTO ri FROM pgbg._bg_result_info(p_pid, p_cookie);
+        completed := ri.completed; has_error := ri.has_error;
+        row_count := ri.row_count; command_tag := ri.command_tag;
+    EXCEPTION WHEN OTHERS THEN
+        NULL;  -- not listed, or no result yet: the state says which
+    END;
+    IF coalesce(has_error, false) THEN
+        BEGIN
+            SELECT * INTO er FROM pgbg._bg_error_info(p_pid, p_cookie);
+            sqlstate := er.sqlstate; error_message := er.message;
+        EXCEPTION WHEN OTHERS THEN
+            NULL;  -- _finish reads the error again and records what it finds
+        END;
+    END IF;
+    RETURN NEXT;
+END
 $f$;
 
 -- The quoted, schema-qualified name of the result function, for EXECUTE with a column

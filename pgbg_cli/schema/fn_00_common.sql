@@ -8,25 +8,48 @@
 --   the schema and nothing else), and each of those checks who calls it before it writes.
 -- * A routine that calls pg_background runs with the caller's rights (SECURITY INVOKER):
 --   whatever launches a worker decides whose rights the worker has.
--- * Who calls: `session_user`, which no role can change, and an acting role (`p_actor`,
---   default current_user) that the session must be able to SET ROLE to.
+-- * Who calls: an acting role (`p_actor`, default current_user) and a proof that the
+--   caller's current role is that role (`p_proof`, default pgbg._proof(); see below).
 
--- May this session act as p_role (be it, or SET ROLE to it)?
-CREATE OR REPLACE FUNCTION pgbg._may_act_as(p_role name)
-RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = p_role)
-       AND (p_role = session_user
-            OR pg_catalog.pg_has_role(session_user, p_role,
-                   CASE WHEN pg_catalog.current_setting('server_version_num')::integer >= 160000
-                        THEN 'SET' ELSE 'MEMBER' END))
+-- Who calls. Inside a SECURITY DEFINER function current_user is pgbg_owner, and
+-- session_user proves nothing (code of another role runs in a session through its
+-- SECURITY DEFINER functions, index expressions, or autovacuum). So the caller proves its
+-- current role: pgbg._proof(), run with the caller's rights (it is the default of every
+-- p_proof parameter, and a default is evaluated where the call is made), reads the one row
+-- of pgbg.role_key that row-level security lets the current role see, its own, and hashes
+-- its secret with this backend and transaction. pgbg._actor() recomputes it. The proof is
+-- worth nothing in another backend or transaction, and no role can read another's secret.
+-- `pgbg grant` makes a role's key; a superuser gets one the first time it needs it.
+CREATE OR REPLACE FUNCTION pgbg._proof()
+RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    secret text;
+BEGIN
+    SELECT k.secret INTO secret FROM pgbg.role_key k WHERE k.role = current_user;
+    IF secret IS NULL AND (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+        INSERT INTO pgbg.role_key (role) VALUES (current_user) ON CONFLICT DO NOTHING
+        RETURNING role_key.secret INTO secret;
+        SELECT k.secret INTO secret FROM pgbg.role_key k WHERE k.role = current_user;
+    END IF;
+    RETURN pgbg._proof_of(secret);
+END
 $$;
 
--- p_actor, once the session is known to be able to act as it; 42501 otherwise.
-CREATE OR REPLACE FUNCTION pgbg._actor(p_actor name)
-RETURNS name LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+CREATE OR REPLACE FUNCTION pgbg._proof_of(p_secret text)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+               p_secret || '/' || pg_catalog.pg_backend_pid() || '/' || pgbg._my_backend_start()
+               || '/' || pg_catalog.transaction_timestamp(), 'UTF8')), 'hex')
+$$;
+
+-- p_actor, once p_proof shows the caller's current role is p_actor; 42501 otherwise.
+CREATE OR REPLACE FUNCTION pgbg._actor(p_actor name, p_proof text)
+RETURNS name LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF p_actor IS NULL OR NOT pgbg._may_act_as(p_actor) THEN
-        RAISE EXCEPTION 'pgbg: session role % may not act as role %', session_user, p_actor
+    IF p_actor IS NULL OR p_proof IS NULL
+       OR p_proof IS DISTINCT FROM (SELECT pgbg._proof_of(k.secret) FROM pgbg.role_key k WHERE k.role = p_actor) THEN
+        RAISE EXCEPTION 'pgbg: role % may not use pgbg here (ask an administrator to run pgbg grant %)',
+                        coalesce(p_actor, current_user), coalesce(p_actor, '<role>')
             USING ERRCODE = '42501';
     END IF;
     RETURN p_actor;
@@ -167,13 +190,14 @@ END
 $$;
 
 -- Change one setting: members of pgbg_admin only; the value is checked by the guard above.
-CREATE OR REPLACE FUNCTION pgbg.set_setting(p_name text, p_value text, p_actor name DEFAULT current_user)
+CREATE OR REPLACE FUNCTION pgbg.set_setting(p_name text, p_value text, p_actor name DEFAULT current_user,
+    p_proof text DEFAULT pgbg._proof())
 RETURNS TABLE (name text, value text, description text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     problem text;
 BEGIN
-    PERFORM pgbg._actor(p_actor);
+    PERFORM pgbg._actor(p_actor, p_proof);
     IF NOT pgbg._is_admin(p_actor) THEN
         RAISE EXCEPTION 'pgbg: only members of pgbg_admin may change pgbg''s settings'
             USING ERRCODE = '42501';

@@ -17,22 +17,32 @@ CREATE OR REPLACE FUNCTION pgbg.submit(
     p_result_typmods integer[] DEFAULT NULL,
     p_result_names text[] DEFAULT NULL,
     p_owner name DEFAULT current_user,
+    p_proof text DEFAULT pgbg._proof(),
     p_search_path text DEFAULT pg_catalog.current_setting('search_path'))
 RETURNS SETOF pgbg.job
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM pgbg._actor(p_owner);
+    PERFORM pgbg._actor(p_owner, p_proof);
     IF NOT pg_catalog.pg_has_role(p_owner, 'pgbg_user', 'USAGE') THEN
         RAISE EXCEPTION 'pgbg: role % may not use pgbg (pgbg grant %)', p_owner, p_owner USING ERRCODE = '42501';
     END IF;
     IF p_sql IS NULL OR pg_catalog.btrim(p_sql) = '' THEN
         RAISE EXCEPTION 'pgbg: no SQL given' USING ERRCODE = '22023';
     END IF;
-    IF p_timeout_ms IS NOT NULL AND p_timeout_ms <= 0 THEN
-        RAISE EXCEPTION 'pgbg: a timeout must be positive' USING ERRCODE = '22023';
+    IF p_timeout_ms IS NOT NULL AND (p_timeout_ms <= 0 OR p_timeout_ms > 3155760000000) THEN
+        RAISE EXCEPTION 'pgbg: a timeout is from 1 ms to 36525 days' USING ERRCODE = '22023';
     END IF;
-    IF coalesce(p_queue_size, 0) < 0 THEN
-        RAISE EXCEPTION 'pgbg: a queue size cannot be negative' USING ERRCODE = '22023';
+    IF coalesce(p_queue_size, 0) NOT BETWEEN 0 AND 1073741824 THEN
+        RAISE EXCEPTION 'pgbg: a queue size is from 0 to 1 GB' USING ERRCODE = '22023';
+    END IF;
+    IF coalesce(p_want_result, false) AND EXISTS (
+           SELECT 1 FROM unnest(p_result_types) t(oid) LEFT JOIN pg_catalog.pg_type ty ON ty.oid = t.oid
+            WHERE t.oid >= 16384 OR ty.typtype IS NULL OR ty.typtype = 'p') THEN
+        RAISE EXCEPTION 'pgbg: rows are kept only in built-in types: cast the columns (e.g. ::text)'
+            USING ERRCODE = '42804';
+    END IF;
+    IF p_owner IN ('pgbg_admin', 'pgbg_owner', 'pgbg_user', 'pgbackground_role') THEN
+        RAISE EXCEPTION 'pgbg: a group role (%) cannot own jobs', p_owner USING ERRCODE = '42501';
     END IF;
     RETURN QUERY
         INSERT INTO pgbg.job (owner, sql, label, timeout_ms, queue_size, want_result,
@@ -49,11 +59,12 @@ $$;
 -- here and now; a running one is stopped by its supervisor, or by reconcile when orphaned.
 -- Returns the ids it asked.
 CREATE OR REPLACE FUNCTION pgbg.request_cancel(p_ids bigint[], p_cookies bigint[], p_grace_ms integer DEFAULT 0,
-                                               p_actor name DEFAULT current_user)
+                                               p_actor name DEFAULT current_user,
+    p_proof text DEFAULT pgbg._proof())
 RETURNS SETOF bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM pgbg._actor(p_actor);
+    PERFORM pgbg._actor(p_actor, p_proof);
     IF p_grace_ms IS NULL OR p_grace_ms < 0 THEN
         RAISE EXCEPTION 'pgbg: a grace period cannot be negative' USING ERRCODE = '22023';
     END IF;
@@ -73,11 +84,12 @@ END
 $$;
 
 -- Ask pgbg to stop tracking running jobs; their workers go on. Same rules as cancel.
-CREATE OR REPLACE FUNCTION pgbg.request_detach(p_ids bigint[], p_cookies bigint[], p_actor name DEFAULT current_user)
+CREATE OR REPLACE FUNCTION pgbg.request_detach(p_ids bigint[], p_cookies bigint[], p_actor name DEFAULT current_user,
+    p_proof text DEFAULT pgbg._proof())
 RETURNS SETOF bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM pgbg._actor(p_actor);
+    PERFORM pgbg._actor(p_actor, p_proof);
     RETURN QUERY
         UPDATE pgbg.job j
            SET detach_requested_at = coalesce(j.detach_requested_at, pg_catalog.clock_timestamp())

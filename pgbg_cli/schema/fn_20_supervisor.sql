@@ -35,28 +35,30 @@ RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- Register this backend as p_role's supervisor. False when a live one is registered already.
-CREATE OR REPLACE FUNCTION pgbg._supervisor_register(p_role name DEFAULT current_user)
+CREATE OR REPLACE FUNCTION pgbg._supervisor_register(p_role name DEFAULT current_user, p_proof text DEFAULT pgbg._proof())
 RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     me record;
 BEGIN
-    PERFORM pgbg._actor(p_role);
+    PERFORM pgbg._actor(p_role, p_proof);
     SELECT a.pid, a.backend_start, a.backend_type INTO me
       FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid();
     IF me.backend_type IS DISTINCT FROM 'pg_background' THEN
         RAISE EXCEPTION 'pgbg: only a pg_background worker can be a supervisor (this is a %)', me.backend_type
             USING ERRCODE = '42501';
     END IF;
-    -- one registration at a time; nobody but pgbg_owner can take this lock
-    LOCK TABLE pgbg.supervisor IN SHARE ROW EXCLUSIVE MODE;
-    DELETE FROM pgbg.supervisor s WHERE NOT pgbg._backend_alive(s.pid, s.backend_start);
-    IF EXISTS (SELECT 1 FROM pgbg.supervisor s WHERE s.role = p_role AND NOT s.legacy
-                                                 AND (s.pid, s.backend_start) <> (me.pid, me.backend_start)) THEN
-        RETURN false;
+    -- This role's dead registrations go (a row whose backend, by pid and start time, is
+    -- gone). The unique index supervisor_one_per_role then lets one live one in: two
+    -- supervisors registering at once wait on each other's row, never on a table lock.
+    DELETE FROM pgbg.supervisor s
+     WHERE s.role = p_role AND NOT pgbg._backend_alive(s.pid, s.backend_start);
+    IF EXISTS (SELECT 1 FROM pgbg.supervisor s
+                WHERE s.role = p_role AND NOT s.legacy AND s.pid = me.pid AND s.backend_start = me.backend_start) THEN
+        RETURN true;
     END IF;
     INSERT INTO pgbg.supervisor (pid, backend_start, role) VALUES (me.pid, me.backend_start, p_role)
-    ON CONFLICT (pid, backend_start) DO NOTHING;
-    RETURN true;
+    ON CONFLICT (role) WHERE NOT legacy DO NOTHING;
+    RETURN FOUND;
 END
 $$;
 

@@ -215,13 +215,31 @@ BEGIN
 END
 $$;
 
--- A job that stays running, with a note of what went wrong while tending it.
-CREATE OR REPLACE FUNCTION pgbg._record_note(p_id bigint, p_reason text)
+-- Does the worker of a job this backend supervises still run (pid, start time, owner)?
+CREATE OR REPLACE FUNCTION pgbg._supervised_worker_alive(p_id bigint)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j pgbg.job := pgbg._supervised_job(p_id, '{running}');
+BEGIN
+    RETURN pgbg._live_worker(j) IS NOT NULL;
+END
+$$;
+
+-- Tending a job failed: while its worker runs the job stays running, with a note of what
+-- went wrong (tried again on the next pass); once the worker is gone, its outcome cannot be
+-- read, and it ends lost with that reason rather than running forever.
+CREATE OR REPLACE FUNCTION pgbg._record_tend_error(p_id bigint, p_message text)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     j pgbg.job := pgbg._supervised_job(p_id, '{running}');
 BEGIN
-    UPDATE pgbg.job SET reason = pg_catalog.left('supervisor: ' || p_reason, 1000) WHERE id = j.id;
+    IF pgbg._live_worker(j) IS NOT NULL THEN
+        UPDATE pgbg.job SET reason = pg_catalog.left('supervisor: ' || p_message, 1000) WHERE id = j.id;
+    ELSE
+        UPDATE pgbg.job SET state = 'lost',
+               reason = pg_catalog.left('the supervisor could not read its outcome: ' || p_message, 1000)
+         WHERE id = j.id;
+    END IF;
 END
 $$;
 

@@ -16,7 +16,7 @@ BEGIN
         -- 2.0.3 under load: a worker that ends before its launcher sees it start comes back
         -- with an unset pid, so the handle names no worker. pgbg never signals such a pid.
         RAISE LOG 'pgbg: job % lost its handle (pid %) in supervisor %', j.id, j.worker_pid, pg_catalog.pg_backend_pid();
-        IF pgbg._live_worker(j) IS NULL THEN
+        IF NOT pgbg._supervised_worker_alive(j.id) THEN
             BEGIN
                 -- release the entry, if the extension kept one (it counts toward
                 -- pg_background.max_workers); detach signals nothing
@@ -101,13 +101,7 @@ BEGIN
             PERFORM pgbg._tend(j);
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
-            IF pgbg._live_worker(j) IS NULL THEN
-                -- the worker is gone and its outcome cannot be read: say so rather than
-                -- leave the job running forever
-                PERFORM pgbg._record_lost(j.id, 'the supervisor could not read its outcome: ' || v_message);
-            ELSE
-                PERFORM pgbg._record_note(j.id, v_message);
-            END IF;
+            PERFORM pgbg._record_tend_error(j.id, v_message);
         END;
     END LOOP;
     IF me.legacy THEN

@@ -15,6 +15,13 @@ DECLARE
     v_last text;
     consumed boolean := false;
     unreadable boolean := false;
+    -- Rows are read only in types made with the server (oid below 16384): reading a value runs its type's input function,
+    -- and a domain's CHECK or a composite's attributes would run their owner's code here,
+    -- with the job owner's rights. pgbg.submit() refuses --result for other types.
+    builtin boolean := j.result_types IS NOT NULL AND pg_catalog.array_length(j.result_types, 1) > 0
+                       AND NOT EXISTS (SELECT 1 FROM unnest(j.result_types) t(oid)
+                                        LEFT JOIN pg_catalog.pg_type ty ON ty.oid = t.oid
+                                        WHERE t.oid >= 16384 OR ty.typtype IS NULL OR ty.typtype = 'p');
 BEGIN
     SELECT * INTO ri FROM pgbg._bg_result_info(j.worker_pid, j.worker_cookie);
     IF coalesce(o.has_error, false) THEN
@@ -22,11 +29,10 @@ BEGIN
         v_sqlstate := coalesce(e.sqlstate, o.sqlstate);
         v_message := coalesce(e.message, o.error_message);
         v_detail := e.detail; v_hint := e.hint; v_context := e.context;
-    ELSIF j.result_types IS NOT NULL AND pg_catalog.array_length(j.result_types, 1) > 0
-          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type t
-                           WHERE t.oid = ANY (j.result_types) AND t.typtype = 'p') THEN
-        -- pseudo-typed columns (void, record) cannot be named in a column definition list;
-        -- every type is written schema-qualified by format_type()
+    ELSIF builtin AND (j.want_result OR NOT coalesce(o.completed, false)) THEN
+        -- the rows (--result), or a count of them to free a worker that waits on its full
+        -- queue; built-in base types only (pseudo types such as void and record cannot be
+        -- named in a column definition list)
         SELECT pg_catalog.string_agg(pg_catalog.format('c%s %s', u.i, pg_catalog.format_type(u.t, u.m)), ', ' ORDER BY u.i)
           INTO coldef
           FROM unnest(j.result_types, j.result_typmods) WITH ORDINALITY AS u(t, m, i);
@@ -48,7 +54,9 @@ BEGIN
                                     v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,
                                     v_context = PG_EXCEPTION_CONTEXT;
         END;
-    ELSIF NOT coalesce(o.completed, false) THEN
+    ELSIF coalesce(o.completed, false) THEN
+        NULL;  -- ended: its command tag and row count are in the result info; nothing to read
+    ELSE
         -- Still running, blocked on a queue full of what nobody reads while it runs: a flood of
         -- NOTICE or INFO (VACUUM VERBOSE of many tables), or rows of a statement pgbg could not
         -- describe at launch. Read it off; a statement without rows comes back as one text row,

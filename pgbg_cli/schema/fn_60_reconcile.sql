@@ -6,7 +6,8 @@
 
 -- Decides and records (as pgbg_owner); returns the workers to signal, verified by pid and
 -- start time, for pgbg.reconcile() to signal with the caller's own rights.
-CREATE OR REPLACE FUNCTION pgbg._reconcile_scan(p_actor name DEFAULT current_user)
+CREATE OR REPLACE FUNCTION pgbg._reconcile_scan(p_actor name DEFAULT current_user,
+    p_proof text DEFAULT pgbg._proof())
 RETURNS TABLE (job_id bigint, pid integer, backend_start timestamptz)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -15,7 +16,7 @@ DECLARE
     due text;
     why text;
 BEGIN
-    PERFORM pgbg._actor(p_actor);
+    PERFORM pgbg._actor(p_actor, p_proof);
     -- Only jobs whose supervisor is not alive, with the live supervisors read once (not once
     -- per job, and locking none of the supervised jobs): `pgbg list --watch` calls this
     -- every refresh.
@@ -29,6 +30,8 @@ BEGIN
                 AND NOT EXISTS (SELECT 1 FROM live WHERE pgbg._supervised_by(jb, live.sup))
               ORDER BY jb.id FOR UPDATE OF jb SKIP LOCKED
     LOOP
+      -- one job's trouble (say, a value no interval can hold) never stops the others
+      BEGIN
         w := pgbg._live_worker(j);
         IF w IS NOT NULL THEN
             due := pgbg._stop_due(j);
@@ -72,19 +75,35 @@ BEGIN
                             ELSE 'lost' END,
                reason = why
          WHERE id = j.id;
+      EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'pgbg: reconcile skipped job %: %', j.id, SQLERRM;
+      END;
     END LOOP;
 END
 $$;
 
--- A signal reconcile could not send (the caller may not signal that backend), kept on the job.
-CREATE OR REPLACE FUNCTION pgbg._reconcile_note(p_id bigint, p_error text, p_actor name DEFAULT current_user)
+-- A signal reconcile could not send (the caller may not signal that backend: PostgreSQL
+-- keeps pg_signal_backend away from superusers' backends), kept on the job in fixed words:
+-- only for an orphan (its supervisor gone) with a cancel, detach or timeout due.
+CREATE OR REPLACE FUNCTION pgbg._reconcile_note(p_id bigint, p_actor name DEFAULT current_user,
+    p_proof text DEFAULT pgbg._proof())
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j pgbg.job;
 BEGIN
-    PERFORM pgbg._actor(p_actor);
-    UPDATE pgbg.job j
-       SET reason = pg_catalog.left(pg_catalog.format('orphaned: %s could not stop its worker: %s', p_actor, p_error), 1000)
-     WHERE j.id = p_id AND j.state = 'running' AND pgbg._may_manage(p_actor, j.owner)
-       AND (j.cancel_requested_at IS NOT NULL OR pgbg._stop_due(j) IS NOT NULL);
+    PERFORM pgbg._actor(p_actor, p_proof);
+    SELECT * INTO j FROM pgbg.job x
+     WHERE x.id = p_id AND x.state = 'running' AND pgbg._may_manage(p_actor, x.owner)
+       AND pgbg._stop_due(x) IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM pgbg.supervisor s
+                        WHERE pgbg._supervised_by(x, s) AND pgbg._backend_alive(s.pid, s.backend_start))
+     FOR UPDATE;
+    IF FOUND THEN
+        UPDATE pgbg.job
+           SET reason = pg_catalog.format('orphaned: %s may not signal its worker (pid %s); '
+                                          'its owner or a superuser can stop it', p_actor, j.worker_pid)
+         WHERE id = j.id;
+    END IF;
 END
 $$;
 
@@ -102,7 +121,7 @@ BEGIN
              WHERE a.pid = o.pid AND a.backend_start = o.backend_start;
             n := n + 1;
         EXCEPTION WHEN insufficient_privilege THEN
-            PERFORM pgbg._reconcile_note(o.job_id, SQLERRM);
+            PERFORM pgbg._reconcile_note(o.job_id);
         END;
     END LOOP;
     RETURN n;

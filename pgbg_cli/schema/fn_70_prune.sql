@@ -4,12 +4,13 @@
 -- Delete the finished jobs p_actor may manage (its own; all for pgbg_admin) that ended
 -- longer ago than p_older_than. Returns how many went.
 DROP FUNCTION IF EXISTS pgbg.prune(interval);
-CREATE OR REPLACE FUNCTION pgbg.prune(p_older_than interval, p_actor name DEFAULT current_user)
+CREATE OR REPLACE FUNCTION pgbg.prune(p_older_than interval, p_actor name DEFAULT current_user,
+    p_proof text DEFAULT pgbg._proof())
 RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n bigint;
 BEGIN
-    PERFORM pgbg._actor(p_actor);
+    PERFORM pgbg._actor(p_actor, p_proof);
     IF p_older_than IS NULL OR p_older_than < interval '0' THEN
         RAISE EXCEPTION 'pgbg: prune takes an age of zero or more' USING ERRCODE = '22023';
     END IF;
@@ -27,12 +28,13 @@ $$;
 -- The automatic bound, run by each supervisor about once a minute for its role (a role may
 -- run it for itself): keep at most history_keep finished jobs of the role and none older
 -- than history_max_age.
-CREATE OR REPLACE FUNCTION pgbg._autoprune(p_actor name DEFAULT current_user)
+CREATE OR REPLACE FUNCTION pgbg._autoprune(p_actor name DEFAULT current_user,
+    p_proof text DEFAULT pgbg._proof())
 RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n bigint;
 BEGIN
-    PERFORM pgbg._actor(p_actor);
+    PERFORM pgbg._actor(p_actor, p_proof);
     WITH ranked AS (
         SELECT j.id, j.finished_at,
                pg_catalog.row_number() OVER (ORDER BY j.finished_at DESC, j.id DESC) AS k

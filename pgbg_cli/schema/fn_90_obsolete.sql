@@ -2,6 +2,19 @@
 -- behind without a pinned search_path.
 
 DROP FUNCTION IF EXISTS pgbg._autoprune();
+-- signatures of this version's development, before callers proved who they are
+DROP FUNCTION IF EXISTS pgbg._may_act_as(name);
+DROP FUNCTION IF EXISTS pgbg._actor(name);
+DROP FUNCTION IF EXISTS pgbg.submit(text, text, bigint, integer, boolean, oid[], integer[], text[], name, text);
+DROP FUNCTION IF EXISTS pgbg.request_cancel(bigint[], bigint[], integer, name);
+DROP FUNCTION IF EXISTS pgbg.request_detach(bigint[], bigint[], name);
+DROP FUNCTION IF EXISTS pgbg.prune(interval, name);
+DROP FUNCTION IF EXISTS pgbg._autoprune(name);
+DROP FUNCTION IF EXISTS pgbg.set_setting(text, text, name);
+DROP FUNCTION IF EXISTS pgbg._reconcile_scan(name);
+DROP FUNCTION IF EXISTS pgbg._reconcile_note(bigint, text, name);
+DROP FUNCTION IF EXISTS pgbg._supervisor_register(name);
+DROP FUNCTION IF EXISTS pgbg._record_note(bigint, text);
 
 -- Kept, pinned, for version 1's code that may still be running while `pgbg init` upgrades
 -- (a statement of a version 1 supervisor that waited on the upgrade's locks): a missing

@@ -19,6 +19,24 @@ CREATE TABLE pgbg.supervisor (
     PRIMARY KEY (pid, backend_start)
 );
 CREATE INDEX supervisor_role_idx ON pgbg.supervisor (role);
+CREATE UNIQUE INDEX supervisor_one_per_role ON pgbg.supervisor (role) WHERE NOT legacy;
+
+-- Each role's secret, from which it proves who it is to pgbg's SECURITY DEFINER functions
+-- (pgbg._proof(), fn_00_common.sql). A role reads its own row and no other; nobody writes
+-- here but `pgbg grant`/`pgbg revoke` (and a superuser's first proof).
+CREATE TABLE pgbg.role_key (
+    role   name PRIMARY KEY,
+    secret text NOT NULL DEFAULT (pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text)
+);
+ALTER TABLE pgbg.role_key ENABLE ROW LEVEL SECURITY;
+CREATE POLICY role_key_own ON pgbg.role_key FOR SELECT USING (role = current_user);
+-- roles version 1 let use pgbg
+INSERT INTO pgbg.role_key (role)
+SELECT r.rolname FROM pg_catalog.pg_auth_members m
+  JOIN pg_catalog.pg_roles r ON r.oid = m.member
+ WHERE m.roleid = (SELECT g.oid FROM pg_catalog.pg_roles g WHERE g.rolname = 'pgbg_user')
+   AND r.rolname NOT IN ('pgbg_admin', 'pgbg_owner', 'pgbg_user', 'pgbackground_role')
+ON CONFLICT DO NOTHING;
 
 -- Every state change of every job: who caused it (session and current role), from which
 -- backend, and why. Written by the job table's trigger; deleted with its job.
@@ -52,6 +70,9 @@ ALTER TABLE pgbg.job ALTER COLUMN owner DROP DEFAULT;
 ALTER TABLE pgbg.job ALTER COLUMN search_path DROP DEFAULT;
 ALTER TABLE pgbg.job ALTER COLUMN client_app DROP DEFAULT;
 ALTER TABLE pgbg.job ADD COLUMN supervisor_start timestamptz;
+-- at most 36525 days: an interval PostgreSQL can add to a time stamp
+ALTER TABLE pgbg.job ADD CONSTRAINT job_timeout_range CHECK (timeout_ms <= 3155760000000) NOT VALID;
+ALTER TABLE pgbg.job ADD CONSTRAINT job_queue_size_range CHECK (queue_size BETWEEN 0 AND 1073741824) NOT VALID;
 
 -- Version 1's supervisors, still running their old loop: they hold session advisory lock
 -- (1885823591, role oid, objsubid 2). Only a real one is registered: a pg_background
