@@ -9,7 +9,7 @@ installs pgbg's schema there and fills the registry as the superuser:
     out, lost; inserted directly with session_replication_role = replica, so the guard
     trigger does not turn them into queued jobs;
   * ``--running`` (50) running jobs with fake worker pids, whose supervisor is this
-    script's own session holding the role's supervisor lock (pgbg's advisory lock), so
+    script's own session, registered in ``pgbg.supervisor`` as the role's supervisor, so
     ``pgbg.reconcile()`` sees them looked after and leaves them alone, as in a steady
     state with a live supervisor.
 
@@ -44,7 +44,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 ROLE = "pgbg_bench_watch"
-LOCK_CLASS = 1885823591
 BUDGET_MS = 5.0
 
 # The list query before this bench existed: one OR over every row, bound by clock_timestamp()
@@ -82,10 +81,11 @@ SELECT %(role)s, 'batch-' || (i %% 20), 'SELECT ' || i || ' /* a finished job */
 
 FILL_RUNNING = """
 INSERT INTO pgbg.job (owner, label, sql, state, queued_at, started_at, worker_pid, worker_cookie,
-                      worker_started, supervisor_pid, progress_pct, progress_msg, progress_at)
+                      worker_started, supervisor_pid, supervisor_start, progress_pct, progress_msg, progress_at)
 SELECT %(role)s, 'live-' || (i %% 5), 'SELECT pg_sleep(86400) /* a running job */', 'running',
        statement_timestamp() - make_interval(mins => i), statement_timestamp() - make_interval(mins => i),
        900000 + i, i, statement_timestamp() - make_interval(mins => i), %(supervisor)s,
+       (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = %(supervisor)s),
        i * 2, 'step ' || i, statement_timestamp()
   FROM generate_series(%(first)s + 1, %(first)s + %(n)s) i
 """
@@ -151,8 +151,8 @@ def explain(conn: Any, query: str, params: Any, runs: int) -> tuple[float, float
 
 
 def fill(admin: Any, *, finished: int, running: int, span: str, supervisor_pid: int) -> None:
-    admin.execute("DELETE FROM pgbg.job")
     admin.execute("SET session_replication_role = replica")  # the guard trigger would queue them
+    admin.execute("DELETE FROM pgbg.job")
     # Running jobs interleaved with the finished ones (long runners among them), by id.
     step = max(1, finished // max(1, running))
     for i in range(running):
@@ -192,13 +192,15 @@ def main() -> None:
     dsn = psycopg.conninfo.make_conninfo(**params)
     try:
         admin = db.connect(dsn)
-        admin.execute("CREATE EXTENSION IF NOT EXISTS pg_background")
+        admin.execute("CREATE EXTENSION IF NOT EXISTS pg_background SCHEMA public")
         install.install(admin, extension.discover(admin))
         install.grant(admin, ROLE)
-        # This session plays the role's live supervisor: it holds the lock pgbg.supervisor_pid() reads.
+        # This session plays the role's live supervisor: registered (as the superuser) in
+        # pgbg.supervisor, which pgbg.reconcile() reads, by its pid and backend start.
         supervisor = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
-        supervisor.execute("SELECT pg_advisory_lock(%s, pgbg._lock_key(%s))", (LOCK_CLASS, ROLE))
         sup_pid = supervisor.info.backend_pid
+        admin.execute("INSERT INTO pgbg.supervisor (pid, backend_start, role) "
+                      "SELECT pid, backend_start, %s FROM pg_stat_activity WHERE pid = %s", (ROLE, sup_pid))
         bench = db.connect(dsn)
         bench.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(ROLE)))
 

@@ -325,8 +325,10 @@ RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalo
                     WHERE a.pid = p_pid AND a.backend_start = p_start)
 $$;
 
+-- This backend's own start time. SECURITY DEFINER too: a session that changed its role
+-- (SET ROLE) may no longer see its own backend's row.
 CREATE OR REPLACE FUNCTION pgbg._my_backend_start()
-RETURNS timestamptz LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+RETURNS timestamptz LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT a.backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()
 $$;
 

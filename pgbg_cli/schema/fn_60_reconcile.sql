@@ -15,6 +15,7 @@ DECLARE
     w integer;
     due text;
     why text;
+    admin boolean := pgbg._is_admin(p_actor);
 BEGIN
     PERFORM pgbg._actor(p_actor, p_proof);
     -- Only jobs whose supervisor is not alive, with the live supervisors read once (not once
@@ -26,8 +27,11 @@ BEGIN
                    JOIN pg_catalog.pg_stat_activity a ON a.pid = s.pid AND a.backend_start = s.backend_start)
              SELECT jb.* FROM pgbg.job jb
               WHERE jb.state IN ('starting', 'running')
-                AND pgbg._may_manage(p_actor, jb.owner)
-                AND NOT EXISTS (SELECT 1 FROM live WHERE pgbg._supervised_by(jb, live.sup))
+                AND (jb.owner = p_actor OR admin)  -- pgbg._may_manage(), inlined: once per job
+                AND NOT EXISTS (SELECT 1 FROM live  -- pgbg._supervised_by(), inlined likewise
+                                 WHERE (live.sup).role = jb.owner AND (live.sup).pid = jb.supervisor_pid
+                                   AND ((live.sup).backend_start = jb.supervisor_start
+                                        OR ((live.sup).legacy AND jb.supervisor_start IS NULL)))
               ORDER BY jb.id FOR UPDATE OF jb SKIP LOCKED
     LOOP
       -- one job's trouble (say, a value no interval can hold) never stops the others
