@@ -247,6 +247,37 @@ def settings(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     return conn.execute(queries.text("settings_list")).fetchall()
 
 
+# The form of each setting's value, checked before anything is sent (a test holds this equal
+# to the schema's pgbg._setting_spec(); the database checks the ranges and names them).
+SETTING_KINDS = {
+    "history_keep": "integer",
+    "history_max_age": "interval",
+    "lock_timeout_ms": "integer",
+    "max_running_per_role": "integer",
+    "poll_ms": "integer",
+    "reserve_slots": "integer",
+    "supervisor_idle_ms": "integer",
+}
+
+
+def check_setting(name: str, value: str) -> str:
+    """The value, stripped, if it has the form its setting takes; UsageError otherwise."""
+    import re
+
+    kind = SETTING_KINDS.get(name)
+    if kind is None:
+        raise UsageError(f"unknown setting {name!r}: one of {', '.join(sorted(SETTING_KINDS))}")
+    value = value.strip()
+    if not value.isascii() or not value.isprintable():
+        raise UsageError(f"{name}: a setting's value is plain ASCII (a whole number, or an interval "
+                         f"such as '30 days'), not {value!r}")
+    if kind == "integer" and not re.fullmatch(r"[0-9]{1,10}", value):
+        raise UsageError(f"{name} takes a whole number (ASCII digits, no sign), not {value!r}")
+    if kind == "interval" and not re.fullmatch(r"[0-9A-Za-z :.]{1,60}", value):
+        raise UsageError(f"{name} takes a PostgreSQL interval such as '30 days', not {value!r}")
+    return value
+
+
 def set_setting(conn: psycopg.Connection[Any], name: str, value: str) -> dict[str, Any]:
     """Change one setting; pgbg_admin only. The database checks the value's type and range
     (``pgbg._setting_spec()``) and names them when it refuses one."""
@@ -254,10 +285,7 @@ def set_setting(conn: psycopg.Connection[Any], name: str, value: str) -> dict[st
 
     from pgbg_cli.db import first_line
 
-    value = value.strip()
-    if not value.isascii() or not value.isprintable():
-        raise UsageError(f"{name}: a setting's value is plain ASCII (a whole number, or an interval "
-                         f"such as '30 days'), not {value!r}")
+    value = check_setting(name, value)
     try:
         row = conn.execute(queries.text("settings_set"), {"name": name, "value": value}).fetchone()
     except pg.errors.InsufficientPrivilege:

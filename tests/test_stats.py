@@ -289,7 +289,9 @@ def test_settings_list_and_change(test_db, cli):
 
     for name, value, needle in (("history_keep", "1.5", "whole number"), ("poll_ms", "0", "from 5 to 10000"),
                                 ("reserve_slots", "10001", "from 0 to 10000"),
-                                ("max_running_per_role", "99999999999", "from 1 to 1000"),
+                                ("max_running_per_role", "1001", "from 1 to 1000"),
+                                ("max_running_per_role", "99999999999", "whole number"),
+                                ("poll_ms", "nan", "whole number"), ("poll_ms", "1e3", "whole number"),
                                 ("supervisor_idle_ms", "\u0663", "ASCII"), ("poll_ms", "inf", "whole number"),
                                 ("history_max_age", "infinity", "from 1 minute to 100 years"),
                                 ("history_max_age", "a while", "interval"), ("nonsense", "1", "unknown setting")):
@@ -301,3 +303,15 @@ def test_settings_list_and_change(test_db, cli):
     same = cli("settings", "history_keep", current, "-F", "json", dsn=test_db["boss"])
     assert same.exit_code == 0, same.stderr
     assert json.loads(same.stdout)[0]["value"] == current
+
+
+def test_the_clis_setting_kinds_are_the_schemas(sql_admin):
+    spec = {r["name"]: r["kind"] for r in sql_admin("SELECT name, kind FROM pgbg._setting_spec()")}
+    assert spec == stats.SETTING_KINDS
+
+
+@pytest.mark.parametrize("name, value", [("poll_ms", "inf"), ("poll_ms", "-5"), ("poll_ms", "\uff13"),
+                                         ("history_max_age", "30 days; DROP"), ("nonsense", "1")])
+def test_setting_values_are_checked_before_connecting(cli, name, value):
+    res = cli("settings", name, value, dsn="postgresql://nobody@127.0.0.1:1/none")
+    assert res.exit_code == 2 and len(res.stderr.splitlines()) == 1, res

@@ -182,6 +182,8 @@ def settings(
 
     columns = [output.Column("name", "NAME"), output.Column("value", "VALUE"),
                output.Column("description", "DESCRIPTION")]
+    if name is not None and value is not None:
+        core.check_setting(name, value)  # before anything is sent
     with database(dsn) as conn:
         if name is not None and value is not None:
             rows = [core.set_setting(conn, name, value)]
