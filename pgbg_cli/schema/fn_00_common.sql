@@ -321,7 +321,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION pgbg._backend_alive(p_pid integer, p_start timestamptz)
 RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_get_activity(p_pid) a
                     WHERE a.pid = p_pid AND a.backend_start = p_start)
 $$;
 
@@ -329,7 +329,7 @@ $$;
 -- (SET ROLE) may no longer see its own backend's row.
 CREATE OR REPLACE FUNCTION pgbg._my_backend_start()
 RETURNS timestamptz LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT a.backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()
+    SELECT a.backend_start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a
 $$;
 
 -- When the server last started, crash restarts included: after a backend crash the
