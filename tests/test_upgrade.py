@@ -3,8 +3,9 @@ version-1 supervisor running one job and two more queued, upgrades it without lo
 re-running a job; the old supervisor finishes what it holds and hands the queue to a
 supervisor running the new code.
 
-Version 1 is installed from tests/fixtures/schema_v1 (its SQL files as released), the way
-version 1's `pgbg init` installed it.
+Version 1 is installed the way version 1's `pgbg init` installed it: its table file (which,
+like every migration, never changes) and its function files as released, kept in
+tests/fixtures/schema_v1.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def install_v1(conn: psycopg.Connection[Any]) -> None:
     """What version 1's `pgbg init` did, with its own files."""
     from psycopg import sql
 
-    from pgbg_cli import extension
+    from pgbg_cli import extension, schema
 
     ext = extension.discover(conn)
     roles = ("launch", "detach", "cancel", "outcome", "error_info", "result_info", "get_progress", "result")
@@ -41,7 +42,7 @@ def install_v1(conn: psycopg.Connection[Any]) -> None:
         conn.execute("GRANT pgbg_user TO pgbg_admin")
         conn.execute("CREATE SCHEMA pgbg")
         conn.execute("CREATE TABLE pgbg.meta (key text PRIMARY KEY, value text NOT NULL)")
-        conn.execute((V1 / "v001_registry.sql").read_text())
+        conn.execute(schema.read("v001_registry.sql"))  # a migration never changes once released
         conn.execute(sql.SQL((V1 / "api.sql").read_text()).format(**names))
         conn.execute((V1 / "functions.sql").read_text())
         conn.execute("INSERT INTO pgbg.meta VALUES ('schema_version', '1'), ('code_digest', 'v1'), "
