@@ -126,3 +126,20 @@ def test_init_upgrades_version_1_with_jobs_running_and_queued(v1_db, cli):
         with psycopg.connect(v1_db["app"], autocommit=True) as app, \
                 pytest.raises(psycopg.errors.InsufficientPrivilege):
             app.execute("UPDATE pgbg.job SET state = 'queued' WHERE id = %s", (done,))
+
+
+# A migration, once released, never changes: databases that applied it would not apply it
+# again. A new change to the tables is a new vNNN file.
+RELEASED = {
+    "v001_registry.sql": "06b74519d5843e90b0e87bf1d18151c9197183ae0d6eeb51b348d9531c2b7afd",
+}
+
+
+def test_released_migrations_never_change():
+    import hashlib
+
+    from pgbg_cli import schema
+
+    for name, digest in RELEASED.items():
+        assert hashlib.sha256(schema.read(name).encode()).hexdigest() == digest, (
+            f"{name} was released and must not change: add a new migration file instead")
