@@ -92,8 +92,12 @@ def require(conn: psycopg.Connection[Any]) -> Status:
         )
     if not st.current:
         raise SchemaMissing("pgbg's schema is outdated: run pgbg init to upgrade it in place")
+    # a member of pgbg_user, with the key it proves who it is with (pgbg grant makes both;
+    # a superuser gets its key when it first needs it)
     allowed = conn.execute(
-        "SELECT has_schema_privilege('pgbg', 'USAGE') AND pg_has_role('pgbg_user', 'USAGE') AS ok"
+        "SELECT has_schema_privilege('pgbg', 'USAGE') AND pg_has_role('pgbg_user', 'USAGE') "
+        "AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
+        "     OR EXISTS (SELECT 1 FROM pgbg.role_key WHERE role = current_user)) AS ok"
     ).fetchone()["ok"]
     if not allowed:
         user = conn.info.user
