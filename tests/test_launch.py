@@ -375,3 +375,16 @@ def test_ctrl_c_with_keep_running_leaves_the_job(test_db, sql_admin, cli):
     assert res.exit_code == 0, res
     assert json.loads(res.stdout)[0]["state"] == "canceled"
     assert not _alive(sql_admin, job["worker_pid"])
+
+
+@pytest.mark.parametrize("sql, sqlstate, words", [
+    ("SELEC 1", "42601", 'syntax error at or near "SELEC"'),
+    ("SELECT * FROM no_such_table_here", "42P01", 'relation "no_such_table_here" does not exist'),
+    ("SELECT no_such_column FROM pg_class", "42703", 'column "no_such_column" does not exist'),
+])
+def test_sql_the_server_refuses_is_never_queued(test_db, cli, sql_admin, sql, sqlstate, words):
+    before = sql_admin("SELECT count(*) AS n FROM pgbg.job")[0]["n"]
+    res = cli("launch", sql, dsn=test_db["app"])
+    assert res.exit_code == 1 and res.stdout == ""
+    assert res.stderr == f"pgbg: the server refused the SQL; nothing was queued: {words} [{sqlstate}]\n"
+    assert sql_admin("SELECT count(*) AS n FROM pgbg.job")[0]["n"] == before
