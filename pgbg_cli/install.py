@@ -107,6 +107,25 @@ def require(conn: psycopg.Connection[Any]) -> Status:
     return st
 
 
+def _impostors(conn: psycopg.Connection[Any], ext: extension.Extension) -> None:
+    """Refuse to bind pgbg's wrappers while a function of pg_background's name that is not
+    pg_background's stands in its schema: the calls would be ambiguous, or bound to it."""
+    rows = conn.execute(
+        "SELECT p.oid::regprocedure::text AS fn, pg_get_userbyid(p.proowner) AS owner "
+        "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = %s AND p.proname LIKE 'pg\\_background\\_%%' AND NOT EXISTS ("
+        "  SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid "
+        "  AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') ORDER BY 1",
+        (ext.schema,)).fetchall()
+    if rows:
+        named = ", ".join(f"{r['fn']} (owned by {r['owner']})" for r in rows[:3])
+        named += f" and {len(rows) - 3} more" if len(rows) > 3 else ""
+        raise ExtensionProblem(
+            f"schema {ext.schema!r} holds functions named like pg_background's that are not its own: {named}; "
+            "they would make pgbg's calls ambiguous: drop them (and revoke CREATE on that schema), then "
+            "run pgbg init again")
+
+
 def _api_sql(conn: psycopg.Connection[Any], ext: extension.Extension) -> Any:
     from psycopg import sql
 
@@ -163,6 +182,7 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
                 if version > current:
                     conn.execute(schema.read(name))
                     actions.append(f"applied {name}")
+            _impostors(conn, ext)
             for name in schema.function_files():
                 conn.execute(_api_sql(conn, ext) if name == "api.sql" else schema.read(name))
             conn.execute("SELECT pgbg._settings_repair()")
@@ -285,12 +305,6 @@ def _grants(conn: psycopg.Connection[Any], ext: extension.Extension) -> None:
     )
     for routine in INTERNAL:
         conn.execute(f"REVOKE EXECUTE ON FUNCTION {routine} FROM pgbg_user")
-    # every role granted pgbg has a key (a role granted pgbg_user by hand, too)
-    conn.execute(
-        "INSERT INTO pgbg.role_key (role) SELECT r.rolname FROM pg_auth_members m "
-        "JOIN pg_roles r ON r.oid = m.member WHERE m.roleid = 'pgbg_user'::regrole "
-        "AND NOT r.rolname = ANY(%s) ON CONFLICT DO NOTHING", (list(GROUP_ROLES),)
-    )
     # pgbg_owner reads every backend's type and start time (worker slots, liveness of
     # supervisors and workers): pg_read_all_stats.
     conn.execute(
@@ -349,8 +363,11 @@ def grant(conn: psycopg.Connection[Any], role: str, *, admin: bool = False) -> l
             stmt = sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role))
             conn.execute(stmt)
             done.append(stmt.as_string(conn))
-        # the key it proves who it is with (pgbg._proof()): readable by that role alone
-        conn.execute("INSERT INTO pgbg.role_key (role) VALUES (%s) ON CONFLICT DO NOTHING", (role,))
+        # the key it proves who it is with (pgbg._proof()), readable by that role alone, new
+        # at every grant; and whether it is an admin in this database
+        conn.execute(
+            "INSERT INTO pgbg.role_key AS k (role, admin) VALUES (%s, %s) ON CONFLICT (role) DO UPDATE "
+            "SET secret = EXCLUDED.secret, admin = k.admin OR EXCLUDED.admin", (role, admin))
     return done
 
 

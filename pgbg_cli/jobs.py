@@ -94,7 +94,12 @@ def ensure_supervisor(conn: psycopg.Connection[Any]) -> str | None:
     import psycopg
 
     try:
-        conn.execute("SELECT pgbg.ensure_supervisor()")
+        row = conn.execute("SELECT pgbg.ensure_supervisor() AS pid, session_user <> current_user AS borrowed, "
+                           "session_user AS session, current_user AS role").fetchone()
+        if row["borrowed"] and row["pid"] is None:
+            return (f"this session is {row['session']} acting as {row['role']}: pgbg starts {row['role']}'s "
+                    f"supervisor only from a session of {row['role']} itself (a worker keeps its launcher's "
+                    f"session user), so the job waits for one")
     except psycopg.errors.InsufficientResources:
         return ("no background worker slot is free for pgbg's supervisor: the job stays queued "
                 "until a slot frees up and any pgbg command runs (see pgbg capacity)")

@@ -125,16 +125,17 @@ def test_a_new_job_always_starts_queued_without_a_worker(test_db, cli, sql_admin
     assert cli("cancel", f"{forged[0]['id']}:{forged[0]['cookie']}", dsn=test_db["app"]).exit_code == 0
 
 
-def test_a_role_granted_by_hand_gets_its_key_at_the_next_init(test_db, cli, sql_admin):
+def test_a_role_granted_by_hand_needs_pgbg_grant_in_each_database(test_db, cli, sql_admin):
     from conftest import APP_PASSWORD, _with_db
 
     sql_admin("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgbg_handgrant') THEN "
               f"CREATE ROLE pgbg_handgrant LOGIN PASSWORD '{APP_PASSWORD}'; END IF; END $$")
-    sql_admin("GRANT pgbackground_role, pgbg_user TO pgbg_handgrant")  # not through pgbg grant
+    sql_admin("GRANT pgbackground_role, pgbg_user TO pgbg_handgrant")  # cluster-wide, not through pgbg grant
     sql_admin("DELETE FROM pgbg.role_key WHERE role = 'pgbg_handgrant'")
     dsn = _with_db(test_db["admin"], test_db["name"], "pgbg_handgrant", APP_PASSWORD)
+    assert cli("init", dsn=test_db["admin"]).exit_code == 0  # init gives no key
     res = cli("list", dsn=dsn)
     assert res.exit_code == 3 and res.stderr == (
         "pgbg: role 'pgbg_handgrant' may not use pgbg: ask an administrator to run pgbg grant pgbg_handgrant\n")
-    assert cli("init", dsn=test_db["admin"]).exit_code == 0
+    assert cli("grant", "pgbg_handgrant", dsn=test_db["admin"]).exit_code == 0
     assert cli("list", dsn=dsn).exit_code == 0

@@ -410,13 +410,71 @@ def test_overloads_in_the_extensions_schema_change_no_outcome(sec, victim_jobs, 
                      ("pg_background_error_info", "int4, int8, int4 DEFAULT 0"),
                      ("pg_background_detach", "int4, int8, int4 DEFAULT 0"),
                      ("pg_background_get_progress", "int4, int8, int4 DEFAULT 0"),
-                     ("pg_background_outcome", "int4, int8, int4 DEFAULT 0")):
+                     ("pg_background_outcome", "int4, int8, int4 DEFAULT 0"),
+                     ("pg_background_result", "int4, int8, int4 DEFAULT 0")):
         evil(f"CREATE FUNCTION public.{fn}({args}) RETURNS void LANGUAGE sql AS $$ SELECT $$")
     res = cli("launch", "--wait", "-t", "30s", "-F", "json", "SELECT 41 + 1", dsn=sec["admin"])
     assert res.exit_code == 0, res
     assert json.loads(res.stdout)["state"] == "succeeded"
     failing = cli("launch", "--wait", "-t", "30s", "-F", "json", "SELECT 1/0", dsn=sec["admin"])
     assert failing.exit_code == 1 and json.loads(failing.stdout)["sqlstate"] == "22012", failing
+    # reading --result rows is the one call not bound in advance: the job ends lost, saying why,
+    # never failed with an error that was not its own
+    kept = cli("launch", "--result", "-t", "30s", "-F", "json", "SELECT 41 + 1 AS n", dsn=sec["admin"])
+    assert kept.exit_code == 1, kept
+    job = _job(admin_sql, json.loads(cli("list", "-a", "-n", "1", "-F", "json", dsn=sec["admin"]).stdout)[0]["handle"])
+    assert job["state"] == "lost" and job["sqlstate"] is None and "could not read its rows" in job["reason"], job
+    # and pgbg init will not bind to a schema with such functions in it
+    res = cli("init", dsn=sec["admin"])
+    assert res.exit_code == 3 and len(res.stderr.splitlines()) == 1 and "not its own" in res.stderr, res
+    assert "public.pg_background_detach(integer,bigint,integer) (owned by pgbg_evil)" in res.stderr
+    assert "and 4 more" in res.stderr
+
+
+def test_a_superuser_acting_as_a_role_never_starts_its_supervisor(sec, victim_jobs, admin_sql, cli):
+    # a worker keeps its launcher's session user, and a job may return to it (SET ROLE NONE):
+    # a supervisor of pgbg_evil started by a superuser's session would make its jobs superuser
+    retry(lambda: admin_sql("SELECT pgbg.supervisor_pid('pgbg_evil') AS p")[0]["p"] is None,
+          "the hostile role's own supervisor left", 20)
+    res = cli("launch", "SET ROLE NONE", dsn=sec["admin"], env={"PGOPTIONS": "-c role=pgbg_evil"})
+    assert res.exit_code == 0, res
+    assert "acting as pgbg_evil" in res.stderr and len(res.stderr.splitlines()) == 1, res
+    assert admin_sql("SELECT pgbg.supervisor_pid('pgbg_evil') AS p")[0]["p"] is None
+    with psycopg.connect(sec["admin"], autocommit=True) as conn:
+        conn.execute("SET ROLE pgbg_evil")
+        assert conn.execute("SELECT pgbg.ensure_supervisor()").fetchone() == (None,)
+    assert not admin_sql("SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pg_background' "
+                         "AND usename <> 'pgbg_evil' AND query = 'CALL pgbg.supervise()' "
+                         "AND pid IN (SELECT pid FROM pgbg.supervisors() WHERE role = 'pgbg_evil')")
+    h = parse(res.stdout.strip())
+    admin_sql("SELECT pgbg.request_cancel(ARRAY[%s::bigint], ARRAY[%s::bigint], p_actor => 'postgres')",
+              (h.id, h.cookie))
+
+
+def test_pg_write_all_data_writes_none_of_pgbgs_tables(sec, victim_jobs, admin_sql):
+    admin_sql("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgbg_writer') THEN "
+              f"CREATE ROLE pgbg_writer LOGIN PASSWORD '{APP_PASSWORD}'; END IF; END $$")
+    admin_sql("GRANT pg_write_all_data TO pgbg_writer")
+    admin_sql("GRANT USAGE ON SCHEMA pgbg TO pgbg_writer")
+    writer = _with_db(sec["admin"], sec["name"], "pgbg_writer", APP_PASSWORD)
+    before = [admin_sql(f"SELECT * FROM pgbg.{t} ORDER BY 1") for t in ("supervisor", "settings", "meta", "job")]
+    with psycopg.connect(writer, autocommit=True) as conn:
+        for statement in ("INSERT INTO pgbg.supervisor (pid, backend_start, role) "
+                          "VALUES (pg_backend_pid(), now(), 'pgbg_victim')",
+                          "INSERT INTO pgbg.settings VALUES ('x', '1', '')",
+                          "INSERT INTO pgbg.job (owner, sql) VALUES ('pgbg_victim', 'SELECT 1')"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+        for statement in ("UPDATE pgbg.settings SET value = '1000' WHERE name = 'max_running_per_role'",
+                          "DELETE FROM pgbg.supervisor", "UPDATE pgbg.meta SET value = '9'",
+                          "UPDATE pgbg.job SET state = 'queued'"):
+            try:  # refused, or (row-level security) touching no row
+                assert conn.execute(statement).rowcount == 0, statement
+            except psycopg.errors.InsufficientPrivilege:
+                pass
+    after = [admin_sql(f"SELECT * FROM pgbg.{t} ORDER BY 1") for t in ("supervisor", "settings", "meta", "job")]
+    assert after == before
+    admin_sql("REVOKE pg_write_all_data FROM pgbg_writer")
 
 
 def test_an_admin_cannot_write_a_reason_on_a_supervised_job(sec, victim_jobs, admin_sql):

@@ -11,7 +11,7 @@ SELECT pgbg._setting_int('max_running_per_role') AS max_running_per_role,
        pgbg.supervisor_pid(current_user) AS supervisor_pid,
        (SELECT count(*)::int FROM pgbg.supervisors() s WHERE NOT s.legacy) AS live_supervisors,
        (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.rolname = current_user)
-         OR pg_has_role(current_user, 'pgbg_admin', 'MEMBER')
+         OR pgbg._is_admin(current_user)
          OR pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = 'pgbg.job'::regclass),
                         'USAGE') AS sees_all_jobs
   FROM pgbg.job j

@@ -4,4 +4,4 @@ SELECT count(*)::bigint AS deleted
   FROM pgbg.job j
  WHERE j.state IN ('succeeded', 'failed', 'canceled', 'timed_out', 'lost', 'detached')
    AND j.finished_at < clock_timestamp() - make_interval(secs => %(older_than_s)s::float8)
-   AND (j.owner = current_user OR pg_has_role(current_user, 'pgbg_admin', 'MEMBER'))
+   AND (j.owner = current_user OR pgbg._is_admin(current_user))

@@ -11,7 +11,6 @@
 -- A worker inherits the GUCs in force when it is launched: p_search_path (the job's, as
 -- its submitter had it) is set for the launch alone; NULL keeps the pinned path (the
 -- supervisor's own worker). The function's SET clause puts the pinned path back on return.
-DROP FUNCTION IF EXISTS pgbg._bg_launch(text, integer, text);
 CREATE OR REPLACE FUNCTION pgbg._bg_launch(p_sql text, p_queue_size integer, p_label text, p_search_path text)
 RETURNS TABLE (pid integer, cookie bigint) LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -39,8 +38,7 @@ BEGIN ATOMIC
     SELECT l.state FROM {list_view} l WHERE l.pid = p_pid AND l.cookie = p_cookie;
 END;
 
-DROP FUNCTION IF EXISTS pgbg._bg_error_info(integer, bigint);
-CREATE FUNCTION pgbg._bg_error_info(p_pid integer, p_cookie bigint)
+CREATE OR REPLACE FUNCTION pgbg._bg_error_info(p_pid integer, p_cookie bigint)
 RETURNS TABLE (sqlstate text, message text, detail text, hint text, context text) LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
@@ -48,8 +46,7 @@ BEGIN ATOMIC
       FROM (SELECT {error_info}(p_pid, p_cookie) AS e) x;
 END;
 
-DROP FUNCTION IF EXISTS pgbg._bg_result_info(integer, bigint);
-CREATE FUNCTION pgbg._bg_result_info(p_pid integer, p_cookie bigint)
+CREATE OR REPLACE FUNCTION pgbg._bg_result_info(p_pid integer, p_cookie bigint)
 RETURNS TABLE (row_count bigint, command_tag text, completed boolean, has_error boolean,
                started_at timestamptz, finished_at timestamptz)
 LANGUAGE sql SET search_path = pg_catalog, pg_temp
@@ -104,10 +101,9 @@ $f$;
 -- Who holds the slots of max_worker_processes (the same query as `pgbg capacity`). SECURITY
 -- DEFINER: pgbg_owner (granted pg_read_all_stats) sees every process's backend_type; a
 -- plain role sees only its own, so its supervisor would undercount the slots in use. Only
--- counts come out. Dropped first: CREATE OR REPLACE cannot change the columns of an older
--- install.
-DROP FUNCTION IF EXISTS pgbg.worker_slots();
-CREATE FUNCTION pgbg.worker_slots()
+-- counts come out. Replaced, never dropped: a function of someone else's that depends on it
+-- would make every later init fail.
+CREATE OR REPLACE FUNCTION pgbg.worker_slots()
 RETURNS TABLE (max_worker_processes integer, max_parallel_workers integer, pg_background integer,
                parallel integer, replication integer, other integer, used integer,
                pgbg_jobs integer, pgbg_supervisors integer, pg_background_other integer, hidden integer)

@@ -56,9 +56,15 @@ BEGIN
 END
 $$;
 
+-- Is p_role a pgbg admin in this database? A superuser; or a role granted pgbg_admin with its
+-- privileges in use (USAGE: a grant WITH INHERIT FALSE, SET FALSE does not count) and made
+-- admin in this database by `pgbg grant --admin` (membership alone is the whole cluster's).
+-- Used by the read policies, so SECURITY DEFINER: it reads pgbg.role_key.
 CREATE OR REPLACE FUNCTION pgbg._is_admin(p_role name)
-RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pg_catalog.pg_has_role(p_role, 'pgbg_admin', 'MEMBER')
+RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = p_role), false)
+        OR (pg_catalog.pg_has_role(p_role, 'pgbg_admin', 'USAGE')
+            AND EXISTS (SELECT 1 FROM pgbg.role_key k WHERE k.role = p_role AND k.admin))
 $$;
 
 -- May p_actor read, cancel, detach and prune p_owner's jobs? Its own, or any as pgbg_admin.
@@ -184,7 +190,10 @@ BEGIN
         ON CONFLICT (name) DO UPDATE
            SET description = EXCLUDED.description,
                value = CASE WHEN pgbg._setting_problem(s.name, s.value) IS NULL THEN s.value
-                            ELSE EXCLUDED.value END;
+                            ELSE EXCLUDED.value END
+         -- only rows that need it: a row another session holds is left alone
+         WHERE s.description IS DISTINCT FROM EXCLUDED.description
+            OR pgbg._setting_problem(s.name, s.value) IS NOT NULL;
     END LOOP;
 END
 $$;

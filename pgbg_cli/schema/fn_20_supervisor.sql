@@ -47,6 +47,13 @@ BEGIN
         RAISE EXCEPTION 'pgbg: only a pg_background worker can be a supervisor (this is a %)', me.backend_type
             USING ERRCODE = '42501';
     END IF;
+    -- A worker keeps its launcher's session user, and a job can return to it (SET ROLE NONE):
+    -- a supervisor of p_role launched from another role's session (a superuser's SET ROLE)
+    -- would hand that role's rights to p_role's jobs.
+    IF session_user <> p_role THEN
+        RAISE EXCEPTION 'pgbg: a supervisor of % must be started by a session of % itself, not of %',
+                        p_role, p_role, session_user USING ERRCODE = '42501';
+    END IF;
     -- This role's dead registrations go (a row whose backend, by pid and start time, is
     -- gone). The unique index supervisor_one_per_role then lets one live one in: two
     -- supervisors registering at once wait on each other's row, never on a table lock.
@@ -95,7 +102,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
      ORDER BY s.role, s.pid
 $$;
 
--- Start this role's supervisor unless one is alive. Returns the new worker's pid or NULL.
+-- Start this role's supervisor unless one is alive, from a session of the role itself (not
+-- one that SET ROLE to it). Returns the new worker's pid or NULL.
 -- It runs with the caller's rights (it launches a worker as the caller) and inherits this
 -- function's pinned search_path; no statement_timeout (pg_background 1.8 let a launching
 -- session's timeout kill the worker later).
@@ -104,8 +112,8 @@ RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     h record;
 BEGIN
-    IF pgbg.supervisor_pid(current_user) IS NOT NULL THEN
-        RETURN NULL;
+    IF pgbg.supervisor_pid(current_user) IS NOT NULL OR session_user <> current_user THEN
+        RETURN NULL;  -- alive; or this session only borrows the role (see _supervisor_register)
     END IF;
     PERFORM pg_catalog.set_config('statement_timeout', '0', true);
     SELECT * INTO h FROM pgbg._bg_launch('CALL pgbg.supervise()', 0, 'pgbg:supervisor', NULL);

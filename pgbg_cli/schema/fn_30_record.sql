@@ -265,7 +265,8 @@ BEGIN
            -- the worker's own clock for both ends, so elapsed is never negative
            started_at = coalesce(LEAST(p_started_at, finished), started_at),
            finished_at = GREATEST(finished, coalesce(p_started_at, started_at)),
-           sqlstate = p_sqlstate, message = p_message, detail = p_detail, hint = p_hint,
+           sqlstate = p_sqlstate, message = CASE WHEN NOT p_unreadable THEN p_message END,
+           detail = p_detail, hint = p_hint,
            context = p_context, command_tag = p_command_tag, row_count = p_row_count,
            result = CASE WHEN j.want_result AND final_state = 'succeeded' THEN p_result END,
            reason = CASE
@@ -273,8 +274,9 @@ BEGIN
                WHEN final_state = 'canceled' THEN pg_catalog.format('canceled by %s', coalesce(j.cancel_by, j.owner))
                WHEN final_state = 'succeeded' AND j.cancel_requested_at IS NOT NULL
                    THEN 'finished before the cancel took effect'
-               WHEN p_unreadable THEN 'it returned rows pgbg could not describe at launch (several statements?) '
-                   || 'and they filled its queue: pgbg let it finish unread, so its outcome is unknown'
+               WHEN p_unreadable THEN coalesce(p_message,
+                   'it returned rows pgbg could not describe at launch (several statements?) '
+                   || 'and they filled its queue: pgbg let it finish unread, so its outcome is unknown')
                ELSE j.reason END
      WHERE id = j.id;
     RETURN final_state;

@@ -48,7 +48,14 @@ BEGIN
             consumed := true;
             v_rows := nrows;
             v_tag := coalesce(v_tag, 'SELECT');
-        EXCEPTION WHEN OTHERS THEN
+        EXCEPTION WHEN ambiguous_function OR undefined_function THEN
+            -- someone made pg_background's result function ambiguous (an overload in its
+            -- schema): the job's outcome was never read, so it is not reported as its error;
+            -- the handle is released below, which also frees a worker blocked on its queue
+            GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
+            unreadable := true;
+            v_message := 'pgbg could not read its rows (' || v_message || '): its outcome is unknown';
+        WHEN OTHERS THEN
             consumed := true;
             GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                     v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,

@@ -26,17 +26,47 @@ CREATE UNIQUE INDEX supervisor_one_per_role ON pgbg.supervisor (role) WHERE NOT 
 -- here but `pgbg grant`/`pgbg revoke` (and a superuser's first proof).
 CREATE TABLE pgbg.role_key (
     role   name PRIMARY KEY,
-    secret text NOT NULL DEFAULT (pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text)
+    secret text NOT NULL DEFAULT (pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text),
+    admin  boolean NOT NULL DEFAULT false  -- `pgbg grant --admin` in this database
 );
 ALTER TABLE pgbg.role_key ENABLE ROW LEVEL SECURITY;
 CREATE POLICY role_key_own ON pgbg.role_key FOR SELECT USING (role = current_user);
--- roles version 1 let use pgbg
-INSERT INTO pgbg.role_key (role)
-SELECT r.rolname FROM pg_catalog.pg_auth_members m
+-- roles version 1 let use pgbg (its grants were the cluster's roles, so all of them)
+INSERT INTO pgbg.role_key (role, admin)
+SELECT DISTINCT r.rolname, pg_catalog.pg_has_role(r.oid, 'pgbg_admin', 'USAGE')
+  FROM pg_catalog.pg_auth_members m
   JOIN pg_catalog.pg_roles r ON r.oid = m.member
- WHERE m.roleid = (SELECT g.oid FROM pg_catalog.pg_roles g WHERE g.rolname = 'pgbg_user')
+ WHERE m.roleid IN (SELECT g.oid FROM pg_catalog.pg_roles g WHERE g.rolname IN ('pgbg_user', 'pgbg_admin'))
    AND r.rolname NOT IN ('pgbg_admin', 'pgbg_owner', 'pgbg_user', 'pgbackground_role')
 ON CONFLICT DO NOTHING;
+
+-- Is p_role a pgbg admin in this database: a superuser, or granted pgbg_admin (with its
+-- privileges in use) and made admin here by `pgbg grant --admin`. Made here for the policies
+-- below; fn_00_common.sql keeps it current.
+CREATE FUNCTION pgbg._is_admin(p_role name)
+RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT false
+$$;
+
+-- Read policies: admins of this database see every job (version 1 counted any member of
+-- pgbg_admin, in any database, even without its privileges).
+DROP POLICY job_read ON pgbg.job;
+CREATE POLICY job_read ON pgbg.job FOR SELECT
+    USING (owner = current_user OR pgbg._is_admin(current_user));
+
+-- The registry, the settings and the meta data are read through pgbg's functions or as
+-- they are; row-level security on them too, so that a role granted pg_write_all_data
+-- still cannot write them.
+ALTER TABLE pgbg.supervisor ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pgbg.settings ENABLE ROW LEVEL SECURITY;
+CREATE POLICY settings_read ON pgbg.settings FOR SELECT USING (true);
+ALTER TABLE pgbg.meta ENABLE ROW LEVEL SECURITY;
+CREATE POLICY meta_read ON pgbg.meta FOR SELECT USING (true);
+
+-- Version 1's wrappers whose columns changed (api.sql makes them again).
+DROP FUNCTION IF EXISTS pgbg._bg_error_info(integer, bigint);
+DROP FUNCTION IF EXISTS pgbg._bg_result_info(integer, bigint);
+DROP FUNCTION IF EXISTS pgbg._bg_launch(text, integer, text);
 
 -- Every state change of every job: who caused it (session and current role), from which
 -- backend, and why. Written by the job table's trigger; deleted with its job.
