@@ -139,3 +139,13 @@ def test_a_role_granted_by_hand_needs_pgbg_grant_in_each_database(test_db, cli, 
         "pgbg: role 'pgbg_handgrant' may not use pgbg: ask an administrator to run pgbg grant pgbg_handgrant\n")
     assert cli("grant", "pgbg_handgrant", dsn=test_db["admin"]).exit_code == 0
     assert cli("list", dsn=dsn).exit_code == 0
+
+
+def test_a_new_install_keys_nobody_an_upgrade_keeps_version_1s_roles(server_dsn, cli):
+    from conftest import fresh_database, sql_runner
+
+    with fresh_database(server_dsn, "pgbg_keys") as dsns, sql_runner(dsns["admin"]) as run:
+        # pgbg_app, pgbg_other and pgbg_boss were granted by the fixture; members of pgbg_user
+        # granted elsewhere in the cluster (pgbg_handgrant, other test databases) were not
+        keyed = {r["role"] for r in run("SELECT role FROM pgbg.role_key")}
+        assert keyed == {"pgbg_app", "pgbg_other", "pgbg_boss"}

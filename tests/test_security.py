@@ -37,8 +37,14 @@ def sec(server_dsn: str) -> Iterator[dict[str, str]]:
     with fresh_database(server_dsn, "pgbg_sec") as dsns:
         dsns["victim"] = _with_db(server_dsn, dsns["name"], "pgbg_victim", APP_PASSWORD)
         dsns["evil"] = _with_db(server_dsn, dsns["name"], "pgbg_evil", APP_PASSWORD)
+        from pgbg_cli import db, install
+
+        conn = db.connect(dsns["admin"])
+        try:
+            install.grant(conn, "pgbg_evil")
+        finally:
+            conn.close()
         with sql_runner(dsns["admin"]) as run:
-            run("GRANT pgbackground_role, pgbg_user TO pgbg_evil")
             run("GRANT CREATE ON SCHEMA public TO pgbg_evil")
             run("CREATE TABLE public.victim_audit (job text PRIMARY KEY, who name NOT NULL DEFAULT current_user)")
             run("CREATE TABLE public.spy_log (at timestamptz DEFAULT clock_timestamp(), ran_as name, what text)")

@@ -170,13 +170,15 @@ def test_an_empty_window_still_gives_its_row(test_db, sql_admin, cli):
     from conftest import _with_db
 
     role = f"pgbg_stats_{uuid.uuid4().hex[:8]}"
-    sql_admin(f"CREATE ROLE {role} LOGIN PASSWORD 'x' IN ROLE pgbg_user, pgbackground_role")
+    sql_admin(f"CREATE ROLE {role} LOGIN PASSWORD 'x'")
+    assert cli("grant", role, dsn=test_db["admin"]).exit_code == 0
     try:
         dsn = _with_db(test_db["admin"], test_db["name"], role, "x")
         record = json.loads(cli("stats", "-F", "json", dsn=dsn).stdout)
         assert record["workers_launched"] == 0 and record["avg_execution_ms"] is None
         assert record["max_workers"] > 0
     finally:
+        assert cli("revoke", role, dsn=test_db["admin"]).exit_code == 0
         sql_admin(f"DROP ROLE {role}")
 
 

@@ -31,13 +31,15 @@ CREATE TABLE pgbg.role_key (
 );
 ALTER TABLE pgbg.role_key ENABLE ROW LEVEL SECURITY;
 CREATE POLICY role_key_own ON pgbg.role_key FOR SELECT USING (role = current_user);
--- roles version 1 let use pgbg (its grants were the cluster's roles, so all of them)
+-- When version 1 was installed here (an upgrade, not a new install): the roles it let use
+-- pgbg (its grants were the cluster's roles, so all of them) keep using it.
 INSERT INTO pgbg.role_key (role, admin)
 SELECT DISTINCT r.rolname, pg_catalog.pg_has_role(r.oid, 'pgbg_admin', 'USAGE')
   FROM pg_catalog.pg_auth_members m
   JOIN pg_catalog.pg_roles r ON r.oid = m.member
  WHERE m.roleid IN (SELECT g.oid FROM pg_catalog.pg_roles g WHERE g.rolname IN ('pgbg_user', 'pgbg_admin'))
    AND r.rolname NOT IN ('pgbg_admin', 'pgbg_owner', 'pgbg_user', 'pgbackground_role')
+   AND EXISTS (SELECT 1 FROM pgbg.meta WHERE key = 'schema_version')
 ON CONFLICT DO NOTHING;
 
 -- Is p_role a pgbg admin in this database: a superuser, or granted pgbg_admin (with its
