@@ -132,6 +132,7 @@ def test_init_upgrades_version_1_with_jobs_running_and_queued(v1_db, cli):
 # again. A new change to the tables is a new vNNN file.
 RELEASED = {
     "v001_registry.sql": "06b74519d5843e90b0e87bf1d18151c9197183ae0d6eeb51b348d9531c2b7afd",
+    "v002_trust.sql": "7f8c91d68dddcc1629c9fd1b8c689c931107998cc8c826c1052c3e1f002701e9",
 }
 
 
