@@ -38,11 +38,15 @@ BEGIN
         END LOOP;
         still := '{}';
         FOREACH h IN ARRAY hs LOOP
-            IF pg_background_wait(h.pid, h.cookie, 1) THEN
-                PERFORM pg_background_detach(h.pid, h.cookie);
-            ELSE
-                still := still || h;
-            END IF;
+            BEGIN
+                IF pg_background_wait(h.pid, h.cookie, 1) THEN
+                    PERFORM pg_background_detach(h.pid, h.cookie);
+                ELSE
+                    still := still || h;
+                END IF;
+            EXCEPTION WHEN OTHERS THEN
+                NULL;  -- a handle pg_background 2.0.3 handed back unusable (its worker already ended)
+            END;
         END LOOP;
         hs := still;
     END LOOP;
