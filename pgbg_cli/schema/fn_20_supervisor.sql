@@ -135,6 +135,7 @@ DECLARE
     active integer;
     claimed bigint;
     launched boolean;
+    started integer;
     poll double precision := 0.025;
     idle_ms integer := 3000;
 BEGIN
@@ -156,6 +157,7 @@ BEGIN
             active := 1;
         END;
         COMMIT;
+        started := 0;
         LOOP
             claimed := NULL;
             BEGIN
@@ -176,6 +178,7 @@ BEGIN
             COMMIT;
             EXIT WHEN NOT launched;
             active := active + 1;
+            started := started + 1;
         END LOOP;
         IF pg_catalog.clock_timestamp() - last_prune > interval '60 seconds' THEN
             BEGIN
@@ -199,7 +202,11 @@ BEGIN
             COMMIT;
             idle_since := pg_catalog.clock_timestamp();
         END IF;
-        PERFORM pg_catalog.pg_sleep(poll);
+        IF started = 0 THEN
+            -- nothing started this pass: wait for the next; after starting jobs, look again
+            -- at once (short jobs may have ended, and more may be queued)
+            PERFORM pg_catalog.pg_sleep(poll);
+        END IF;
         COMMIT;
     END LOOP;
 END
