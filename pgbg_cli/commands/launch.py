@@ -67,11 +67,20 @@ def launch(
                                       zero="the server default")
     text = read_sql(sql, file)
     with database(dsn) as conn:
-        job = jobs.register(
-            conn, text, label=label, timeout_ms=timeout_ms, queue_size=queue_bytes, want_result=result
-        )
+        # Ctrl-C waits while the job is registered: one that came after the server committed it
+        # but before pgbg had its handle would leave a job nobody cancels. It is delivered
+        # right after, inside the block that cancels the job.
+        held = _hold_ctrl_c()
+        try:
+            job = jobs.register(
+                conn, text, label=label, timeout_ms=timeout_ms, queue_size=queue_bytes, want_result=result
+            )
+        except BaseException:
+            _release_ctrl_c(held)
+            raise
         # From here on the job exists: Ctrl-C cancels it (or, with --keep-running, leaves it).
         try:
+            _release_ctrl_c(held)
             warning = jobs.ensure_supervisor(conn)
             if warning:
                 say(f"pgbg: {warning}")
@@ -83,6 +92,23 @@ def launch(
             final = _interrupted(job, keep_running=keep_running, dsn=dsn)
     _print_outcome(final, fmt, rows=result)
     raise typer.Exit(exit_for([final]))
+
+
+def _hold_ctrl_c() -> Any:
+    """Block SIGINT (where the platform can); returns what to restore."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _release_ctrl_c(held: Any) -> None:
+    """Restore the signal mask; a Ctrl-C that came meanwhile is raised from here."""
+    import signal
+
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _print_accepted(job: dict[str, Any], fmt: Format) -> None:
