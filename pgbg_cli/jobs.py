@@ -191,6 +191,11 @@ def detach(conn: psycopg.Connection[Any], handles: Sequence[Handle]) -> list[dic
     return get_many(conn, handles)
 
 
+# How long a wait tries to get its connection back when the server drops it (a network blip,
+# an idle-session timeout, a restart) before it gives up with exit 3; the jobs go on.
+RECONNECT_S = 60.0
+
+
 def wait(
     conn: psycopg.Connection[Any],
     handles: Sequence[Handle],
@@ -199,39 +204,74 @@ def wait(
     any_: bool = False,
     tick: Callable[[list[dict[str, Any]]], None] | None = None,
     tick_interval: float = 1.0,
+    reconnect: Callable[[], psycopg.Connection[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Block until every job (or, with ``any_``, one job) has ended.
 
     Sleeps on LISTEN pgbg_jobs, which the supervisor notifies after it records an
     outcome; every second it also reconciles, so a job whose supervisor died ends too.
-    Raises WaitTimedOut after ``timeout_s``.
+    Raises WaitTimedOut after ``timeout_s``. With ``reconnect``, a connection the server
+    drops is made again (backing off, for up to RECONNECT_S) and the wait goes on.
     """
+    import psycopg
+
     conn.execute(f"LISTEN {CHANNEL}")
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     last_reconcile = 0.0
     try:
         while True:
-            jobs = get_many(conn, handles)
-            done = [j for j in jobs if is_final(j)]
-            if done and (any_ or len(done) == len(jobs)):
-                return jobs
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                pending = ", ".join(str(handle_of(j)) for j in jobs if not is_final(j))
-                raise WaitTimedOut(f"timed out waiting for {pending}")
-            if now - last_reconcile >= 1.0:
-                reconcile(conn)
-                last_reconcile = now
-                continue
-            if tick is not None:
-                tick(jobs)
-            pause = tick_interval
-            if deadline is not None:
-                pause = max(0.0, min(pause, deadline - now))
-            for _ in conn.notifies(timeout=pause, stop_after=1):
-                pass
+            try:
+                jobs = get_many(conn, handles)
+                done = [j for j in jobs if is_final(j)]
+                if done and (any_ or len(done) == len(jobs)):
+                    return jobs
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    pending = ", ".join(str(handle_of(j)) for j in jobs if not is_final(j))
+                    raise WaitTimedOut(f"timed out waiting for {pending}")
+                if now - last_reconcile >= 1.0:
+                    reconcile(conn)
+                    last_reconcile = now
+                    continue
+                if tick is not None:
+                    tick(jobs)
+                pause = tick_interval
+                if deadline is not None:
+                    pause = max(0.0, min(pause, deadline - now))
+                for _ in conn.notifies(timeout=pause, stop_after=1):
+                    pass
+            except psycopg.OperationalError as exc:
+                from psycopg import pq
+
+                if reconnect is None or not (conn.closed or conn.broken or conn.pgconn.status == pq.ConnStatus.BAD):
+                    raise  # the connection is fine (a lock timeout, say): not this handler's business
+                conn = _reconnected(reconnect, exc)
     finally:
-        conn.execute(f"UNLISTEN {CHANNEL}")
+        if not conn.closed:
+            conn.execute(f"UNLISTEN {CHANNEL}")
+
+
+def _reconnected(reconnect: Callable[[], psycopg.Connection[Any]], lost: Exception) -> psycopg.Connection[Any]:
+    """A new connection, listening, within RECONNECT_S; ConnectionProblem after that."""
+    from pgbg_cli.db import first_line
+    from pgbg_cli.errors import ConnectionProblem
+
+    give_up = time.monotonic() + RECONNECT_S
+    delay = 0.2
+    while True:
+        try:
+            conn = reconnect()
+            conn.execute(f"LISTEN {CHANNEL}")
+            return conn
+        except Exception as exc:  # a connection that cannot be had yet, whatever libpq says: retried
+            if not isinstance(exc, ConnectionProblem) and type(exc).__module__.split(".")[0] != "psycopg":
+                raise
+            if time.monotonic() + delay > give_up:
+                raise ConnectionProblem(
+                    f"lost the connection ({first_line(lost)}) and could not make it again within "
+                    f"{RECONNECT_S:.0f} s; the jobs go on: pgbg wait them again later") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def list_jobs(

@@ -457,3 +457,25 @@ def test_a_chatty_job_does_not_stall_the_others(test_db, cli, sql_admin):
         assert cli("cancel", "--no-wait", chatty, dsn=dsn).exit_code == 0
     res = cli("wait", "--timeout", "10s", "--format", "json", chatty, dsn=dsn)
     assert res.exit_code == 1 and json.loads(res.stdout)[0]["state"] == "canceled", res
+
+
+def test_wait_outlives_a_dropped_connection(test_db, cli, sql_admin, pgbg_proc):
+    import threading
+
+    dsn = test_db["app"]
+    label = _label("drop")
+    handle = _launch(cli, dsn, "SELECT pg_sleep(2)", "-l", label)
+    results: list[Any] = []
+    waiter = threading.Thread(target=lambda: results.append(
+        pgbg_proc("wait", "-F", "json", handle, dsn=dsn + " application_name=pgbg-drop-test", timeout=90)))
+    waiter.start()
+    try:
+        pid = retry(lambda: sql_admin("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbg-drop-test' "
+                                      "AND (query LIKE 'LISTEN%%' OR query LIKE '%%JOIN unnest%%')"),
+                    "the client waits", 20)[0]["pid"]
+        sql_admin("SELECT pg_terminate_backend(%s)", (pid,))  # as a network blip or an idle timeout would
+    finally:
+        waiter.join(90)
+    res = results[0]
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)[0]["state"] == "succeeded"

@@ -48,6 +48,39 @@ def database(dsn: str | None, *, need_schema: bool = True) -> Iterator[Any]:
         yield conn
 
 
+class Renewable:
+    """The connection a long wait uses, made again if the server drops it (see jobs.wait)."""
+
+    def __init__(self, conn: Any, dsn: str | None) -> None:
+        self.conn = conn
+        self.dsn = dsn
+        self.made: list[Any] = []
+
+    def renew(self, *users: Any) -> Any:
+        """A reconnect function for jobs.wait; the objects in ``users`` get the new connection."""
+        from pgbg_cli import db
+
+        def again() -> Any:
+            new = db.connect(self.dsn)
+            self.made.append(new)
+            self.conn = new
+            for user in users:
+                user.conn = new
+            return new
+
+        return again
+
+
+@contextmanager
+def renewable(conn: Any, dsn: str | None) -> Iterator[Renewable]:
+    live = Renewable(conn, dsn)
+    try:
+        yield live
+    finally:
+        for made in live.made:
+            made.close()
+
+
 def read_sql(sql_arg: str | None, file: Path | None) -> str:
     """SQL from the argument, ``-`` (standard input) or ``--file``; exactly one of them."""
     if sql_arg is not None and file is not None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pgbg_cli.commands.common import DsnOpt, FormatOpt, database, exit_for
+from pgbg_cli.commands.common import DsnOpt, FormatOpt, database, exit_for, renewable
 from pgbg_cli.commands.stats import CountOpt, IntervalOpt, WatchOpt, watch_options
 from pgbg_cli.output import Format
 
@@ -65,12 +65,12 @@ def wait(
 
     timeout_s = parse_ms(timeout, what="--timeout") / 1000 if timeout is not None else None
     wanted = handles_mod.parse_many(handles)
-    with database(dsn) as conn:
+    with database(dsn) as conn, renewable(conn, dsn) as live:
         bar = LiveBar(conn)
         with bar:
             final = jobs.wait(conn, wanted, timeout_s=timeout_s, any_=any_, tick=bar.update,
-                              tick_interval=0.25 if bar.enabled else 1.0)
-        _emit_jobs(conn, final, fmt)
+                              tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar))
+        _emit_jobs(live.conn, final, fmt)
     ended = [j for j in final if jobs.is_final(j)]
     for job in ended:
         if job["state"] != "succeeded":

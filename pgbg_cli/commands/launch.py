@@ -87,7 +87,7 @@ def launch(
             if not (wait or result):
                 _print_accepted(job, fmt)
                 return
-            final = _wait_with_bar(conn, job)
+            final = _wait_with_bar(conn, job, dsn)
         except KeyboardInterrupt:
             final = _interrupted(job, keep_running=keep_running, dsn=dsn)
     _print_outcome(final, fmt, rows=result)
@@ -123,14 +123,15 @@ def _print_accepted(job: dict[str, Any], fmt: Format) -> None:
         output.say(f"pgbg: job queued; follow it with: pgbg wait {job['id']}:{job['cookie']}")
 
 
-def _wait_with_bar(conn: Any, job: dict[str, Any]) -> dict[str, Any]:
+def _wait_with_bar(conn: Any, job: dict[str, Any], dsn: str | None) -> dict[str, Any]:
     from pgbg_cli import jobs
+    from pgbg_cli.commands.common import renewable
     from pgbg_cli.commands.livebar import LiveBar
 
     bar = LiveBar(conn)
-    with bar:
+    with bar, renewable(conn, dsn) as live:
         return jobs.wait(conn, [jobs.handle_of(job)], tick=bar.update,
-                         tick_interval=0.25 if bar.enabled else 1.0)[0]
+                         tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar))[0]
 
 
 def _interrupted(job: dict[str, Any], *, keep_running: bool, dsn: str | None) -> dict[str, Any]:
