@@ -241,17 +241,22 @@ def wait(
                 for _ in conn.notifies(timeout=pause, stop_after=1):
                     pass
             except psycopg.OperationalError as exc:
-                from psycopg import pq
-
-                if reconnect is None or not (conn.closed or conn.broken or conn.pgconn.status == pq.ConnStatus.BAD):
+                if reconnect is None or not dropped(conn):
                     raise  # the connection is fine (a lock timeout, say): not this handler's business
-                conn = _reconnected(reconnect, exc)
+                conn = reconnected(reconnect, exc)
     finally:
         if not conn.closed:
             conn.execute(f"UNLISTEN {CHANNEL}")
 
 
-def _reconnected(reconnect: Callable[[], psycopg.Connection[Any]], lost: Exception) -> psycopg.Connection[Any]:
+def dropped(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server dropped ``conn`` (it cannot be used again)."""
+    from psycopg import pq
+
+    return bool(conn.closed or conn.broken or conn.pgconn.status == pq.ConnStatus.BAD)
+
+
+def reconnected(reconnect: Callable[[], psycopg.Connection[Any]], lost: Exception) -> psycopg.Connection[Any]:
     """A new connection, listening, within RECONNECT_S; ConnectionProblem after that."""
     from pgbg_cli.db import first_line
     from pgbg_cli.errors import ConnectionProblem

@@ -361,12 +361,16 @@ def run(
     fmt: Format | str | None = Format.auto,
     live: bool | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    reconnect: Callable[[], Any] | None = None,
 ) -> int:
     """Refresh ``view`` every ``interval`` seconds, ``count`` times or until Ctrl-C; returns 0.
 
     ``live`` (default: stdout is a terminal and the format is auto or table) draws the
     Rich view in place; otherwise each refresh prints its summary line (or JSON line).
+    With ``reconnect``, a connection the server drops is made again (see jobs.wait).
     """
+    if reconnect is not None:
+        view = _Reconnecting(view, reconnect)
     fmt = Format(fmt or Format.auto)
     if live is None:
         live = sys.stdout.isatty() and fmt in (Format.auto, Format.table)
@@ -380,6 +384,28 @@ def run(
     except BrokenPipeError:
         _quiet_stdout()
     return 0
+
+
+class _Reconnecting:
+    """A view whose fetch survives a dropped connection: made again, then fetched again."""
+
+    def __init__(self, view: Any, reconnect: Callable[[], Any]) -> None:
+        self._view = view
+        self._reconnect = reconnect
+
+    def fetch(self) -> Any:
+        import psycopg
+
+        try:
+            return self._view.fetch()
+        except psycopg.OperationalError as exc:
+            if not jobs.dropped(self._view.conn):
+                raise
+            self._view.conn = jobs.reconnected(self._reconnect, exc)
+            return self._view.fetch()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._view, name)
 
 
 def _ticks(interval: float, count: int | None, sleep: Callable[[float], None]) -> Any:

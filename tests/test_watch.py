@@ -338,3 +338,26 @@ def _now() -> Any:
     import datetime as dt
 
     return dt.datetime(2026, 11, 25, 14, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize("command", ["list", "stats"])
+def test_watch_outlives_a_dropped_connection(test_db, sql_admin, pgbg_proc, command):
+    import threading
+
+    from conftest import retry
+
+    app = f"pgbg-watch-drop-{command}"
+    results: list[Any] = []
+    watcher = threading.Thread(target=lambda: results.append(pgbg_proc(
+        command, "--watch", "-i", "200ms", "-c", "20", "-F", "json", dsn=test_db["app"] + f" application_name={app}",
+        timeout=90)))
+    watcher.start()
+    try:
+        pid = retry(lambda: sql_admin("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                                      "AND query LIKE '%%worker_slots%%'", (app,)), "the view refreshes", 20)[0]["pid"]
+        sql_admin("SELECT pg_terminate_backend(%s)", (pid,))
+    finally:
+        watcher.join(90)
+    res = results[0]
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout.splitlines()) == 20  # every refresh, the dropped one included

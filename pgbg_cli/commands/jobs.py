@@ -212,7 +212,9 @@ def list_(
             from pgbg_cli import watch as watch_mod
 
             view = watch_mod.ListView(conn, states=state, label=label, include_all=all_, limit=most)
-            raise typer.Exit(watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt))
+            with renewable(conn, dsn) as live:
+                raise typer.Exit(watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt,
+                                               reconnect=live.renew()))
         jobs.reconcile(conn)
         rows = jobs.list_jobs(conn, states=state, label=label, include_all=all_, limit=most)
         if not state and not label:

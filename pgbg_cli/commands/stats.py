@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pgbg_cli.commands.common import DsnOpt, FormatOpt, database
+from pgbg_cli.commands.common import DsnOpt, FormatOpt, database, renewable
 from pgbg_cli.output import Format
 
 
@@ -125,7 +125,9 @@ def stats_(
 
             view = watch_mod.StatsView(conn, window_ms=window_ms, window_text=since.strip(),
                                        by=by.value if by else None)
-            raise typer.Exit(watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt))
+            with renewable(conn, dsn) as live:
+                raise typer.Exit(watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt,
+                                               reconnect=live.renew()))
         rows = core.job_stats(conn, window_ms=window_ms, by=by.value if by else None)
         slots = core.worker_slots(conn).as_dict()
     columns = _stat_columns(by, fmt)
