@@ -266,3 +266,27 @@ def test_server_restart_running_lost_queued_survive(faults):
         assert sorted(r["v"] for r in faults.sql(f"SELECT v FROM {table}")) == [0, 1]
     finally:
         faults.sql("UPDATE pgbg.settings SET value = '8' WHERE name = 'max_running_per_role'")
+
+
+def test_wait_outlives_a_server_restart(faults):
+    faults.sql("UPDATE pgbg.settings SET value = '1' WHERE name = 'max_running_per_role'")
+    proc = None
+    try:
+        running = _launch(faults, "SELECT pg_sleep(60)", role="other")
+        _running(faults, running)
+        queued = _launch(faults, "SELECT 1", role="other")
+        proc = _pgbg("wait", "--format", "json", running, queued, dsn=faults.dsn("other"), new_session=True)
+        retry(lambda: faults.sql("SELECT 1 FROM pg_stat_activity WHERE usename = 'pgbg_other' "
+                                 "AND application_name = 'pgbg' AND query LIKE '%%JOIN unnest%%'"),
+              "the client waits", timeout=20)
+        _sandbox("restart")
+        faults.wait_up()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, err  # the job that ran through the restart is lost
+        states = {r["handle"]: r["state"] for r in json.loads(out)}
+        assert states == {running: "lost", queued: "succeeded"}
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        faults.wait_up()
+        faults.sql("UPDATE pgbg.settings SET value = '8' WHERE name = 'max_running_per_role'")
