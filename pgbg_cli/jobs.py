@@ -258,6 +258,8 @@ def dropped(conn: psycopg.Connection[Any]) -> bool:
 
 def reconnected(reconnect: Callable[[], psycopg.Connection[Any]], lost: Exception) -> psycopg.Connection[Any]:
     """A new connection, listening, within RECONNECT_S; ConnectionProblem after that."""
+    import psycopg
+
     from pgbg_cli.db import first_line
     from pgbg_cli.errors import ConnectionProblem
 
@@ -268,9 +270,7 @@ def reconnected(reconnect: Callable[[], psycopg.Connection[Any]], lost: Exceptio
             conn = reconnect()
             conn.execute(f"LISTEN {CHANNEL}")
             return conn
-        except Exception as exc:  # a connection that cannot be had yet, whatever libpq says: retried
-            if not isinstance(exc, ConnectionProblem) and type(exc).__module__.split(".")[0] != "psycopg":
-                raise
+        except (ConnectionProblem, psycopg.Error):  # a connection that cannot be had yet: retried
             if time.monotonic() + delay > give_up:
                 raise ConnectionProblem(
                     f"lost the connection ({first_line(lost)}) and could not make it again within "
