@@ -16,7 +16,15 @@ from pgbg_cli.errors import ExtensionProblem, PrivilegeProblem
 if TYPE_CHECKING:
     import psycopg
 
+# The one statement of what pgbg works with, decided by what its test matrix runs
+# (README "Versions"; `make test-matrix`): pg_background from 1.8 up to (not including) 3.0,
+# on PostgreSQL 15 to 18.
 MIN_VERSION = (1, 8)
+MAX_VERSION = (3, 0)  # exclusive: 3.0 drops the _v2 names
+SUPPORTED_RANGE = "1.8 to 2.x"
+MIN_SERVER = 150000
+MAX_SERVER = 189999
+SUPPORTED_SERVERS = "PostgreSQL 15 to 18"
 
 # role -> (name from 2.0 on, name in 1.8 to 1.10). None: that version has no such function.
 _NAMES: dict[str, tuple[str | None, str | None]] = {
@@ -70,6 +78,32 @@ class Extension:
     def labels(self) -> bool:
         return self.version_tuple >= (1, 9)
 
+    @property
+    def outcome_info(self) -> bool:
+        """pg_background tells a job's outcome without consuming it (1.9 on); 1.8's is read
+        from its result."""
+        return self.has("error_info") and self.has("result_info")
+
+    @property
+    def worker_times(self) -> bool:
+        """The worker's own start and finish times (2.0 on); before, pgbg's observations."""
+        return self.version_tuple >= (2, 0) and self.outcome_info
+
+    @property
+    def list_view(self) -> bool:
+        """The view pg_background_list (1.10 on); before, list_v2() with a column list."""
+        return self.version_tuple >= (1, 10)
+
+    def features(self) -> dict[str, bool]:
+        """What this version offers, by the names the README's version table uses."""
+        return {
+            "labels": self.labels,
+            "outcome without reading": self.outcome_info,
+            "worker start/finish times": self.worker_times,
+            "progress": self.has("get_progress"),
+            "statistics": self.has("stats"),
+        }
+
 
 def choose_functions(version: str, present: set[str]) -> dict[str, str]:
     """Map each role to the function name this version offers, if present."""
@@ -81,6 +115,18 @@ def choose_functions(version: str, present: set[str]) -> dict[str, str]:
                 chosen[role] = name
                 break
     return chosen
+
+
+def check_server(server_version_num: int) -> None:
+    """Refuse a PostgreSQL release outside the tested range, with the fix."""
+    if server_version_num < MIN_SERVER:
+        raise ExtensionProblem(
+            f"PostgreSQL {server_version_num // 10000} is too old for pgbg: it works with "
+            f"{SUPPORTED_SERVERS} (upgrade the server)")
+    if server_version_num > MAX_SERVER:
+        raise ExtensionProblem(
+            f"PostgreSQL {server_version_num // 10000} is newer than this pgbg knows: it works with "
+            f"{SUPPORTED_SERVERS} (upgrade pgbg: pip install -U pgbg-cli)")
 
 
 def discover(conn: psycopg.Connection[Any]) -> Extension:
@@ -100,10 +146,16 @@ def discover(conn: psycopg.Connection[Any]) -> Extension:
             f"{conn.info.dbname!r}: run CREATE EXTENSION pg_background (as a superuser)"
         )
     version = row["version"]
+    check_server(row["server_version_num"])
     if parse_version(version) < MIN_VERSION:
         raise ExtensionProblem(
-            f"pg_background {version} is too old: pgbg needs 1.8 or newer "
+            f"pg_background {version} is too old: pgbg needs pg_background {SUPPORTED_RANGE} "
             "(ALTER EXTENSION pg_background UPDATE)"
+        )
+    if parse_version(version) >= MAX_VERSION:
+        raise ExtensionProblem(
+            f"pg_background {version} is newer than this pgbg knows (it works with {SUPPORTED_RANGE}): "
+            "upgrade pgbg (pip install -U pgbg-cli)"
         )
     functions = choose_functions(version, set(row["functions"]))
     missing = [role for role in _REQUIRED if role not in functions]

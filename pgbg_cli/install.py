@@ -127,19 +127,53 @@ def _impostors(conn: psycopg.Connection[Any], ext: extension.Extension) -> None:
 
 
 def _api_sql(conn: psycopg.Connection[Any], ext: extension.Extension) -> Any:
+    """api.sql with the calls this version of pg_background offers (see extension.py)."""
     from psycopg import sql
 
-    needed = ("launch", "detach", "cancel", "error_info", "result_info", "get_progress", "result")
+    needed = ("launch", "detach", "cancel", "get_progress", "result", "list")
     missing = [role for role in needed if not ext.has(role)]
     if missing:
-        # 1.10 has every piece under its _v2 names; 1.8 and 1.9 lack error_info/result_info.
         raise ExtensionProblem(
-            f"pgbg's server-side supervision needs pg_background 1.10 or newer (2.0 recommended); "
-            f"{ext.version} lacks {', '.join(missing)}: ALTER EXTENSION pg_background UPDATE"
+            f"pg_background {ext.version} lacks {', '.join(missing)}: "
+            f"pgbg needs pg_background {extension.SUPPORTED_RANGE} (ALTER EXTENSION pg_background UPDATE)"
         )
-    names = {role: sql.Identifier(ext.schema, ext.fn(role)) for role in needed}
-    names["list_view"] = sql.Identifier(ext.schema, "pg_background_list")
-    names["result_name"] = sql.Literal(sql.Identifier(ext.schema, ext.fn("result")).as_string(conn))
+
+    def fn(role: str) -> Any:
+        return sql.Identifier(ext.schema, ext.fn(role))
+
+    names: dict[str, Any] = {role: fn(role) for role in ("detach", "cancel", "get_progress")}
+    label = sql.SQL(", p_label") if ext.labels else sql.SQL("")
+    names["launch_call"] = sql.SQL("{}(p_sql || '', p_queue_size{})").format(fn("launch"), label)
+    if ext.list_view:
+        names["list_source"] = sql.SQL("{} l").format(sql.Identifier(ext.schema, "pg_background_list"))
+    else:
+        # 1.8 and 1.9 list through a record function read with a column list (1.9 adds label)
+        names["list_source"] = sql.SQL(
+            "{}() AS l(pid pg_catalog.int4, cookie pg_catalog.int8, launched_at pg_catalog.timestamptz, "
+            "user_id pg_catalog.oid, queue_size pg_catalog.int4, state pg_catalog.text, "
+            "sql_preview pg_catalog.text, last_error pg_catalog.text, consumed pg_catalog.bool{})"
+        ).format(fn("list"), sql.SQL(", label pg_catalog.text") if ext.labels else sql.SQL(""))
+    if ext.outcome_info:
+        names["error_info_query"] = sql.SQL(
+            "SELECT (e).sqlstate, (e).message, (e).detail, (e).hint, (e).context "
+            "FROM (SELECT {}(p_pid, p_cookie) AS e) x").format(fn("error_info"))
+        times = (sql.SQL("(r).started_at, (r).finished_at") if ext.worker_times
+                 else sql.SQL("NULL::pg_catalog.timestamptz, NULL::pg_catalog.timestamptz"))
+        names["result_info_query"] = sql.SQL(
+            "SELECT (r).row_count, (r).command_tag, (r).completed, (r).has_error, {} "
+            "FROM (SELECT {}(p_pid, p_cookie) AS r) x").format(times, fn("result_info"))
+    else:
+        # 1.8: nothing tells an outcome short of reading the result (pgbg._finish does)
+        names["error_info_query"] = sql.SQL(
+            "SELECT NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.text, "
+            "NULL::pg_catalog.text, NULL::pg_catalog.text WHERE p_pid IS NULL AND p_cookie IS NULL AND false")
+        names["result_info_query"] = sql.SQL(
+            "SELECT NULL::pg_catalog.int8, NULL::pg_catalog.text, NULL::pg_catalog.bool, NULL::pg_catalog.bool, "
+            "NULL::pg_catalog.timestamptz, NULL::pg_catalog.timestamptz "
+            "WHERE p_pid IS NULL AND p_cookie IS NULL AND false")
+    names["outcome_info"] = sql.SQL("true" if ext.outcome_info else "false")
+    names["names_workers"] = sql.SQL("true" if ext.version_tuple >= (2, 0) else "false")
+    names["result_name"] = sql.Literal(fn("result").as_string(conn))
     names["worker_slots"] = sql.SQL(queries.text("worker_slots"))
     return sql.SQL(schema.read("api.sql")).format(**names)
 

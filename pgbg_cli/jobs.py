@@ -80,6 +80,10 @@ def register(
                              "type (e.g. ::text)")
     if shape.returns_rows:
         types, typmods, names = shape.types, shape.typmods, shape.names
+    elif "multiple commands" not in (shape.error or ""):
+        # one statement without rows: '{}' (NULL says "several statements", whose last one
+        # may return rows: on pg_background 1.8 pgbg then reads their command tags instead)
+        types, typmods, names = [], [], []
     from pgbg_cli.db import user_search_path
 
     return conn.execute(

@@ -16,7 +16,16 @@ RETURNS TABLE (pid integer, cookie bigint) LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT pg_catalog.set_config('search_path', coalesce(p_search_path, 'pg_catalog, pg_temp'), true);
-    SELECT h.pid, h.cookie FROM {launch}(p_sql, p_queue_size, p_label) AS h;
+    -- Before 2.0 a worker inherits application_name (1.8 has no labels at all): set it the
+    -- way 2.0 names its workers from their labels (pg_background:<label>:<pid>, less the
+    -- pid), so that pg_stat_activity still tells pgbg's workers apart. (2.0 keeps an
+    -- application_name it inherits: never set there.)
+    SELECT pg_catalog.set_config('application_name',
+                                 pg_catalog.left('pg_background:' || coalesce(p_label, '') || ':', 63), true)
+     WHERE NOT {names_workers};
+    -- p_sql || '': a fresh value. pg_background 1.8 mangles a short text that comes straight
+    -- from a table column (it drops its first three bytes).
+    SELECT h.pid, h.cookie FROM {launch_call} AS h;
 END;
 
 CREATE OR REPLACE FUNCTION pgbg._bg_detach(p_pid integer, p_cookie bigint)
@@ -35,15 +44,14 @@ END;
 CREATE OR REPLACE FUNCTION pgbg._bg_state(p_pid integer, p_cookie bigint)
 RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    SELECT l.state FROM {list_view} l WHERE l.pid = p_pid AND l.cookie = p_cookie;
+    SELECT l.state FROM {list_source} WHERE l.pid = p_pid AND l.cookie = p_cookie;
 END;
 
 CREATE OR REPLACE FUNCTION pgbg._bg_error_info(p_pid integer, p_cookie bigint)
 RETURNS TABLE (sqlstate text, message text, detail text, hint text, context text) LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    SELECT (e).sqlstate, (e).message, (e).detail, (e).hint, (e).context
-      FROM (SELECT {error_info}(p_pid, p_cookie) AS e) x;
+    {error_info_query};
 END;
 
 CREATE OR REPLACE FUNCTION pgbg._bg_result_info(p_pid integer, p_cookie bigint)
@@ -51,8 +59,7 @@ RETURNS TABLE (row_count bigint, command_tag text, completed boolean, has_error 
                started_at timestamptz, finished_at timestamptz)
 LANGUAGE sql SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    SELECT (r).row_count, (r).command_tag, (r).completed, (r).has_error, (r).started_at, (r).finished_at
-      FROM (SELECT {result_info}(p_pid, p_cookie) AS r) x;
+    {result_info_query};
 END;
 
 CREATE OR REPLACE FUNCTION pgbg._bg_get_progress(p_pid integer, p_cookie bigint)
@@ -72,6 +79,13 @@ DECLARE
     er record;
 BEGIN
     state := pgbg._bg_state(p_pid, p_cookie);
+    IF NOT pgbg._bg_outcome_info() THEN
+        -- 1.8: the outcome is in the result itself (pgbg._finish reads it); a stopped worker
+        -- has said all it will
+        completed := state IN ('stopped', 'postmaster_died');
+        RETURN NEXT;
+        RETURN;
+    END IF;
     BEGIN
         SELECT * INTO ri FROM pgbg._bg_result_info(p_pid, p_cookie);
         completed := ri.completed; has_error := ri.has_error;
@@ -93,6 +107,12 @@ $f$;
 
 -- The quoted, schema-qualified name of the result function, for EXECUTE with a column
 -- definition list.
+-- Does this pg_background tell an outcome without consuming the result (1.9 and on)?
+CREATE OR REPLACE FUNCTION pgbg._bg_outcome_info()
+RETURNS boolean LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $f$
+    SELECT {outcome_info}
+$f$;
+
 CREATE OR REPLACE FUNCTION pgbg._bg_result_fn()
 RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $f$
     SELECT {result_name}::text

@@ -116,6 +116,10 @@ BEGIN
         RETURN NULL;  -- alive; or this session only borrows the role (see _supervisor_register)
     END IF;
     PERFORM pg_catalog.set_config('statement_timeout', '0', true);
+    IF pg_catalog.current_setting('pg_background.worker_timeout', true) IS NOT NULL THEN
+        -- 1.8: a worker inherits its launcher's worker_timeout, and a supervisor must not end
+        PERFORM pg_catalog.set_config('pg_background.worker_timeout', '0', true);
+    END IF;
     SELECT * INTO h FROM pgbg._bg_launch('CALL pgbg.supervise()', 0, 'pgbg:supervisor', NULL);
     PERFORM pgbg._bg_detach(h.pid, h.cookie);
     RETURN h.pid;

@@ -24,7 +24,7 @@ BEGIN
     PERFORM pg_catalog.set_config('lock_timeout', '0', true);
     BEGIN
         SELECT * INTO h FROM pgbg._bg_launch(
-            j.sql, j.queue_size, pg_catalog.left('pgbg:' || j.id || ':' || coalesce(j.label, ''), 60), j.search_path);
+            j.sql || coalesce(pgbg._tag_statement(j), ''), j.queue_size, pg_catalog.left('pgbg:' || j.id || ':' || coalesce(j.label, ''), 60), j.search_path);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
         IF v_state IN ('53000', '53400') THEN

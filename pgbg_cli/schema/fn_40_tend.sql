@@ -31,6 +31,10 @@ BEGIN
         RETURN;
     END IF;
 
+    IF o.state = 'starting' AND NOT coalesce(o.completed, false) THEN
+        RETURN;  -- launched, not yet running: nothing to read or signal yet
+    END IF;
+
     IF j.worker_started IS NULL AND NOT coalesce(o.completed, false) THEN
         IF pgbg._record_worker_started(j.id) THEN
             SELECT * INTO j FROM pgbg.job x WHERE x.id = j.id;

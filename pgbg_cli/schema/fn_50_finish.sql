@@ -18,11 +18,12 @@ DECLARE
     -- Rows are read only in types made with the server (oid below 16384): reading a value runs its type's input function,
     -- and a domain's CHECK or a composite's attributes would run their owner's code here,
     -- with the job owner's rights. pgbg.submit() refuses --result for other types.
-    builtin boolean := j.result_types IS NOT NULL AND pg_catalog.array_length(j.result_types, 1) > 0
-                       AND NOT EXISTS (SELECT 1 FROM unnest(j.result_types) t(oid)
-                                        LEFT JOIN pg_catalog.pg_type ty ON ty.oid = t.oid
-                                        WHERE t.oid >= 16384 OR ty.typtype IS NULL OR ty.typtype = 'p');
+    builtin boolean := pgbg._rows_nameable(j.result_types);
 BEGIN
+    IF NOT pgbg._bg_outcome_info() THEN
+        PERFORM pgbg._finish_by_reading(j);  -- pg_background 1.8 (fn_55_finish_read.sql)
+        RETURN;
+    END IF;
     SELECT * INTO ri FROM pgbg._bg_result_info(j.worker_pid, j.worker_cookie);
     IF coalesce(o.has_error, false) THEN
         SELECT * INTO e FROM pgbg._bg_error_info(j.worker_pid, j.worker_cookie);

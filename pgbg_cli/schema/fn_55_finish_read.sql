@@ -1,0 +1,109 @@
+-- Finishing a job on pg_background 1.8, which cannot tell an outcome without handing over
+-- the result: read the result, and take the job's error, command tag and row count from the
+-- reading. Runs with the supervisor's role's rights; the handle is this session's.
+--
+-- What 1.8 sends back: the rows of the last statement only, read with a column definition
+-- list that matches them; for a last statement without rows, one text row per statement,
+-- its command tag ("UPDATE 5"). Columns of pseudo types (void, record) cannot be named in a
+-- list, and a list that does not match loses the handle and hides the job's own error; so
+-- a job whose rows pgbg cannot name is launched with one more statement that returns none
+-- (pgbg._tag_statement()), and its tags are read instead of its rows.
+
+-- Can rows of these types be read back? Built-in types only (oid below 16384): reading a
+-- value runs its type's input function, and a domain's CHECK or a composite's attributes
+-- would run their owner's code here with the job owner's rights; never pseudo types.
+CREATE OR REPLACE FUNCTION pgbg._rows_nameable(p_types oid[])
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_types IS NOT NULL AND pg_catalog.cardinality(p_types) > 0
+       AND NOT EXISTS (SELECT 1 FROM unnest(p_types) t(oid)
+                        LEFT JOIN pg_catalog.pg_type ty ON ty.oid = t.oid
+                        WHERE t.oid >= 16384 OR ty.typtype IS NULL OR ty.typtype = 'p')
+$$;
+
+-- The statement appended to a job on 1.8 when its rows cannot be read: NULL when none is.
+-- Jobs of one statement without rows (result_types '{}') never get one: a statement that
+-- must run alone (VACUUM) would then fail. result_types NULL: several statements, whose
+-- last one may return rows.
+CREATE OR REPLACE FUNCTION pgbg._tag_statement(j pgbg.job)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN NOT pgbg._bg_outcome_info()
+                     AND (j.result_types IS NULL OR pg_catalog.cardinality(j.result_types) > 0)
+                     AND NOT pgbg._rows_nameable(j.result_types)
+                THEN E'\n;DO $pgbg_tag$BEGIN END$pgbg_tag$' END
+$$;
+
+-- A context as the job saw it: pg_background appends "background worker, pid N" and then
+-- the reader's own stack, which is pgbg's and no concern of the job's.
+CREATE OR REPLACE FUNCTION pgbg._job_context(p_context text)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT nullif(pg_catalog.rtrim(pg_catalog.regexp_replace(
+               coalesce(p_context, ''), '(^|\n)background worker, pid -?[0-9]+.*$', ''), E'\n'), '')
+$$;
+
+CREATE OR REPLACE FUNCTION pgbg._finish_by_reading(j pgbg.job)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    coldef text;
+    res jsonb;
+    nrows bigint;
+    tags text[];
+    v_last text;
+    v_sqlstate text; v_message text; v_detail text; v_hint text; v_context text;
+    v_tag text;
+    v_rows bigint;
+    unreadable boolean := false;
+    appended boolean := pgbg._tag_statement(j) IS NOT NULL;
+BEGIN
+    BEGIN
+        IF pgbg._rows_nameable(j.result_types) THEN
+            SELECT pg_catalog.string_agg(pg_catalog.format('c%s %s', u.i, pg_catalog.format_type(u.t, u.m)), ', ' ORDER BY u.i)
+              INTO coldef
+              FROM unnest(j.result_types, j.result_typmods) WITH ORDINALITY AS u(t, m, i);
+            IF j.want_result THEN
+                EXECUTE pg_catalog.format('SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)), ''[]''::pg_catalog.jsonb), pg_catalog.count(*) '
+                               'FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
+                   INTO res, nrows USING j.worker_pid, j.worker_cookie;
+            ELSE
+                EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
+                   INTO nrows USING j.worker_pid, j.worker_cookie;
+            END IF;
+            v_tag := 'SELECT';
+            v_rows := nrows;
+        ELSE
+            EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(r.c1) FROM %s($1, $2) AS r(c1 pg_catalog.text)',
+                                      pgbg._bg_result_fn())
+               INTO tags USING j.worker_pid, j.worker_cookie;
+            IF appended THEN
+                tags := tags[1:pg_catalog.cardinality(tags) - 1];  -- the DO pgbg added
+            END IF;
+            v_last := tags[pg_catalog.cardinality(tags)];
+            v_tag := nullif(pg_catalog.regexp_replace(v_last, '( [0-9]+)+$', ''), '');
+            v_rows := pg_catalog.substring(v_last, ' ([0-9]+)$')::bigint;
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,
+                                v_context = PG_EXCEPTION_CONTEXT;
+        IF v_message LIKE 'remote query result rowtype does not match%'
+           OR v_message LIKE 'remote query did not return a result set%' THEN
+            -- not the job's error: its rows were not of the shape described at launch (a
+            -- table changed in between); the read released them unread, and the job's own
+            -- outcome with them
+            unreadable := true;
+            v_message := 'pgbg could not read its outcome: its rows were not of the shape described at launch '
+                         || '(did a table change?); it may have run';
+            v_sqlstate := NULL; v_detail := NULL; v_hint := NULL; v_context := NULL;
+        ELSIF v_message ~ '^lost connection to worker process' OR v_message ~ '^PID -?[0-9]+ is not attached' THEN
+            unreadable := true;
+            v_message := 'its worker ended without reporting an outcome (' || v_message || '): it may have run';
+            v_sqlstate := NULL; v_detail := NULL; v_hint := NULL; v_context := NULL;
+        ELSE
+            v_context := pgbg._job_context(v_context);
+        END IF;
+    END;
+    PERFORM pgbg._record_outcome(
+        j.id, v_sqlstate IS NOT NULL, unreadable,
+        v_sqlstate, v_message, v_detail, v_hint, v_context, v_tag, v_rows, res,
+        j.worker_started, NULL);
+END
+$$;
