@@ -1,8 +1,13 @@
-"""Fixtures: a real PostgreSQL 18 + pg_background 2.0 sandbox, fresh databases per run.
+"""Fixtures: a real PostgreSQL + pg_background sandbox server, fresh databases per run.
 
-The server is the project's own (scripts/sandbox.sh); set PGBG_TEST_DSN to a superuser
-URI to use another. A server that does not answer stops the run at once, loudly
-(pytest.exit), instead of failing or skipping hundreds of tests.
+The server is the project's own (scripts/sandbox.sh); PGBG_SANDBOX_SERVER picks which
+(pg18-bg20 by default: PostgreSQL 18 + pg_background 2.0.3; pg18-bg18, pg17-bg18 and
+pg15-bg18 run pg_background 1.8). Set PGBG_TEST_DSN to a superuser URI to use another
+server. A server that does not answer stops the run at once, loudly (pytest.exit),
+instead of failing or skipping hundreds of tests.
+
+Tests that need a newer pg_background say so with ``@pytest.mark.pg_background("2.0")``:
+on an older server they are skipped, with the version the server has as the reason.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX = ROOT / "scripts" / "sandbox.sh"
+SERVER = os.environ.get("PGBG_SANDBOX_SERVER") or "pg18-bg20"
 APP_PASSWORD = os.environ.get("PGBG_SANDBOX_APP_PASSWORD", "sandbox-app-secret")
 
 os.environ.setdefault("COLUMNS", "200")  # stable Rich/tabulate widths
@@ -52,7 +59,7 @@ def server_dsn() -> str:
             _sandbox("start")
             dsn = _sandbox("dsn", "admin")
         except subprocess.CalledProcessError as exc:
-            pytest.exit(f"could not start the sandbox server:\n{exc.stderr}", returncode=3)
+            pytest.exit(f"could not start the sandbox server {SERVER}:\n{exc.stderr}", returncode=3)
     import psycopg
 
     try:
@@ -61,6 +68,59 @@ def server_dsn() -> str:
     except psycopg.Error as exc:
         pytest.exit(f"the test server does not answer: {exc}", returncode=3)
     return dsn
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+@dataclass(frozen=True)
+class ServerFeatures:
+    """What the test server runs: its PostgreSQL major version and pg_background's version."""
+
+    server: str  # the sandbox server's name, or "PGBG_TEST_DSN"
+    pg_major: int
+    extversion: str  # as pg_extension.extversion says it: "2.0", "1.8"
+
+    def ext_at_least(self, version: str) -> bool:
+        return _version_key(self.extversion) >= _version_key(version)
+
+
+@pytest.fixture(scope="session")
+def server_features(server_dsn: str) -> ServerFeatures:
+    """The server's versions: the one installed in its database, else the one CREATE EXTENSION installs."""
+    import psycopg
+
+    with psycopg.connect(server_dsn, connect_timeout=10) as conn:
+        pg_major = int(conn.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()[0])
+        ext = conn.execute(
+            "SELECT coalesce((SELECT extversion FROM pg_extension WHERE extname = 'pg_background'),"
+            " (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_background'))"
+        ).fetchone()[0]
+    if ext is None:
+        pytest.exit("the test server has no pg_background extension", returncode=3)
+    return ServerFeatures("PGBG_TEST_DSN" if os.environ.get("PGBG_TEST_DSN") else SERVER, pg_major, ext)
+
+
+@pytest.fixture(scope="session")
+def extversion(server_features: ServerFeatures) -> str:
+    """pg_background's version on the test server, e.g. "2.0" or "1.8"."""
+    return server_features.extversion
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "pg_background(version): needs at least this pg_background version (else skipped, saying why)")
+
+
+@pytest.fixture(autouse=True)
+def _needs_pg_background(request: pytest.FixtureRequest) -> None:
+    marker = request.node.get_closest_marker("pg_background")
+    if marker is None:
+        return
+    features: ServerFeatures = request.getfixturevalue("server_features")
+    if not features.ext_at_least(marker.args[0]):
+        pytest.skip(f"needs pg_background >= {marker.args[0]}; {features.server} has {features.extversion}")
 
 
 def _make_db(server_dsn: str, name: str, *, init: bool) -> str:
@@ -280,6 +340,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             ext = conn.execute(
                 "SELECT default_version FROM pg_available_extensions WHERE name = 'pg_background'"
             ).fetchone()
-        return [f"server: PostgreSQL {version}, pg_background {ext[0] if ext else 'missing'}"]
+        where = "PGBG_TEST_DSN" if os.environ.get("PGBG_TEST_DSN") else f"sandbox {SERVER}"
+        return [f"server: PostgreSQL {version}, pg_background {ext[0] if ext else 'missing'} ({where})"]
     except Exception as exc:  # the fixture reports it properly
         return [f"server: not reachable yet ({type(exc).__name__})"]

@@ -1,7 +1,8 @@
 """Faults: a killed CLI, a killed supervisor, a crashed worker, a restarted server.
 
 These crash and restart a server, so they run on an instance of their own
-(PGBG_SANDBOX_INSTANCE=faults), never on the one the other tests share. The instance's
+(PGBG_SANDBOX_INSTANCE=faults) of the selected server (PGBG_SANDBOX_SERVER), never on the
+one the other tests share. The instance's
 port may change across a restart, so DSNs are read afresh each time.
 """
 
@@ -19,11 +20,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import APP_PASSWORD, ROOT, SANDBOX, _drop_db, _make_db, _with_db, retry
+from conftest import APP_PASSWORD, ROOT, SANDBOX, SERVER, _drop_db, _make_db, _with_db, retry
 from psycopg import sql as psql
 from psycopg.rows import dict_row
 
 INSTANCE = "faults"
+# the default server keeps the lock file it always had; each other server has its own
+LOCK_NAME = f"pgbg-sandbox-{INSTANCE}.lock" if SERVER == "pg18-bg20" else f"pgbg-sandbox-{SERVER}-{INSTANCE}.lock"
 
 
 def _sandbox(*args: str) -> str:
@@ -80,7 +83,7 @@ def faults() -> Iterator[Faults]:
     import fcntl
     import tempfile
 
-    with open(os.path.join(tempfile.gettempdir(), f"pgbg-sandbox-{INSTANCE}.lock"), "w") as lock:
+    with open(os.path.join(tempfile.gettempdir(), LOCK_NAME), "w") as lock:
         deadline = time.monotonic() + 600
         while True:
             try:
@@ -88,7 +91,7 @@ def faults() -> Iterator[Faults]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"another test run has held the {INSTANCE} instance for 10 minutes")
+                    pytest.fail(f"another test run has held the {INSTANCE} instance of {SERVER} for 10 minutes")
                 time.sleep(0.5)
         yield from _faults_instance()
 
