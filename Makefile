@@ -11,20 +11,23 @@ STAMP := $(VENV)/.pgbg-installed
 SANDBOX := bash scripts/sandbox.sh
 
 # make test PYTEST_ARGS='-k wait -x'      make bench BENCH_ARGS='-n 20'      make dsn ROLE=app
+# PGBG_SANDBOX_SERVER=pg15-bg18 make test  (another sandbox server: scripts/sandbox.sh lists them)
 PYTEST_ARGS ?=
+export PYTEST_ARGS
 BENCH_ARGS ?=
 ROLE ?= admin
 
-.PHONY: help venv tools sandbox sandbox-stop dsn test lint demo bench completions clean
+.PHONY: help venv tools sandbox sandbox-stop dsn test test-matrix lint demo bench completions clean
 
 help:
 	@echo "make demo          sandbox server + a VACUUM of a 3M-row table through pgbg, with progress"
 	@echo "make test          the test suite against the sandbox server (PYTEST_ARGS=...)"
+	@echo "make test-matrix   the test suite on every sandbox server in turn, one summary line each"
 	@echo "make lint          ruff check ."
 	@echo "make bench         CLI and job latency figures (BENCH_ARGS='-n 20')"
 	@echo "make venv          $(VENV) with pgbg installed editable, plus dev tools"
 	@echo "make tools         Debian tools the tests drive (tmux, zsh, fish, psql), installed if missing"
-	@echo "make sandbox       build (once) and start the PostgreSQL 18 + pg_background sandbox"
+	@echo "make sandbox       build (once) and start the sandbox server (PGBG_SANDBOX_SERVER picks one)"
 	@echo "make sandbox-stop  stop it"
 	@echo "make dsn           print the sandbox's connection URI (ROLE=admin|app|plain)"
 	@echo "make completions   write shell completion scripts into completions/"
@@ -52,6 +55,9 @@ tools:
 
 test: venv tools sandbox
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-matrix: venv tools
+	PY=$(PY) bash scripts/test-matrix.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -114,7 +114,7 @@ build() {
     return 0
   fi
   if [ "$BG" = 1.8 ] && [ ! -f "$TARBALL" ]; then
-    log "$SERVER skipped: pg_background 1.8 is built from $TARBALL, which is not here (it comes with the project's shared folder)"
+    log "$SERVER skipped: no $TARBALL (the pg_background 1.8 source, in the project's shared folder beside the clone)"
     exit "$SKIPPED"
   fi
   need_root

@@ -14,7 +14,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-read -r -a PYTEST_ARGV <<<"${PYTEST_ARGS:-}"
+eval "PYTEST_ARGV=(${PYTEST_ARGS:-})"  # split as make test's shell splits them: -k 'a or b' stays one
 if [ "$#" -gt 0 ]; then servers=("$@"); else read -r -a servers <<<"$(bash scripts/sandbox.sh servers)"; fi
 unset PGBG_TEST_DSN
 
@@ -52,7 +52,7 @@ for server in "${servers[@]}"; do
   rc=$?
   cat "$work/start.err" >&2
   if [ "$rc" -eq 4 ]; then
-    summary+=("$server: skipped: $(sed -n 's/^sandbox: //p' "$work/start.err" | tail -n1)")
+    summary+=("$server: skipped: $(sed -n "s/^sandbox: \($server skipped: \)\{0,1\}//p" "$work/start.err" | tail -n1)")
     continue
   fi
   if [ "$rc" -ne 0 ]; then
