@@ -108,9 +108,9 @@ def _root(
 
 
 def _register() -> None:
-    from pgbg_cli.commands import admin, capacity, jobs, launch, stats
+    from pgbg_cli.commands import admin, capacity, doctor, jobs, launch, stats
 
-    for module in (launch, jobs, capacity, stats, admin):
+    for module in (launch, jobs, capacity, stats, admin, doctor):
         module.register(app)
     # Docstrings are wrapped for the source; help reflows each paragraph to the terminal.
     for info in app.registered_commands:

@@ -46,6 +46,8 @@ class Status:
             return "pgbg schema: not installed (run pgbg init)"
         if self.version is not None and self.version > self.wanted:
             return f"pgbg schema: version {self.version} is newer than this pgbg ({self.wanted}): upgrade pgbg"
+        if not self.current and self.version == self.wanted:
+            return f"pgbg schema: version {self.version}, its functions differ from this pgbg's: run pgbg init"
         if not self.current:
             return f"pgbg schema: version {self.version}, outdated (this pgbg has {self.wanted}): run pgbg init"
         return f"pgbg schema: version {self.version}, current"
@@ -141,7 +143,7 @@ def _api_sql(conn: psycopg.Connection[Any], ext: extension.Extension) -> Any:
     def fn(role: str) -> Any:
         return sql.Identifier(ext.schema, ext.fn(role))
 
-    names: dict[str, Any] = {role: fn(role) for role in ("detach", "cancel", "get_progress")}
+    names: dict[str, Any] = {role: fn(role) for role in ("detach", "cancel", "get_progress", "result")}
     label = sql.SQL(", p_label") if ext.labels else sql.SQL("")
     names["launch_call"] = sql.SQL("{}(p_sql || '', p_queue_size{})").format(fn("launch"), label)
     if ext.list_view:

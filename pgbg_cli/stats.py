@@ -233,7 +233,10 @@ def session_stats(conn: psycopg.Connection[Any]) -> dict[str, Any]:
 
     ext = extension.discover(conn)
     query = sql.SQL(queries.text("stats_session")).format(stats=sql.Identifier(ext.schema, ext.fn("stats")))
-    return dict(conn.execute(query).fetchone())
+    row = dict(conn.execute(query).fetchone())
+    # the same keys on every version: a counter this version lacks (1.8 has no
+    # workers_timed_out) is null, never missing
+    return {**{c: row.get(c) for c in EXTENSION_COLUMNS}, **row}
 
 
 def prune(conn: psycopg.Connection[Any], *, older_than_ms: int, dry_run: bool = False) -> int:

@@ -12,6 +12,7 @@ import io
 import json
 import re
 
+import extnames
 import pytest
 from conftest import retry
 
@@ -47,7 +48,8 @@ def test_settings_and_arithmetic_match_the_server(cli, test_db, sql_admin):
         "SELECT name, setting FROM pg_settings WHERE name IN ('max_worker_processes', 'max_parallel_workers')")}
     assert data["max_worker_processes"] == settings["max_worker_processes"]
     assert data["max_parallel_workers"] == settings["max_parallel_workers"]
-    assert data["pg_background_max_workers"] == sql_admin("SELECT max_workers FROM pg_background_stats()")[0][
+    stats_fn = extnames.fn(test_db["admin"], "stats")
+    assert data["pg_background_max_workers"] == sql_admin(f"SELECT max_workers FROM {stats_fn}()")[0][
         "max_workers"]
     parts = ("pgbg_job_workers", "pgbg_supervisors", "other_pg_background", "parallel_workers",
              "replication_workers", "other_workers")
@@ -109,16 +111,19 @@ def test_running_job_counts_as_job_worker_and_its_supervisor(cli, test_db, sql_a
 def test_foreign_pg_background_worker_counts_as_other(cli, test_db, sql_admin):
     import psycopg
 
+    def fn(role: str) -> str:
+        return extnames.fn(test_db["app"], role)
+
     with psycopg.connect(test_db["app"], autocommit=True) as conn:
-        pid, cookie = conn.execute("SELECT * FROM pg_background_launch('SELECT pg_sleep(60)')").fetchone()
+        pid, cookie = conn.execute(f"SELECT * FROM {fn('launch')}('SELECT pg_sleep(60)')").fetchone()
         try:
             retry(lambda: sql_admin("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)), "no worker")
             data = _agrees(cli, sql_admin, test_db["app"], "other_pg_background", FOREIGN)
             assert data["other_pg_background"] >= 1
             assert data["pgbg_job_workers"] + data["pgbg_supervisors"] + data["other_pg_background"] >= 1
         finally:
-            conn.execute("SELECT pg_background_cancel(%s, %s)", (pid, cookie))
-            conn.execute("SELECT pg_background_detach(%s, %s)", (pid, cookie))
+            conn.execute(f"SELECT {fn('cancel')}(%s, %s, 0)", (pid, cookie))
+            conn.execute(f"SELECT {fn('detach')}(%s, %s)", (pid, cookie))
 
 
 def test_plan_beyond_max_worker_processes_names_the_restart(cli, test_db):

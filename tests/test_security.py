@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import extnames
 import psycopg
 import pytest
 from conftest import APP_PASSWORD, _with_db, fresh_database, retry, sql_runner
@@ -280,8 +281,8 @@ def test_a_forged_worker_pid_never_gets_another_backend_signalled(sec, victim_jo
         with psycopg.connect(sec["evil"], autocommit=True) as conn:
             job = conn.execute("SELECT id, cookie FROM pgbg.submit('SELECT pg_sleep(60)')").fetchone()
             conn.execute(
-                "SELECT r.* FROM pg_background_launch(%s) h, "
-                "LATERAL pg_background_result(h.pid, h.cookie) AS r(x text)",
+                f"SELECT r.* FROM {extnames.fn(sec['evil'], 'launch')}(%s) h, "
+                f"LATERAL {extnames.fn(sec['evil'], 'result')}(h.pid, h.cookie) AS r(x text)",
                 (f"DO $$ BEGIN PERFORM pgbg._supervisor_register(); "
                  f"PERFORM pgbg._claim_next(); PERFORM pgbg._record_launched({job[0]}, {victim_pid}, 1); END $$",))
         forged = admin_sql("SELECT state, worker_pid, worker_started FROM pgbg.job WHERE id = %s", (job[0],))[0]
@@ -412,14 +413,21 @@ def test_operators_of_another_role_never_run_in_the_cli(sec, victim_jobs, admin_
 
 
 def test_overloads_in_the_extensions_schema_change_no_outcome(sec, victim_jobs, admin_sql, evil, cli):
-    for fn, args in (("pg_background_launch", "text, int4, text, int4 DEFAULT 0"),
-                     ("pg_background_result_info", "int4, int8, int4 DEFAULT 0"),
-                     ("pg_background_error_info", "int4, int8, int4 DEFAULT 0"),
-                     ("pg_background_detach", "int4, int8, int4 DEFAULT 0"),
-                     ("pg_background_get_progress", "int4, int8, int4 DEFAULT 0"),
-                     ("pg_background_outcome", "int4, int8, int4 DEFAULT 0"),
-                     ("pg_background_result", "int4, int8, int4 DEFAULT 0")):
-        evil(f"CREATE FUNCTION public.{fn}({args}) RETURNS void LANGUAGE sql AS $$ SELECT $$")
+    # an overload of each function pgbg calls, by this version's names (1.8 has no labels, no
+    # outcome, error_info or result_info)
+    ext = extnames.ext(sec["admin"])
+    launch_args = "text, int4, text, int4 DEFAULT 0" if ext.labels else "text, int4, int4 DEFAULT 0"
+    made = []
+    for role, args in (("launch", launch_args),
+                       ("result_info", "int4, int8, int4 DEFAULT 0"),
+                       ("error_info", "int4, int8, int4 DEFAULT 0"),
+                       ("detach", "int4, int8, int4 DEFAULT 0"),
+                       ("get_progress", "int4, int8, int4 DEFAULT 0"),
+                       ("outcome", "int4, int8, int4 DEFAULT 0"),
+                       ("result", "int4, int8, int4 DEFAULT 0")):
+        if ext.has(role):
+            evil(f"CREATE FUNCTION {ext.schema}.{ext.fn(role)}({args}) RETURNS void LANGUAGE sql AS $$ SELECT $$")
+            made.append(ext.fn(role))
     res = cli("launch", "--wait", "-t", "30s", "-F", "json", "SELECT 41 + 1", dsn=sec["admin"])
     assert res.exit_code == 0, res
     assert json.loads(res.stdout)["state"] == "succeeded"
@@ -434,8 +442,8 @@ def test_overloads_in_the_extensions_schema_change_no_outcome(sec, victim_jobs, 
     # and pgbg init will not bind to a schema with such functions in it
     res = cli("init", dsn=sec["admin"])
     assert res.exit_code == 3 and len(res.stderr.splitlines()) == 1 and "not its own" in res.stderr, res
-    assert "public.pg_background_detach(integer,bigint,integer) (owned by pgbg_evil)" in res.stderr
-    assert "and 4 more" in res.stderr
+    assert f"public.{ext.fn('detach')}(integer,bigint,integer) (owned by pgbg_evil)" in res.stderr
+    assert f"and {len(made) - 3} more" in res.stderr
 
 
 def test_a_superuser_acting_as_a_role_never_starts_its_supervisor(sec, victim_jobs, admin_sql, cli):

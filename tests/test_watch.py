@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import extnames
 import pytest
 from conftest import retry
 from test_stats import insert_job, label_of
@@ -30,7 +31,11 @@ LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ running=\d+ queued=\d+ succ
 STATS_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ window=\S+ launched=\d+ completed=\d+ failed=\d+ "
                         r"canceled=\d+ timed_out=\d+ active=\d+ queued=\d+ avg_ms=\S+ p50_ms=\S+ p95_ms=\S+ "
                         r"max_ms=\S+ slots=\d+/\d+$")
-PROGRESS_SQL = "SELECT pg_background_report_progress(42, 'halfway'); SELECT pg_sleep(120)"
+
+
+def progress_sql(dsn: str) -> str:
+    """A job that reports 42% through this pg_background's worker-side function."""
+    return f"SELECT {extnames.fn(dsn, 'report_progress')}(42, 'halfway'); SELECT pg_sleep(120)"
 
 
 class Terminal:
@@ -105,7 +110,7 @@ def test_list_watch_in_a_real_terminal(test_db, sql_admin, cli, tmp_path):
     label = label_of("watch")
     for i in range(30):  # more than 24 lines can hold
         insert_job(sql_admin, owner="pgbg_app", label=label, state="succeeded", run_ms=10 + i)
-    running = cli("launch", "-l", label, PROGRESS_SQL, dsn=test_db["app"])
+    running = cli("launch", "-l", label, progress_sql(test_db["app"]), dsn=test_db["app"])
     assert running.exit_code == 0, running.stderr
     handle = running.stdout.strip()
     term = Terminal(tmp_path, ["list", "--watch", "--interval", "0.3", "--label", label], test_db["app"])
@@ -130,7 +135,7 @@ def test_list_watch_in_a_real_terminal(test_db, sql_admin, cli, tmp_path):
 def test_stats_watch_in_a_real_terminal(test_db, sql_admin, cli, tmp_path):
     label = label_of("sw")  # short enough not to be cut at 80 columns
     insert_job(sql_admin, owner="pgbg_other", label=label, state="succeeded", run_ms=1500)
-    running = cli("launch", "-l", label, PROGRESS_SQL, dsn=test_db["other"])
+    running = cli("launch", "-l", label, progress_sql(test_db["other"]), dsn=test_db["other"])
     assert running.exit_code == 0, running.stderr
     handle = running.stdout.strip()
     # a short window keeps other tests' labels off the screen
@@ -210,7 +215,7 @@ def test_watch_in_a_pipe_that_closes_exits_quietly(test_db):
 
 def test_reported_progress_is_seen_from_other_processes(test_db, pgbg_proc):
     label = label_of("progress")
-    launched = pgbg_proc("launch", "-l", label, PROGRESS_SQL, dsn=test_db["app"])
+    launched = pgbg_proc("launch", "-l", label, progress_sql(test_db["app"]), dsn=test_db["app"])
     assert launched.returncode == 0, launched.stderr
     handle = launched.stdout.strip()
     try:

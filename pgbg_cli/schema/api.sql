@@ -107,6 +107,15 @@ $f$;
 
 -- The quoted, schema-qualified name of the result function, for EXECUTE with a column
 -- definition list.
+-- The text rows of a result: the command tags of a job whose last statement returns no rows
+-- (one per statement, e.g. "UPDATE 5"). Bound like the others; only --result rows, whose
+-- column list is known at run time alone, are read through EXECUTE.
+CREATE OR REPLACE FUNCTION pgbg._bg_tags(p_pid integer, p_cookie bigint)
+RETURNS SETOF text LANGUAGE sql SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT r.tag FROM {result}(p_pid, p_cookie) AS r(tag pg_catalog.text);
+END;
+
 -- Does this pg_background tell an outcome without consuming the result (1.9 and on)?
 CREATE OR REPLACE FUNCTION pgbg._bg_outcome_info()
 RETURNS boolean LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $f$

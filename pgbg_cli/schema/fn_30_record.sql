@@ -263,7 +263,8 @@ BEGIN
     UPDATE pgbg.job
        SET state = final_state,
            -- the worker's own clock for both ends, so elapsed is never negative
-           started_at = coalesce(LEAST(p_started_at, finished), started_at),
+           -- (LEAST ignores a NULL: without the worker's own start, keep pgbg's launch time)
+           started_at = CASE WHEN p_started_at IS NULL THEN started_at ELSE LEAST(p_started_at, finished) END,
            finished_at = GREATEST(finished, coalesce(p_started_at, started_at)),
            sqlstate = p_sqlstate, message = CASE WHEN NOT p_unreadable THEN p_message END,
            detail = p_detail, hint = p_hint,

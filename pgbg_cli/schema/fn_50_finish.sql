@@ -56,11 +56,14 @@ BEGIN
             GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
             unreadable := true;
             v_message := 'pgbg could not read its rows (' || v_message || '): its outcome is unknown';
-        WHEN OTHERS THEN
+        WHEN query_canceled OR OTHERS THEN
             consumed := true;
             GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                     v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,
                                     v_context = PG_EXCEPTION_CONTEXT;
+            IF v_sqlstate = '57014' AND NOT pgbg._from_worker(v_context) THEN
+                RAISE;  -- this supervisor itself was canceled, not the job
+            END IF;
         END;
     ELSIF coalesce(o.completed, false) THEN
         NULL;  -- ended: its command tag and row count are in the result info; nothing to read
@@ -70,17 +73,19 @@ BEGIN
         -- describe at launch. Read it off; a statement without rows comes back as one text row,
         -- its command tag (e.g. "INSERT 0 5").
         BEGIN
-            EXECUTE pg_catalog.format('SELECT (pg_catalog.array_agg(r.c1))[pg_catalog.count(*)::pg_catalog.int4] '
-                                      'FROM %s($1, $2) AS r(c1 pg_catalog.text)', pgbg._bg_result_fn())
-               INTO v_last USING j.worker_pid, j.worker_cookie;
+            SELECT (pg_catalog.array_agg(t.tag))[pg_catalog.count(*)::pg_catalog.int4] INTO v_last
+              FROM pgbg._bg_tags(j.worker_pid, j.worker_cookie) AS t(tag);
             consumed := true;
             v_tag := coalesce(nullif(pg_catalog.regexp_replace(v_last, '( [0-9]+)+$', ''), ''), v_tag);
             v_rows := coalesce(pg_catalog.substring(v_last, ' ([0-9]+)$')::bigint, v_rows);
-        EXCEPTION WHEN OTHERS THEN
+        EXCEPTION WHEN query_canceled OR OTHERS THEN
             consumed := true;
             GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                     v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,
                                     v_context = PG_EXCEPTION_CONTEXT;
+            IF v_sqlstate = '57014' AND NOT pgbg._from_worker(v_context) THEN
+                RAISE;  -- this supervisor itself was canceled, not the job
+            END IF;
             IF v_message LIKE 'remote query result rowtype does not match%' THEN
                 -- rows of a shape pgbg could not name: the read stopped and released them; the
                 -- worker finishes unread, so nothing tells how it ended

@@ -20,24 +20,48 @@ RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                         WHERE t.oid >= 16384 OR ty.typtype IS NULL OR ty.typtype = 'p')
 $$;
 
--- The statement appended to a job on 1.8 when its rows cannot be read: NULL when none is.
--- Jobs of one statement without rows (result_types '{}') never get one: a statement that
--- must run alone (VACUUM) would then fail. result_types NULL: several statements, whose
--- last one may return rows.
+-- The statement appended to a job on 1.8 whose last statement returns (or may return) rows
+-- that are not kept: its rows then go nowhere, and every statement's command tag comes back
+-- instead ("SELECT 100000", then "DO"), read through the bound pgbg._bg_tags(). NULL when
+-- nothing is appended: rows kept with --result; one statement without rows (result_types
+-- '{}'), which would otherwise no longer run alone (VACUUM). result_types NULL: several
+-- statements.
 CREATE OR REPLACE FUNCTION pgbg._tag_statement(j pgbg.job)
 RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN NOT pgbg._bg_outcome_info()
+    SELECT CASE WHEN NOT pgbg._bg_outcome_info() AND NOT j.want_result
                      AND (j.result_types IS NULL OR pg_catalog.cardinality(j.result_types) > 0)
-                     AND NOT pgbg._rows_nameable(j.result_types)
                 THEN E'\n;DO $pgbg_tag$BEGIN END$pgbg_tag$' END
 $$;
 
--- A context as the job saw it: pg_background appends "background worker, pid N" and then
--- the reader's own stack, which is pgbg's and no concern of the job's.
+-- Where the job's part of an error context ends: pg_background appends lines "background
+-- worker, pid N" (N: the job's worker; the worker and the reader each add one) and then the
+-- reader's own stack, which ends with this supervisor's own such line (a supervisor is a
+-- pg_background worker too). N is the pid of the last such line naming another pid; the
+-- job's part ends at the first line naming N. NULL when there is none (not the job's error).
+-- (The pid in the handle may be wrong on 1.8, so N is read from the context, not the job.)
+CREATE OR REPLACE FUNCTION pgbg._worker_line(p_context text)
+RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH l AS (
+        SELECT x.n, pg_catalog.substring(x.line, '^background worker, pid (-?[0-9]+)$')::bigint AS pid
+          FROM pg_catalog.regexp_split_to_table(coalesce(p_context, ''), E'\n') WITH ORDINALITY AS x(line, n)
+    ), job AS (
+        SELECT l.pid FROM l WHERE l.pid <> pg_catalog.pg_backend_pid() ORDER BY l.n DESC LIMIT 1
+    )
+    SELECT pg_catalog.min(l.n) FROM l JOIN job ON job.pid = l.pid
+$$;
+
+-- Did an error come from the job's worker (re-raised by pg_background reading its result)?
+CREATE OR REPLACE FUNCTION pgbg._from_worker(p_context text)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgbg._worker_line(p_context) IS NOT NULL
+$$;
+
+-- The context as the job saw it: the lines before its worker's line.
 CREATE OR REPLACE FUNCTION pgbg._job_context(p_context text)
-RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT nullif(pg_catalog.rtrim(pg_catalog.regexp_replace(
-               coalesce(p_context, ''), '(^|\n)background worker, pid -?[0-9]+.*$', ''), E'\n'), '')
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT nullif(pg_catalog.string_agg(l.line, E'\n' ORDER BY l.n), '')
+      FROM pg_catalog.regexp_split_to_table(coalesce(p_context, ''), E'\n') WITH ORDINALITY AS l(line, n)
+     WHERE l.n < coalesce(pgbg._worker_line(p_context), 0)
 $$;
 
 CREATE OR REPLACE FUNCTION pgbg._finish_by_reading(j pgbg.job)
@@ -55,24 +79,17 @@ DECLARE
     appended boolean := pgbg._tag_statement(j) IS NOT NULL;
 BEGIN
     BEGIN
-        IF pgbg._rows_nameable(j.result_types) THEN
+        IF j.want_result AND pgbg._rows_nameable(j.result_types) THEN
             SELECT pg_catalog.string_agg(pg_catalog.format('c%s %s', u.i, pg_catalog.format_type(u.t, u.m)), ', ' ORDER BY u.i)
               INTO coldef
               FROM unnest(j.result_types, j.result_typmods) WITH ORDINALITY AS u(t, m, i);
-            IF j.want_result THEN
-                EXECUTE pg_catalog.format('SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)), ''[]''::pg_catalog.jsonb), pg_catalog.count(*) '
-                               'FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
-                   INTO res, nrows USING j.worker_pid, j.worker_cookie;
-            ELSE
-                EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
-                   INTO nrows USING j.worker_pid, j.worker_cookie;
-            END IF;
+            EXECUTE pg_catalog.format('SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)), ''[]''::pg_catalog.jsonb), pg_catalog.count(*) '
+                           'FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
+               INTO res, nrows USING j.worker_pid, j.worker_cookie;
             v_tag := 'SELECT';
             v_rows := nrows;
         ELSE
-            EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(r.c1) FROM %s($1, $2) AS r(c1 pg_catalog.text)',
-                                      pgbg._bg_result_fn())
-               INTO tags USING j.worker_pid, j.worker_cookie;
+            SELECT pg_catalog.array_agg(t.tag) INTO tags FROM pgbg._bg_tags(j.worker_pid, j.worker_cookie) AS t(tag);
             IF appended THEN
                 tags := tags[1:pg_catalog.cardinality(tags) - 1];  -- the DO pgbg added
             END IF;
@@ -80,11 +97,22 @@ BEGIN
             v_tag := nullif(pg_catalog.regexp_replace(v_last, '( [0-9]+)+$', ''), '');
             v_rows := pg_catalog.substring(v_last, ' ([0-9]+)$')::bigint;
         END IF;
-    EXCEPTION WHEN OTHERS THEN
+    EXCEPTION WHEN query_canceled OR OTHERS THEN
+        -- (OTHERS alone leaves out query_canceled: a job canceled by pgbg's SIGINT reports
+        -- 57014, re-raised here; only an error that came from the worker is the job's)
         GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                 v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT,
                                 v_context = PG_EXCEPTION_CONTEXT;
-        IF v_message LIKE 'remote query result rowtype does not match%'
+        IF v_sqlstate = '57014' AND NOT pgbg._from_worker(v_context) THEN
+            RAISE;  -- this supervisor itself was canceled
+        END IF;
+        IF v_sqlstate IN ('42725', '42883') AND NOT pgbg._from_worker(v_context) THEN
+            -- someone made pg_background's result function ambiguous (an overload in its
+            -- schema) for the --result read: not the job's error, and its outcome is unread
+            unreadable := true;
+            v_message := 'pgbg could not read its rows (' || v_message || '): its outcome is unknown';
+            v_sqlstate := NULL; v_detail := NULL; v_hint := NULL; v_context := NULL;
+        ELSIF v_message LIKE 'remote query result rowtype does not match%'
            OR v_message LIKE 'remote query did not return a result set%' THEN
             -- not the job's error: its rows were not of the shape described at launch (a
             -- table changed in between); the read released them unread, and the job's own
