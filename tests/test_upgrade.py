@@ -72,6 +72,7 @@ def v1_db(server_dsn: str) -> Iterator[dict[str, str]]:
         _drop_db(server_dsn, name)
 
 
+@pytest.mark.pg_background("1.10")  # version 1 of pgbg's schema refused anything older
 def test_init_upgrades_version_1_with_jobs_running_and_queued(v1_db, cli):
     with sql_runner(v1_db["admin"]) as admin:
         admin("CREATE TABLE public.up_audit (job text PRIMARY KEY)")

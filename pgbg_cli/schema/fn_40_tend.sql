@@ -3,6 +3,17 @@
 -- end of the job. These run with the supervisor's role's rights (they call pg_background
 -- with the handles this session holds) and write through the recorders of fn_30_record.sql.
 
+-- Is the job's worker running its statement, by pid and start time? pgbg signals a worker only
+-- then: never one whose handle may carry a wrong pid (1.8, a job that ended before its launch
+-- returned), and never one still starting up (pg_background 1.8's worker crashed, taking the
+-- whole cluster through a restart, when SIGTERM reached it during its start).
+CREATE OR REPLACE FUNCTION pgbg._worker_busy(j pgbg.job)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                    WHERE a.pid = j.worker_pid AND a.backend_start = j.worker_started
+                      AND a.backend_type = 'pg_background' AND a.state = 'active')
+$$;
+
 CREATE OR REPLACE FUNCTION pgbg._tend(j pgbg.job)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -52,8 +63,8 @@ BEGIN
 
     IF NOT coalesce(o.completed, false) AND o.state = 'running' THEN
         IF due = 'cancel' AND j.cancel_signalled_at IS NULL AND coalesce(j.cancel_grace_ms, 0) > 0 THEN
-            IF j.worker_started IS NULL THEN
-                RETURN;  -- not in pg_stat_activity yet: signal it on a later pass, never blindly
+            IF NOT pgbg._worker_busy(j) THEN
+                RETURN;  -- not running its statement yet: signal it on a later pass, never blindly
             END IF;
             -- SIGINT: stop the statement; only the backend this job started (pid and start
             -- time match), so a reused pid is never signalled
@@ -65,6 +76,9 @@ BEGIN
               AND (j.cancel_signalled_at IS NULL OR due = 'timeout'
                    OR pg_catalog.clock_timestamp() >= j.cancel_signalled_at
                                                        + pg_catalog.make_interval(secs => j.cancel_grace_ms / 1000.0)) THEN
+            IF NOT pgbg._worker_busy(j) THEN
+                RETURN;  -- likewise: a later pass, once it runs its statement (or has ended)
+            END IF;
             PERFORM pgbg._bg_cancel(j.worker_pid, j.worker_cookie);  -- SIGTERM, never SIGKILL
             PERFORM pgbg._record_stop_signal(j.id, true);
             RETURN;

@@ -51,8 +51,13 @@ BEGIN
                 END IF;
                 job_id := j.id;
                 pid := w;
-                SELECT a.backend_start INTO backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = w;
-                RETURN NEXT;
+                -- only a worker running its statement is signalled (see pgbg._worker_busy());
+                -- one still starting is left to the next reconcile
+                SELECT a.backend_start INTO backend_start FROM pg_catalog.pg_stat_activity a
+                 WHERE a.pid = w AND a.state = 'active';
+                IF FOUND THEN
+                    RETURN NEXT;
+                END IF;
             ELSIF j.reason IS NULL OR j.reason NOT LIKE 'orphaned%' THEN
                 UPDATE pgbg.job
                    SET reason = 'orphaned: its supervisor exited; the worker still runs (pid '
