@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 
 from pgbg_cli import __version__
 from pgbg_cli.errors import EXIT_CODES, PgbgError
+from pgbg_cli.versions import WORKS_WITH
 
 EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()) + "."
 
@@ -85,7 +86,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     pretty_exceptions_enable=False,
     add_completion=False,
-    help="Run and track SQL in PostgreSQL background workers (pg_background).",
+    help=f"Run and track SQL in PostgreSQL background workers ({WORKS_WITH}).",
     epilog=EXIT_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

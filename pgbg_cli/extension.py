@@ -16,15 +16,14 @@ from pgbg_cli.errors import ExtensionProblem, PrivilegeProblem
 if TYPE_CHECKING:
     import psycopg
 
-# The one statement of what pgbg works with, decided by what its test matrix runs
-# (README "Versions"; `make test-matrix`): pg_background from 1.8 up to (not including) 3.0,
-# on PostgreSQL 15 to 18.
-MIN_VERSION = (1, 8)
-MAX_VERSION = (3, 0)  # exclusive: 3.0 drops the _v2 names
-SUPPORTED_RANGE = "1.8 to 2.x"
-MIN_SERVER = 150000
-MAX_SERVER = 189999
-SUPPORTED_SERVERS = "PostgreSQL 15 to 18"
+from pgbg_cli.versions import (  # noqa: F401  (the range, stated once, re-exported)
+    MAX_SERVER,
+    MAX_VERSION,
+    MIN_SERVER,
+    MIN_VERSION,
+    SUPPORTED_RANGE,
+    SUPPORTED_SERVERS,
+)
 
 # role -> (name from 2.0 on, name in 1.8 to 1.10). None: that version has no such function.
 _NAMES: dict[str, tuple[str | None, str | None]] = {
