@@ -1,15 +1,23 @@
-"""How long pgbg takes, next to psql calling pg_background directly. Figures only, no verdict.
+"""How long pgbg takes, as ratios to baselines measured in the same run. Figures only, no verdict.
 
 Run with ``make bench`` (or ``.venv/bin/python bench/bench_cli.py -n 20``). Talks to the
 sandbox server's ``pgbg`` database as the application role (``scripts/sandbox.sh dsn app``);
 ``pgbg init`` and ``pgbg grant`` are done there first, as the superuser, when missing.
 
-Measures, each over N runs (median and minimum wall time of the whole process):
-  * start-up: ``python -c pass``, ``pgbg --version``, ``pgbg --help``, ``psql -c "SELECT 1"``;
-  * the same work through pgbg and through psql + the extension: run ``SELECT 1`` and wait
-    for it; launch it and get a handle back;
+Measures:
+  * start-up and client commands, N rounds, each round running every command once in a
+    rotated order (so that a busy moment of the machine falls on all of them alike), after one
+    warm-up round; median wall time of the whole process, and its CPU time (user + system);
+  * those medians as ratios to their baselines from the same rounds: ``python -c pass`` for
+    ``--version`` and ``--help``; for commands that talk to the server, the floor of any Python
+    client (bench/floor_client.py: import psycopg, connect, SELECT 1), beside the target;
+  * the round trips of each command, counted on the wire by a relay that reads the protocol
+    (bench/wire.py): flights of client messages that wait for the server, after connecting;
   * the delay between a job's end (its recorded ``finished_at``) and ``pgbg wait`` returning;
   * the worker slots held while J jobs of one role run (pgbg's design: J + 1).
+
+Child processes run with bytecode caching on (PYTHONDONTWRITEBYTECODE is dropped), as an
+installed pgbg runs: pip writes the caches at install time.
 """
 
 from __future__ import annotations
@@ -18,16 +26,18 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX = ROOT / "scripts" / "sandbox.sh"
+FLOOR = Path(__file__).resolve().parent / "floor_client.py"
 
 # psql + the extension, in one session each: launch and wait and detach; launch only.
 PSQL_RUN = (
@@ -37,6 +47,22 @@ PSQL_RUN = (
     "PERFORM pg_background_detach(h.pid, h.cookie); END$$"
 )
 PSQL_LAUNCH = "SELECT * FROM pg_background_launch('SELECT 1')"
+
+PASS = "python -c pass"
+FLOOR_NAME = "floor: psycopg connect + SELECT 1"
+LAUNCH = 'pgbg launch "SELECT 1"'
+LIST = "pgbg list"
+WAIT = "pgbg wait <ended job>"
+# (command, baseline, target ratio of the medians) as issue 10 sets them
+TARGETS = [
+    ("pgbg --version", PASS, 2.0),
+    ("pgbg --help", PASS, 6.0),
+    (LAUNCH, FLOOR_NAME, 1.10),
+    (LIST, FLOOR_NAME, 1.15),
+    (WAIT, FLOOR_NAME, 1.15),
+    ('pgbg launch --wait "SELECT 1"', FLOOR_NAME, None),
+    ('psql -c "SELECT 1"', FLOOR_NAME, None),
+]
 
 
 def sandbox_dsn(role: str) -> str:
@@ -67,34 +93,35 @@ class Runner:
         self.admin_dsn = admin_dsn
         self.env = dict(os.environ, PGBG_DSN=app_dsn, NO_COLOR="1", PGCONNECT_TIMEOUT="10")
         self.env.pop("PGSERVICE", None)
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
 
-    def run(self, argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(list(argv), capture_output=True, text=True, env=self.env, stdin=subprocess.DEVNULL,
+    def run(self, argv: Sequence[str], *, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        env = env or self.env
+        res = subprocess.run(list(argv), capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
                              timeout=120)
         if res.returncode == 3 and "run pgbg init" in res.stderr:
             # The sandbox is shared: a checkout with other schema code may have run pgbg init meanwhile.
             print("bench: pgbg's schema changed under us; running pgbg init again", file=sys.stderr)
             subprocess.run([self.pgbg, "init"], check=True, capture_output=True,
                            env=dict(self.env, PGBG_DSN=self.admin_dsn))
-            res = subprocess.run(list(argv), capture_output=True, text=True, env=self.env,
+            res = subprocess.run(list(argv), capture_output=True, text=True, env=env,
                                  stdin=subprocess.DEVNULL, timeout=120)
         if check and res.returncode != 0:
             raise RuntimeError(f"{' '.join(argv[:3])}... exited {res.returncode}: {res.stderr.strip()[:300]}")
         return res
 
+    def timed(self, argv: Sequence[str]) -> tuple[float, float]:
+        """Wall time and CPU time (user + system) of one run of ``argv``."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        self.run(argv)
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
     def pgbg_cmd(self, *args: str) -> list[str]:
         return [self.pgbg, *args]
-
-
-def timed(fn: Callable[[], object], runs: int, *, warmup: int = 1) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def ms(seconds: float | None) -> str:
@@ -133,25 +160,64 @@ def ensure_ready(runner: Runner, admin_dsn: str, app_role: str) -> None:
         subprocess.run([runner.pgbg, "grant", app_role], check=True, capture_output=True, env=admin_env)
 
 
-def bench_commands(runner: Runner, psql: str | None, app_dsn: str, runs: int) -> dict[str, list[float] | None]:
-    cmds: dict[str, list[str] | None] = {
-        "python -c pass": [sys.executable, "-c", "pass"],
+def commands(runner: Runner, psql: str | None, app_dsn: str, ended: str) -> dict[str, list[str] | None]:
+    """Every command timed, by name; None where a tool is missing."""
+    def psql_cmd(sql: str) -> list[str] | None:
+        return [psql, "-X", "-Atq", app_dsn, "-c", sql] if psql else None
+
+    return {
+        PASS: [sys.executable, "-c", "pass"],
+        FLOOR_NAME: [sys.executable, str(FLOOR)],
         "pgbg --version": runner.pgbg_cmd("--version"),
         "pgbg --help": runner.pgbg_cmd("--help"),
-        'psql -c "SELECT 1"': [psql, "-X", "-Atq", app_dsn, "-c", "SELECT 1"] if psql else None,
+        LAUNCH: runner.pgbg_cmd("launch", "SELECT 1"),
+        LIST: runner.pgbg_cmd("list"),
+        WAIT: runner.pgbg_cmd("wait", ended),
         'pgbg launch --wait "SELECT 1"': runner.pgbg_cmd("launch", "--wait", "SELECT 1"),
-        "psql: launch + wait + detach": [psql, "-X", "-Atq", app_dsn, "-c", PSQL_RUN] if psql else None,
-        'pgbg launch "SELECT 1"': runner.pgbg_cmd("launch", "SELECT 1"),
-        "psql: pg_background_launch": [psql, "-X", "-Atq", app_dsn, "-c", PSQL_LAUNCH] if psql else None,
+        'psql -c "SELECT 1"': psql_cmd("SELECT 1"),
+        "psql: launch + wait + detach": psql_cmd(PSQL_RUN),
+        "psql: pg_background_launch": psql_cmd(PSQL_LAUNCH),
     }
-    out: dict[str, list[float] | None] = {}
-    for name, argv in cmds.items():
-        if argv is None:
-            out[name] = None
-            continue
-        print(f"  {name} x{runs}", file=sys.stderr, flush=True)
-        out[name] = timed(lambda argv=argv: runner.run(argv), runs)
+
+
+def bench_rounds(runner: Runner, cmds: dict[str, list[str] | None],
+                 rounds: int) -> dict[str, tuple[list[float], list[float]] | None]:
+    """(wall times, CPU times) of each command over ``rounds`` rounds, after a warm-up round."""
+    names = [name for name, argv in cmds.items() if argv is not None]
+    out: dict[str, tuple[list[float], list[float]] | None] = {
+        name: ([], []) if argv else None for name, argv in cmds.items()}
+    for rnd in range(rounds + 1):
+        if rnd:
+            print(f"  round {rnd}/{rounds}", file=sys.stderr, flush=True)
+        shift = rnd % len(names)
+        for name in names[shift:] + names[:shift]:
+            wall, cpu = runner.timed(cmds[name])  # type: ignore[arg-type]
+            if rnd:
+                out[name][0].append(wall)  # type: ignore[index]
+                out[name][1].append(cpu)  # type: ignore[index]
     return out
+
+
+def round_trips(runner: Runner, cmds: dict[str, list[str] | None],
+                app_dsn: str) -> dict[str, list[tuple[int | None, int, int]]]:
+    """Per command: (flights to connect, round trips after connecting, statements) per connection."""
+    from psycopg.conninfo import conninfo_to_dict
+    from wire import Relay
+
+    params = conninfo_to_dict(app_dsn)
+    found: dict[str, list[tuple[int | None, int, int]]] = {}
+    with Relay(params.get("host") or "127.0.0.1", int(params.get("port") or 5432)) as relay:
+        relayed = relay.dsn(app_dsn)
+        env = dict(runner.env, PGBG_DSN=relayed)
+        for name, argv in cmds.items():
+            if argv is None or name == PASS:
+                continue
+            argv = [relayed if arg == app_dsn else arg for arg in argv]
+            relay.reset()
+            runner.run(argv, env=env)
+            time.sleep(0.05)  # the relay's threads see the connection close
+            found[name] = [(c.connect_flights, c.round_trips, c.statements) for c in relay.sessions()]
+    return found
 
 
 def bench_wait_delay(runner: Runner, app_dsn: str, runs: int, sleep_s: float) -> list[float]:
@@ -201,13 +267,64 @@ def bench_slots(runner: Runner, admin_dsn: str, app_role: str, jobs: int) -> dic
     return result
 
 
+def print_timings(timings: dict[str, tuple[list[float], list[float]] | None], rounds: int) -> None:
+    print(f"Whole processes, {rounds} rounds (each round runs every command once, order rotated; "
+          "after one warm-up round)")
+    rows = []
+    for name, t in timings.items():
+        if t is None:
+            rows.append([name, "n/a", "n/a", "n/a", "n/a"])
+            continue
+        wall, cpu = t
+        rows.append([name, ms(statistics.median(wall)), ms(min(wall)), ms(max(wall)), ms(statistics.median(cpu))])
+    print_table(["command", "median", "min", "max", "median CPU"], rows)
+
+
+def ratios(timings: dict[str, tuple[list[float], list[float]] | None]) -> list[dict[str, object]]:
+    """Each target command's median over its baseline's median (wall and CPU), beside the target."""
+    out = []
+    for name, base, target in TARGETS:
+        t, b = timings.get(name), timings.get(base)
+        if not t or not b:
+            continue
+        out.append({
+            "command": name, "baseline": base, "target": target,
+            "wall": statistics.median(t[0]) / statistics.median(b[0]),
+            "cpu": statistics.median(t[1]) / statistics.median(b[1]),
+        })
+    return out
+
+
+def print_ratios(found: list[dict[str, object]]) -> None:
+    print("Ratios of medians to the baseline of the same rounds")
+    print_table(["command", "baseline", "wall", "CPU", "target (wall)"], [
+        [str(r["command"]), str(r["baseline"]), f"{r['wall']:.2f}x", f"{r['cpu']:.2f}x",
+         f"<= {r['target']:.2f}x" if r["target"] else ""]
+        for r in found
+    ])
+
+
+def print_round_trips(found: dict[str, list[tuple[int | None, int, int]]]) -> None:
+    print("Round trips on the wire (bench/wire.py: flights of client messages that wait for the server)")
+    rows = []
+    for name, conns in found.items():
+        if not conns:
+            rows.append([name, "0", "", "", ""])
+            continue
+        rows.append([name, str(len(conns)), " + ".join(str(c[0]) for c in conns),
+                     " + ".join(str(c[1]) for c in conns), " + ".join(str(c[2]) for c in conns)])
+    print_table(["command", "connections", "to connect", "after connecting", "statements"], rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", "--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 10)),
-                        help="runs per measurement (default 10)")
+    parser.add_argument("-n", "--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 15)),
+                        help="rounds (default 15)")
     parser.add_argument("-j", "--jobs", type=int, default=5,
                         help="concurrent jobs for the worker-slot count (default 5; at most max_running_per_role)")
     parser.add_argument("--sleep", type=float, default=1.0, help="length of the job pgbg wait waits for (s)")
+    parser.add_argument("--quick", action="store_true",
+                        help="only the timed rounds, ratios and round trips (no wait delay, no slot count)")
     parser.add_argument("--json", action="store_true", help="also print every figure as JSON")
     parser.add_argument("--dsn", default=None, help="application role conninfo (default: the sandbox's)")
     parser.add_argument("--admin-dsn", default=None, help="superuser conninfo (default: the sandbox's)")
@@ -229,60 +346,75 @@ def main(argv: Sequence[str] | None = None) -> int:
     with psycopg.connect(app_dsn) as conn:
         server = conn.execute("SHOW server_version").fetchone()[0]
         ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_background'").fetchone()
+    import typer
+
     print(f"pgbg bench: {redact(app_dsn)}", file=sys.stderr)
     print(f"  PostgreSQL {server}, pg_background {ext[0] if ext else '?'}, {os.cpu_count()} CPUs, "
-          f"{args.runs} runs each; psql: {psql or 'not found'}", file=sys.stderr)
+          f"{args.runs} rounds; Python {sys.version.split()[0]}, Typer {typer.__version__}, "
+          f"psycopg {psycopg.__version__}; psql: {psql or 'not found'}", file=sys.stderr)
     ensure_ready(runner, admin_dsn, app_role)
 
+    delays: list[float] = []
+    slots: dict[str, object] = {}
     try:
-        timings = bench_commands(runner, psql, app_dsn, args.runs)
-        delays = bench_wait_delay(runner, app_dsn, args.runs, args.sleep)
-        slots = bench_slots(runner, admin_dsn, app_role, args.jobs)
+        ended = runner.run(runner.pgbg_cmd("launch", "--wait", "--format", "json", "SELECT 1")).stdout
+        ended_handle = json.loads(ended)["handle"]
+        cmds = commands(runner, psql, app_dsn, ended_handle)
+        timings = bench_rounds(runner, cmds, args.runs)
+        trips = round_trips(runner, cmds, app_dsn)
+        if not args.quick:
+            delays = bench_wait_delay(runner, app_dsn, args.runs, args.sleep)
+            slots = bench_slots(runner, admin_dsn, app_role, args.jobs)
     except (RuntimeError, subprocess.SubprocessError) as exc:
         print(f"bench: {redact(str(exc))}", file=sys.stderr)
         return 1
 
     print()
-    print(f"Wall time of whole processes, {args.runs} runs each (after one warm-up run)")
-    print_table(["command", "median", "min", "max"], [
-        [name, ms(statistics.median(t)) if t else "n/a", ms(min(t)) if t else "n/a", ms(max(t)) if t else "n/a"]
-        for name, t in timings.items()
-    ])
+    print_timings(timings, args.runs)
+    print()
+    found = ratios(timings)
+    print_ratios(found)
+    print()
+    print_round_trips(trips)
 
     def med(name: str) -> str:
         t = timings.get(name)
-        return ms(statistics.median(t)) if t else "n/a"
+        return ms(statistics.median(t[0])) if t else "n/a"
 
     print()
     print("Same work, side by side (medians)")
     print_table(["work", "pgbg", "psql + pg_background"], [
         ["run SELECT 1 in a worker and wait", med('pgbg launch --wait "SELECT 1"'),
          med("psql: launch + wait + detach")],
-        ["launch SELECT 1, get a handle", med('pgbg launch "SELECT 1"'), med("psql: pg_background_launch")],
+        ["launch SELECT 1, get a handle", med(LAUNCH), med("psql: pg_background_launch")],
     ])
     print("  (psql's handle is pid+cookie of its own session only; pgbg's <id>:<cookie> works from any session)")
 
-    print()
-    print(f"Job end -> pgbg wait returned (job: pg_sleep({args.sleep:g}); the job's recorded finished_at, the "
-          f"worker's end as pg_background reports it, vs this machine's clock when the pgbg wait process "
-          f"exited; {len(delays)} runs)")
-    print_table(["", "median", "min", "max"],
-                [["delay", ms(statistics.median(delays)), ms(min(delays)), ms(max(delays))]])
-
-    print()
-    print(f"Worker slots held by {slots['jobs']} running jobs of role {app_role} "
-          f"(pg_stat_activity, backend_type = 'pg_background')")
-    print_table(["jobs running", "slots held", "of which supervisors", "expected", "max_worker_processes"], [
-        [str(slots["running"]), str(slots["slots"]), str(slots["supervisors"]), str(int(slots["jobs"]) + 1),
-         str(slots["max_worker_processes"])],
-    ])
-    if slots["running"] != slots["jobs"]:
-        print(f"  note: only {slots['running']} of {slots['jobs']} jobs were running when counted "
-              "(queued behind max_running_per_role or free slots)")
+    if delays:
+        print()
+        print(f"Job end -> pgbg wait returned (job: pg_sleep({args.sleep:g}); the job's recorded finished_at, the "
+              f"worker's end as pg_background reports it, vs this machine's clock when the pgbg wait process "
+              f"exited; {len(delays)} runs)")
+        print_table(["", "median", "min", "max"],
+                    [["delay", ms(statistics.median(delays)), ms(min(delays)), ms(max(delays))]])
+    if slots:
+        print()
+        print(f"Worker slots held by {slots['jobs']} running jobs of role {app_role} "
+              f"(pg_stat_activity, backend_type = 'pg_background')")
+        print_table(["jobs running", "slots held", "of which supervisors", "expected", "max_worker_processes"], [
+            [str(slots["running"]), str(slots["slots"]), str(slots["supervisors"]), str(int(slots["jobs"]) + 1),
+             str(slots["max_worker_processes"])],
+        ])
+        if slots["running"] != slots["jobs"]:
+            print(f"  note: only {slots['running']} of {slots['jobs']} jobs were running when counted "
+                  "(queued behind max_running_per_role or free slots)")
     if args.json:
         print(json.dumps({
-            "runs": args.runs,
-            "seconds": {k: v for k, v in timings.items()},
+            "rounds": args.runs,
+            "seconds": {k: (v[0] if v else None) for k, v in timings.items()},
+            "cpu_seconds": {k: (v[1] if v else None) for k, v in timings.items()},
+            "ratios": found,
+            "round_trips": trips,
             "wait_delay_seconds": delays,
             "slots": slots,
         }, indent=2))
