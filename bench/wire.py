@@ -1,25 +1,30 @@
 """Count a client's round trips to PostgreSQL on the wire: a TCP relay that reads the protocol.
 
-A round trip is a flight of client messages that waits for the server: a flight starts with
-the first client bytes after the server last spoke, and TCP segments, pipelined statements
-and Sync messages sent together all belong to one flight. A flight made only of Terminate
-(``X``, sent on close without waiting) is not counted. The flights up to the first
-ReadyForQuery (``Z``) are the connection's own (startup, authentication); the rest are
-the round trips "after connecting" that pgbg's figures quote. Messages are also counted by
-type, so a line can say how many statements (Execute and simple Query messages) ran.
+A round trip is a time the client waits for the server. The relay holds what the client
+sends until the client has been quiet for ``QUIET_S``, then passes it on as one flight: a
+client that waits for an answer goes quiet (the answer cannot come before the relay passes
+its messages on), and whatever a client sends without waiting (TCP segments, pipelined
+statements, several Sync messages, however its library splits the writes) ends up in one
+flight. So the flights are the round trips, whatever the timing of the machine. A flight
+made only of Terminate (``X``, sent on close without waiting) is not counted. The flights up
+to the first ReadyForQuery (``Z``) are the connection's own (startup, authentication); the
+rest are the round trips "after connecting" that pgbg's figures quote. Messages are also
+counted by type, so a line can say how many statements (Execute and simple Query messages) ran.
 
-The relay needs plain text: connections through it use ``sslmode=disable`` and
-``gssencmode=disable`` (``Relay.dsn``). It counts what any client sends, so it measures
-pgbg, psql and a bare psycopg script alike, without touching their code.
+The relay slows every round trip by ``QUIET_S``: it counts, it does not time. It needs plain
+text: connections through it use ``sslmode=disable`` and ``gssencmode=disable``
+(``Relay.dsn``). It counts what any client sends, so it measures pgbg, psql and a bare
+psycopg script alike, without touching their code.
 
     with Relay(host, port) as relay:
         subprocess.run([...], env={..., "PGBG_DSN": relay.dsn(dsn)})
-        print(relay.connections)  # one Connection per client connection, in order
+        print(relay.sessions())  # one Connection per client session, in order
 """
 
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import struct
 import threading
@@ -30,13 +35,14 @@ from typing import Any
 _SSL_REQUEST = 80877103
 _GSSENC_REQUEST = 80877104
 _CANCEL_REQUEST = 80877102
+QUIET_S = 0.03  # how long a client stays quiet before what it sent is passed on as one flight
 
 
 @dataclass
 class Connection:
     """What one client connection sent and waited for."""
 
-    flights: int = 0  # client flights that waited for an answer
+    flights: int = 0  # client flights (each waited for an answer)
     connect_flights: int | None = None  # of which before the first ReadyForQuery
     client_messages: Counter[str] = field(default_factory=Counter)
     cancel: bool = False  # a CancelRequest connection (Ctrl-C), not a session
@@ -157,37 +163,46 @@ class Relay:
 
     def _pump(self, src: socket.socket, dst: socket.socket, is_client: bool, link: _Link) -> None:
         conn = link.conn
+        held = b""
         try:
             while True:
+                if held and not select.select([src], [], [], QUIET_S)[0]:
+                    # the client went quiet: pass its flight on
+                    self._count_flight(link, held)
+                    dst.sendall(held)
+                    held = b""
+                    continue
                 data = src.recv(65536)
                 if not data:
                     break
+                if is_client:
+                    held += data
+                    continue
                 with self._lock:
-                    if is_client:
-                        types, code = link.client.feed(data)
-                        if code in (_SSL_REQUEST, _GSSENC_REQUEST):
-                            link.server.one_byte_answer = True
-                        conn.cancel = conn.cancel or code == _CANCEL_REQUEST
-                        if link.last != "client":
-                            link.last = "client"
-                            link.pending = True
-                        conn.client_messages.update(types)
-                        # a flight counts once it holds something other than Terminate
-                        if link.pending and (code is not None or any(t != "X" for t in types)):
-                            conn.flights += 1
-                            link.pending = False
-                    else:
-                        types, _ = link.server.feed(data)
-                        link.last = "server"
-                        if "Z" in types and conn.connect_flights is None:
-                            conn.connect_flights = conn.flights
-                dst.sendall(data)  # after counting: the answer cannot overtake the count
+                    types, _ = link.server.feed(data)
+                    if "Z" in types and conn.connect_flights is None:
+                        conn.connect_flights = conn.flights
+                dst.sendall(data)
+            if held:
+                self._count_flight(link, held)
+                dst.sendall(held)
         except OSError:
             pass
         finally:
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+    def _count_flight(self, link: _Link, data: bytes) -> None:
+        conn = link.conn
+        with self._lock:
+            types, code = link.client.feed(data)
+            if code in (_SSL_REQUEST, _GSSENC_REQUEST):
+                link.server.one_byte_answer = True
+            conn.cancel = conn.cancel or code == _CANCEL_REQUEST
+            conn.client_messages.update(types)
+            if code is not None or any(t != "X" for t in types):
+                conn.flights += 1
 
 
 class _Link:
@@ -197,5 +212,3 @@ class _Link:
         self.conn = conn
         self.client = _Stream(client=True)
         self.server = _Stream(client=False)
-        self.last = "server"  # who spoke last: the client's first bytes open a flight
-        self.pending = False

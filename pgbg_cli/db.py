@@ -67,8 +67,18 @@ def first_line(text: str) -> str:
     return lines[0] if lines else str(text).strip()
 
 
-def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-    """Open a connection with libpq defaults, ``application_name`` set to pgbg."""
+# Reads the session's search_path and pins pgbg's. A statement is parsed before it runs,
+# so pgbg's other statements go after this one, never in it.
+PIN_SQL = ("SELECT pg_catalog.current_setting('search_path') AS path, "
+           "pg_catalog.set_config('search_path', %s, false) AS pinned")
+
+
+def connect(dsn: str | None, *, autocommit: bool = True, pin: bool = True) -> psycopg.Connection[Any]:
+    """Open a connection with libpq defaults, ``application_name`` set to pgbg.
+
+    The search_path is pinned (``PIN_SQL`` with ``(PINNED_PATH,)``) unless ``pin`` is false:
+    then the caller runs that before any statement of its own and hands its row to ``pinned``.
+    """
     import psycopg
     from psycopg.rows import dict_row
     from psycopg.types.json import set_json_loads
@@ -87,11 +97,8 @@ def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[A
         conn = psycopg.connect(autocommit=autocommit, row_factory=dict_row, **params)
         # jsonb numbers (stored --result rows) keep every digit: decimals, not floats
         set_json_loads(_exact_json_loads, conn)
-        row = conn.execute(
-            "SELECT pg_catalog.current_setting('search_path') AS path, "
-            "pg_catalog.set_config('search_path', %s, false) AS pinned", (PINNED_PATH,)
-        ).fetchone()
-        _user_paths[conn] = row["path"] if isinstance(row, dict) else row[0]
+        if pin:
+            pinned(conn, conn.execute(PIN_SQL, (PINNED_PATH,)).fetchone())
     except psycopg.OperationalError as exc:
         message = redact(_connection_reason(exc), secrets)
         if "permission denied" in message.lower():
@@ -101,6 +108,11 @@ def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[A
             "(set --dsn/-d, PGBG_DSN or the PG* environment variables)"
         ) from None
     return conn
+
+
+def pinned(conn: psycopg.Connection[Any], row: Any) -> None:
+    """Remember the user's search_path that a ``PIN_SQL`` row read."""
+    _user_paths[conn] = row["path"] if isinstance(row, dict) else row[0]
 
 
 def user_search_path(conn: psycopg.Connection[Any]) -> str:
@@ -129,8 +141,8 @@ def _connection_reason(exc: Exception) -> str:
 
 
 @contextmanager
-def connection(dsn: str | None) -> Iterator[psycopg.Connection[Any]]:
-    conn = connect(dsn)
+def connection(dsn: str | None, *, pin: bool = True) -> Iterator[psycopg.Connection[Any]]:
+    conn = connect(dsn, pin=pin)
     try:
         yield conn
     finally:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 if TYPE_CHECKING:
     import psycopg
 
-_STATEMENT = b"pgbg_describe"
+    from pgbg_cli.pipeline import Slot
 
 
 @dataclass(frozen=True)
@@ -35,37 +36,42 @@ class Shape:
 
 
 def describe(conn: psycopg.Connection[Any], query: str) -> Shape:
-    """Parse and describe ``query`` on the server; nothing is executed."""
-    from psycopg import pq, sql
+    """Parse and describe ``query`` on the server with the user's search_path; nothing is executed.
 
+    One round trip; none when ``preflight`` described this query on this connection already.
+    """
+    done = _described.pop(conn, None)
+    if done is not None and done[0] == query:
+        return done[1]
     from pgbg_cli.db import PINNED_PATH, user_search_path
+    from pgbg_cli.pipeline import Batch
 
-    pgconn = conn.pgconn
+    batch = Batch(conn)
     # parsed as the user's session would parse it: with the user's search_path
-    pgconn.exec_(sql.SQL("SELECT pg_catalog.set_config('search_path', {}, false)")
-                 .format(sql.Literal(user_search_path(conn))).as_bytes(conn))
-    pin = sql.SQL("SELECT pg_catalog.set_config('search_path', {}, false)").format(
-        sql.Literal(PINNED_PATH)).as_bytes(conn)
-    res = pgconn.prepare(_STATEMENT, query.encode(conn.info.encoding and "utf-8"))
-    if res.status != pq.ExecStatus.COMMAND_OK:
-        message = (res.error_message or b"").decode("utf-8", "replace").strip()
-        state = res.error_field(pq.DiagnosticField.SQLSTATE)
-        _cleanup(conn)
-        pgconn.exec_(pin)
+    batch.query("SELECT pg_catalog.set_config('search_path', %s, false)", (user_search_path(conn),))
+    slot = batch.describe(query)
+    batch.sync()
+    pin = batch.query("SELECT pg_catalog.set_config('search_path', %s, false)", (PINNED_PATH,))
+    batch.run()
+    pin.rows()  # the pinned path is back, or this raises
+    return shape_of(slot)
+
+
+def shape_of(slot: Slot) -> Shape:
+    """The Shape that a described statement's slot tells (``Batch.describe``)."""
+    if slot.error is not None:
+        message = str(slot.error).strip()
         return Shape([], [], [], error=message.removeprefix("ERROR:").strip() or "cannot describe",
-                     sqlstate=state.decode() if state else None)
-    try:
-        desc = pgconn.describe_prepared(_STATEMENT)
-        names = [(desc.fname(i) or b"?column?").decode("utf-8", "replace") for i in range(desc.nfields)]
-        types = [desc.ftype(i) for i in range(desc.nfields)]
-        mods = [desc.fmod(i) for i in range(desc.nfields)]
-    finally:
-        pgconn.exec_(b"DEALLOCATE " + _STATEMENT + b"; " + pin)
-    return Shape(names, types, mods)
+                     sqlstate=getattr(getattr(slot.error, "diag", None), "sqlstate", None))
+    desc = slot.result
+    assert desc is not None
+    names = [(desc.fname(i) or b"?column?").decode("utf-8", "replace") for i in range(desc.nfields)]
+    return Shape(names, [desc.ftype(i) for i in range(desc.nfields)], [desc.fmod(i) for i in range(desc.nfields)])
 
 
-def _cleanup(conn: psycopg.Connection[Any]) -> None:
-    from psycopg import pq
+def remember(conn: psycopg.Connection[Any], query: str, shape: Shape) -> None:
+    """Keep what ``preflight`` found, for the ``describe`` of the same query that follows."""
+    _described[conn] = (query, shape)
 
-    if conn.pgconn.transaction_status == pq.TransactionStatus.INERROR:
-        conn.pgconn.exec_(b"ROLLBACK")
+
+_described: WeakKeyDictionary[Any, tuple[str, Shape]] = WeakKeyDictionary()

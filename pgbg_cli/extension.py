@@ -130,7 +130,11 @@ def check_server(server_version_num: int) -> None:
 
 def discover(conn: psycopg.Connection[Any]) -> Extension:
     """Find pg_background in whatever schema it was created in, or raise a one-line fix."""
-    row = conn.execute(queries.text("discover_extension")).fetchone()
+    return found(conn, conn.execute(queries.text("discover_extension")).fetchone())
+
+
+def found(conn: psycopg.Connection[Any], row: dict[str, Any] | None) -> Extension:
+    """What a discover_extension row says (``discover``; preflight sends that query with others)."""
     if row is None:
         available = conn.execute(
             "SELECT default_version FROM pg_available_extensions WHERE name = 'pg_background'"

@@ -53,25 +53,40 @@ class Status:
         return f"pgbg schema: version {self.version}, current"
 
 
+# Catalog lookups, not to_regclass(): they work for roles without USAGE on the schema.
+STATUS_SQL = (
+    "SELECT bool_or(c.relname = 'meta') AS has_meta, bool_or(c.relname = 'job') AS has_job, "
+    "bool_or(has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')"
+    "        AND c.relname = 'meta') AS readable "
+    "FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid "
+    "WHERE n.nspname = 'pgbg' AND c.relname IN ('meta', 'job')"
+)
+META_SQL = "SELECT key, value FROM pgbg.meta"
+# a member of pgbg_user, with the key it proves who it is with (pgbg grant makes both;
+# a superuser gets its key when it first needs it)
+ALLOWED_SQL = (
+    "SELECT has_schema_privilege('pgbg', 'USAGE') AND pg_has_role('pgbg_user', 'USAGE') "
+    "AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
+    "     OR EXISTS (SELECT 1 FROM pgbg.role_key WHERE role = current_user)) AS ok"
+)
+
+
 def status(conn: psycopg.Connection[Any]) -> Status:
-    # Catalog lookups, not to_regclass(): they work for roles without USAGE on the schema.
-    row = conn.execute(
-        "SELECT bool_or(c.relname = 'meta') AS has_meta, bool_or(c.relname = 'job') AS has_job, "
-        "bool_or(has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')"
-        "        AND c.relname = 'meta') AS readable "
-        "FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid "
-        "WHERE n.nspname = 'pgbg' AND c.relname IN ('meta', 'job')"
-    ).fetchone()
+    row = conn.execute(STATUS_SQL).fetchone()
+    readable = row["has_meta"] and row["readable"]
+    return status_of(conn, row, conn.execute(META_SQL).fetchall() if readable else [])
+
+
+def status_of(conn: psycopg.Connection[Any], row: dict[str, Any], meta: list[dict[str, Any]]) -> Status:
+    """The Status that a STATUS_SQL row and the META_SQL rows (read only when readable) tell."""
     version = digest = None
     if row["has_meta"] and not row["readable"]:
         user = conn.info.user
         raise PrivilegeProblem(f"role {user!r} may not use pgbg: ask an administrator to run pgbg grant {user}")
     if row["has_meta"]:
-        meta = dict(
-            (r["key"], r["value"]) for r in conn.execute("SELECT key, value FROM pgbg.meta").fetchall()
-        )
-        version = int(meta["schema_version"]) if "schema_version" in meta else None
-        digest = meta.get("code_digest")
+        values = {r["key"]: r["value"] for r in meta}
+        version = int(values["schema_version"]) if "schema_version" in values else None
+        digest = values.get("code_digest")
     return Status(
         installed=bool(row["has_meta"] and row["has_job"] and version),
         version=version,
@@ -83,7 +98,13 @@ def status(conn: psycopg.Connection[Any]) -> Status:
 
 def require(conn: psycopg.Connection[Any]) -> Status:
     """Raise the "run pgbg init" error unless the schema is installed and usable."""
-    st = status(conn)
+    st = check_current(conn, status(conn))
+    check_allowed(conn, conn.execute(ALLOWED_SQL).fetchone()["ok"])
+    return st
+
+
+def check_current(conn: psycopg.Connection[Any], st: Status) -> Status:
+    """Raise the "run pgbg init" error unless the schema is installed and current."""
     if not st.installed:
         raise SchemaMissing(
             f"pgbg's schema is not installed in database {conn.info.dbname!r}: run pgbg init"
@@ -94,19 +115,16 @@ def require(conn: psycopg.Connection[Any]) -> Status:
         )
     if not st.current:
         raise SchemaMissing("pgbg's schema is outdated: run pgbg init to upgrade it in place")
-    # a member of pgbg_user, with the key it proves who it is with (pgbg grant makes both;
-    # a superuser gets its key when it first needs it)
-    allowed = conn.execute(
-        "SELECT has_schema_privilege('pgbg', 'USAGE') AND pg_has_role('pgbg_user', 'USAGE') "
-        "AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
-        "     OR EXISTS (SELECT 1 FROM pgbg.role_key WHERE role = current_user)) AS ok"
-    ).fetchone()["ok"]
+    return st
+
+
+def check_allowed(conn: psycopg.Connection[Any], allowed: bool) -> None:
+    """Raise unless ALLOWED_SQL said yes."""
     if not allowed:
         user = conn.info.user
         raise PrivilegeProblem(
             f"role {user!r} may not use pgbg: ask an administrator to run pgbg grant {user}"
         )
-    return st
 
 
 def _impostors(conn: psycopg.Connection[Any], ext: extension.Extension) -> None:

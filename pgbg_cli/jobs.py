@@ -17,6 +17,8 @@ from pgbg_cli.handles import Handle
 if TYPE_CHECKING:
     import psycopg
 
+    from pgbg_cli.pipeline import Slot
+
 ACTIVE = ("queued", "starting", "running")
 FINAL = ("succeeded", "failed", "canceled", "timed_out", "lost", "detached")
 STATES = ACTIVE + FINAL
@@ -39,6 +41,23 @@ def handle_of(job: dict[str, Any]) -> Handle:
     return Handle(job["id"], job["cookie"])
 
 
+# who runs the statement: a session that borrows a role (SET ROLE) cannot start its supervisor
+_WHO = "session_user <> current_user AS borrowed, session_user AS session, current_user AS role"
+ENSURE_SQL = "SELECT pgbg.ensure_supervisor() AS pid, " + _WHO
+# the same, only when a job of this role waits (so nothing starts after a submit that failed)
+ENSURE_IF_QUEUED_SQL = (
+    "SELECT CASE WHEN EXISTS (SELECT 1 FROM pgbg.job WHERE owner = current_user AND state = 'queued') "
+    "THEN pgbg.ensure_supervisor() END AS pid, " + _WHO
+)
+SUBMIT_SQL = ("SELECT * FROM pgbg.submit(%s, %s, %s, %s, %s, %s::oid[], %s::int[], %s::text[], "
+              "p_search_path => %s)")
+# pseudo types cannot be named in a column list; types made after initdb (oid 16384 and up:
+# domains, enums, composites) are not read, since reading a value runs its type's code with
+# the job owner's rights. pgbg.submit refuses them too (and types it cannot find).
+ODD_TYPE_SQL = ("SELECT pg_catalog.format_type(t.oid, NULL) AS t FROM pg_catalog.pg_type t "
+                "WHERE t.oid = ANY(%s::oid[]) AND (t.typtype = 'p' OR t.oid >= 16384) LIMIT 1")
+
+
 def register(
     conn: psycopg.Connection[Any],
     sql_text: str,
@@ -47,8 +66,15 @@ def register(
     timeout_ms: int | None = None,
     queue_size: int = 0,
     want_result: bool = False,
-) -> dict[str, Any]:
-    """Register a job (queued); ``ensure_supervisor`` starts it. Returns the job row."""
+) -> tuple[dict[str, Any], str | None]:
+    """Register a job (queued) and start this role's supervisor if none is alive.
+
+    Returns the job row and a warning when no supervisor could start. The SQL is described
+    first (no round trip when the preflight did it); the submit and the supervisor's start
+    then go together, in one round trip, each its own transaction.
+    """
+    from pgbg_cli.pipeline import Batch
+
     if not sql_text.strip():
         raise UsageError("no SQL given")
     if "\x00" in sql_text:
@@ -66,18 +92,6 @@ def register(
     if want_result and not shape.known and shape.sqlstate == "42601" and "multiple" in (shape.error or ""):
         raise UsageError("--result needs a single statement (pg_background returns the rows of one query)")
     types = typmods = names = None
-    if want_result and shape.returns_rows:
-        # pseudo types cannot be named in a column list; types made after initdb (oid 16384
-        # and up: domains, enums, composites) are not read, since reading a value runs its
-        # type's code with the job owner's rights
-        odd = conn.execute(
-            "SELECT pg_catalog.format_type(t.oid, NULL) AS t FROM pg_catalog.pg_type t "
-            "WHERE t.oid = ANY(%s::oid[]) AND (t.typtype = 'p' OR t.oid >= 16384) LIMIT 1",
-            (shape.types,),
-        ).fetchone()
-        if odd:
-            raise UsageError(f"--result cannot return a column of type {odd['t']}: cast it to a built-in "
-                             "type (e.g. ::text)")
     if shape.returns_rows:
         types, typmods, names = shape.types, shape.typmods, shape.names
     elif "multiple commands" not in (shape.error or ""):
@@ -86,57 +100,97 @@ def register(
         types, typmods, names = [], [], []
     from pgbg_cli.db import user_search_path
 
-    return conn.execute(
-        "SELECT * FROM pgbg.submit(%s, %s, %s, %s, %s, %s::oid[], %s::int[], %s::text[], "
-        "p_search_path => %s)",
-        (sql_text, label, timeout_ms, queue_size, want_result, types, typmods, names, user_search_path(conn)),
-    ).fetchone()
+    batch = Batch(conn)
+    odd = None
+    if want_result and shape.returns_rows:
+        # sent ahead of the submit, which refuses the same types: when one is found, nothing is queued
+        odd = batch.query(ODD_TYPE_SQL, (shape.types,))
+        batch.sync()
+    submitted = batch.query(SUBMIT_SQL, (sql_text, label, timeout_ms, queue_size, want_result, types, typmods,
+                                         names, user_search_path(conn)))
+    batch.sync()
+    started = batch.query(ENSURE_IF_QUEUED_SQL)  # after the submit committed, so its supervisor sees the job
+    batch.run()
+    found = odd.one() if odd is not None else None
+    if found:
+        raise UsageError(f"--result cannot return a column of type {found['t']}: cast it to a built-in "
+                         "type (e.g. ::text)")
+    job = submitted.one()
+    assert job is not None
+    return job, supervisor_warning(started)
 
 
 def ensure_supervisor(conn: psycopg.Connection[Any]) -> str | None:
     """Start this role's supervisor if none is alive; a warning when none could start."""
+    from pgbg_cli.pipeline import Batch
+
+    batch = Batch(conn)
+    slot = batch.query(ENSURE_SQL)
+    batch.run()
+    return supervisor_warning(slot)
+
+
+def supervisor_warning(slot: Slot) -> str | None:
+    """What an ENSURE_SQL (or ENSURE_IF_QUEUED_SQL) answer means for the user: a warning, or
+    None when a supervisor runs or none is needed; PgbgError when the role may not start one."""
     import psycopg
 
     try:
-        row = conn.execute("SELECT pgbg.ensure_supervisor() AS pid, session_user <> current_user AS borrowed, "
-                           "session_user AS session, current_user AS role").fetchone()
-        if row["borrowed"] and row["pid"] is None:
-            return (f"this session is {row['session']} acting as {row['role']}: pgbg starts {row['role']}'s "
-                    f"supervisor only from a session of {row['role']} itself (a worker keeps its launcher's "
-                    f"session user), so the job waits for one")
+        row = slot.one()
     except psycopg.errors.InsufficientResources:
         return ("no background worker slot is free for pgbg's supervisor: the job stays queued "
                 "until a slot frees up and any pgbg command runs (see pgbg capacity)")
     except psycopg.errors.InsufficientPrivilege as exc:
         raise PgbgError(f"cannot start pgbg's supervisor: {str(exc).splitlines()[0]}") from None
+    if row and row["borrowed"] and row["pid"] is None:
+        return (f"this session is {row['session']} acting as {row['role']}: pgbg starts {row['role']}'s "
+                f"supervisor only from a session of {row['role']} itself (a worker keeps its launcher's "
+                f"session user), so the job waits for one")
     return None
 
 
-def reconcile(conn: psycopg.Connection[Any]) -> None:
-    """Make active jobs tell the truth, and restart this role's supervisor if it has work."""
-    conn.execute("SELECT pgbg.reconcile()")
-    queued = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pgbg.job WHERE owner = current_user AND state = 'queued') AS q"
-    ).fetchone()["q"]
-    if queued:
-        ensure_supervisor(conn)
+def reconcile(conn: psycopg.Connection[Any], *then: tuple[str, Any]) -> list[Slot]:
+    """Make active jobs tell the truth, and restart this role's supervisor if it has work.
+
+    The statements ``then`` (text, parameters) run right after, in the same round trip;
+    their answers are returned, in order.
+    """
+    from pgbg_cli.pipeline import Batch
+
+    batch = Batch(conn)
+    done = batch.query("SELECT pgbg.reconcile()")
+    batch.sync()
+    started = batch.query(ENSURE_IF_QUEUED_SQL)
+    batch.sync()
+    slots = [batch.query(text, params) for text, params in then]
+    batch.run()
+    done.rows()
+    supervisor_warning(started)
+    return slots
 
 
 def fetch(conn: psycopg.Connection[Any], handles: Sequence[Handle]) -> dict[Handle, dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT j.* FROM pgbg.job j JOIN unnest(%s::bigint[], %s::bigint[]) AS h(id, cookie) "
-        "ON j.id = h.id AND j.cookie = h.cookie",
-        ([h.id for h in handles], [h.cookie for h in handles]),
-    ).fetchall()
+    rows = conn.execute(*fetch_query(handles)).fetchall()
     return {handle_of(row): row for row in rows}
 
 
-def get_many(conn: psycopg.Connection[Any], handles: Sequence[Handle]) -> list[dict[str, Any]]:
-    found = fetch(conn, handles)
+def fetch_query(handles: Sequence[Handle]) -> tuple[str, tuple[list[int], list[int]]]:
+    """The statement ``fetch`` runs, and its parameters (to send it with others)."""
+    return ("SELECT j.* FROM pgbg.job j JOIN unnest(%s::bigint[], %s::bigint[]) AS h(id, cookie) "
+            "ON j.id = h.id AND j.cookie = h.cookie", ([h.id for h in handles], [h.cookie for h in handles]))
+
+
+def found_all(handles: Sequence[Handle], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``fetch_query``'s rows in the order of ``handles``; UnknownHandle for one it did not find."""
+    found = {handle_of(row): row for row in rows}
     for h in handles:
         if h not in found:
             raise UnknownHandle(f"no job with handle {h} (unknown id, wrong cookie, or not yours)")
     return [found[h] for h in handles]
+
+
+def get_many(conn: psycopg.Connection[Any], handles: Sequence[Handle]) -> list[dict[str, Any]]:
+    return found_all(handles, conn.execute(*fetch_query(handles)).fetchall())
 
 
 def get(conn: psycopg.Connection[Any], handle: Handle) -> dict[str, Any]:
@@ -219,9 +273,9 @@ def wait(
     """
     import psycopg
 
-    conn.execute(f"LISTEN {CHANNEL}")
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     last_reconcile = 0.0
+    listening = False
     try:
         while True:
             try:
@@ -229,6 +283,12 @@ def wait(
                 done = [j for j in jobs if is_final(j)]
                 if done and (any_ or len(done) == len(jobs)):
                     return jobs
+                if not listening:
+                    # only now: jobs that have ended already cost no LISTEN; one that ends
+                    # before the LISTEN is seen by the next look
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    listening = True
+                    continue
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     pending = ", ".join(str(handle_of(j)) for j in jobs if not is_final(j))
@@ -248,8 +308,9 @@ def wait(
                 if reconnect is None or not dropped(conn):
                     raise  # the connection is fine (a lock timeout, say): not this handler's business
                 conn = reconnected(reconnect, exc)
+                listening = True
     finally:
-        if not conn.closed:
+        if listening and not conn.closed:
             conn.execute(f"UNLISTEN {CHANNEL}")
 
 
@@ -292,15 +353,24 @@ def list_jobs(
     limit: int = 50,
 ) -> list[dict[str, Any]]:
     """Live jobs and recent ones (the last hour), newest first; ``include_all`` for all history."""
-    return conn.execute(
-        queries.text("list_jobs"),
-        {
-            "states": list(states) if states else None,
-            "label": glob_to_like(label) if label else None,
-            "all": include_all,
-            "limit": limit,
-        },
-    ).fetchall()
+    text, params = list_query(states=states, label=label, include_all=include_all, limit=limit)
+    return conn.execute(text, params).fetchall()
+
+
+def list_query(
+    *,
+    states: Sequence[str] | None = None,
+    label: str | None = None,
+    include_all: bool = False,
+    limit: int = 50,
+) -> tuple[str, dict[str, Any]]:
+    """The statement ``list_jobs`` runs, and its parameters (to send it with others)."""
+    return queries.text("list_jobs"), {
+        "states": list(states) if states else None,
+        "label": glob_to_like(label) if label else None,
+        "all": include_all,
+        "limit": limit,
+    }
 
 
 def foreign_workers(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:

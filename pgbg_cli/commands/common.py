@@ -37,14 +37,13 @@ FormatOpt = Annotated[
 
 
 @contextmanager
-def database(dsn: str | None, *, need_schema: bool = True) -> Iterator[Any]:
-    """A connection with pg_background found (and pgbg's schema checked, unless told not to)."""
-    from pgbg_cli import db, extension, install
+def database(dsn: str | None, *, need_schema: bool = True, describe: str | None = None) -> Iterator[Any]:
+    """A connection with pg_background found (and pgbg's schema checked, unless told not to),
+    in one round trip after connecting; ``describe``: SQL to describe in the same one."""
+    from pgbg_cli import db, preflight
 
-    with db.connection(dsn) as conn:
-        extension.discover(conn)
-        if need_schema:
-            install.require(conn)
+    with db.connection(dsn, pin=False) as conn:
+        preflight.check(conn, need_schema=need_schema, sql=describe)
         yield conn
 
 

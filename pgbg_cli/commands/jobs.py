@@ -165,8 +165,8 @@ def show(
 
     h = handles_mod.parse(handle)
     with database(dsn) as conn:
-        jobs.reconcile(conn)
-        job = jobs.get(conn, h)
+        (found,) = jobs.reconcile(conn, jobs.fetch_query([h]))
+        job = jobs.found_all([h], found.rows())[0]
         if result:
             if not job.get("want_result"):
                 raise UsageError(f"job {h} was not launched with --result: it kept no rows")
@@ -215,8 +215,15 @@ def list_(
             with renewable(conn, dsn) as live:
                 raise typer.Exit(watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt,
                                                reconnect=live.renew()))
-        jobs.reconcile(conn)
-        rows = jobs.list_jobs(conn, states=state, label=label, include_all=all_, limit=most)
-        if not state and not label:
-            rows = [jobview.foreign_row(w) for w in jobs.foreign_workers(conn)] + rows
+        # one round trip: reconcile, then the list (and other pg_background workers)
+        from pgbg_cli import queries
+
+        foreign = not state and not label
+        then = [jobs.list_query(states=state, label=label, include_all=all_, limit=most)]
+        if foreign:
+            then.append((queries.text("foreign_workers"), None))
+        slots = jobs.reconcile(conn, *then)
+        rows = slots[0].rows()
+        if foreign:
+            rows = [jobview.foreign_row(w) for w in slots[1].rows()] + rows
         _emit_jobs(conn, rows, fmt)

@@ -66,13 +66,13 @@ def launch(
     queue_bytes = numbers.parse_count(queue_size, "--queue-size", numbers.QUEUE_SIZE_MIN, numbers.QUEUE_SIZE_MAX,
                                       zero="the server default")
     text = read_sql(sql, file)
-    with database(dsn) as conn:
-        # Ctrl-C waits while the job is registered: one that came after the server committed it
-        # but before pgbg had its handle would leave a job nobody cancels. It is delivered
-        # right after, inside the block that cancels the job.
+    with database(dsn, describe=text) as conn:
+        # Ctrl-C waits while the job is registered (and its supervisor started): one that came
+        # after the server committed it but before pgbg had its handle would leave a job nobody
+        # cancels. It is delivered right after, inside the block that cancels the job.
         held = _hold_ctrl_c()
         try:
-            job = jobs.register(
+            job, warning = jobs.register(
                 conn, text, label=label, timeout_ms=timeout_ms, queue_size=queue_bytes, want_result=result
             )
         except BaseException:
@@ -81,7 +81,6 @@ def launch(
         # From here on the job exists: Ctrl-C cancels it (or, with --keep-running, leaves it).
         try:
             _release_ctrl_c(held)
-            warning = jobs.ensure_supervisor(conn)
             if warning:
                 say(f"pgbg: {warning}")
             if not (wait or result):
