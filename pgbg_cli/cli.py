@@ -61,6 +61,11 @@ class PgbgGroup(TyperGroup):
                 if code == "55P03":
                     _fail(f"a lock pgbg needs is held by another session (waited {LOCK_TIMEOUT_MS // 1000} s, "
                           "lock_timeout): nothing was changed; see pg_locks for who holds it, then retry", 3)
+                from pgbg_cli.errors import extension_trouble
+
+                trouble = extension_trouble(code, str(exc))
+                if trouble:
+                    _fail(trouble, 3)
                 where = f" [{code}]" if code else ""
                 _fail(f"database error{where}: {redact(first_line(exc))}", 3)
             raise

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pgbg_cli import __version__
-from pgbg_cli.errors import PgbgError
+from pgbg_cli.errors import LIBRARY_MISMATCH, UNBOUND, PgbgError
 
 if TYPE_CHECKING:
     import psycopg
@@ -41,13 +41,6 @@ class Report:
             "bound_to": self.bound_to, "role": self.role, "supervisor_pid": self.supervisor_pid,
             "problems": list(self.problems),
         }
-
-
-LIBRARY_MISMATCH = (
-    "pg_background's library does not match its SQL objects (extension {version}): another version of the "
-    "package was installed over it; DROP EXTENSION pg_background CASCADE; CREATE EXTENSION pg_background; "
-    "then pgbg init (pgbg's jobs and settings are kept)"
-)
 
 
 def library_matches(conn: psycopg.Connection[Any], schema: str, stats_fn: str) -> bool | None:
@@ -89,7 +82,7 @@ def examine(conn: psycopg.Connection[Any]) -> Report:
     rep.extension_version, rep.extension_schema = ext.version, ext.schema
     rep.features = ext.features()
     if library_matches(conn, ext.schema, ext.fn("stats")) is False:
-        rep.problems.append(LIBRARY_MISMATCH.format(version=ext.version))
+        rep.problems.append(LIBRARY_MISMATCH)
     try:
         st = install.status(conn)
     except PgbgError as exc:
@@ -103,6 +96,11 @@ def examine(conn: psycopg.Connection[Any]) -> Report:
     meta = dict((r["key"], r["value"]) for r in conn.execute(
         "SELECT key, value FROM pgbg.meta WHERE key IN ('extension_schema', 'extension_version')").fetchall())
     rep.bound_to = f"pg_background {meta.get('extension_version')} in schema {meta.get('extension_schema')}"
+    if not conn.execute("SELECT to_regprocedure('pgbg._bg_launch(text, integer, text, text)') IS NOT NULL AS b"
+                        ).fetchone()["b"]:
+        rep.bound_to = None
+        rep.problems.append(UNBOUND)
+        return rep
     if (meta.get("extension_version"), meta.get("extension_schema")) != (ext.version, ext.schema):
         rep.problems.append(
             f"pgbg is bound to {rep.bound_to}, but pg_background {ext.version} is in schema {ext.schema}: "

@@ -62,3 +62,28 @@ class JobFailed(PgbgError):
 
 class WaitTimedOut(PgbgError):
     exit_code = WAIT_TIMEOUT
+
+
+# pg_background's library lacks a function of its SQL objects (42883 "could not find function
+# ... in file"): a package of another version was installed over the extension.
+LIBRARY_MISMATCH = (
+    "pg_background's library does not match its SQL objects (a package of another version was installed "
+    "over the extension): DROP EXTENSION pg_background; CREATE EXTENSION pg_background (then pgbg init, "
+    "unless a superuser ran it last); queued jobs wait and then run"
+)
+# pgbg's wrappers over the extension are gone (42883 "function pgbg._bg_... does not exist").
+UNBOUND = (
+    "pgbg is not bound to pg_background (the extension was dropped, recreated or changed under it): "
+    "run pgbg init (as a superuser); queued jobs wait and then run"
+)
+
+
+def extension_trouble(sqlstate: str | None, message: str) -> str | None:
+    """The one-line fix for a database error that means pg_background cannot be called."""
+    if sqlstate != "42883":
+        return None
+    if 'could not find function "pg_background' in message:
+        return LIBRARY_MISMATCH
+    if "function pgbg._bg_" in message:
+        return UNBOUND
+    return None

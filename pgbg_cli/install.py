@@ -150,7 +150,7 @@ def _api_sql(conn: psycopg.Connection[Any], ext: extension.Extension) -> Any:
     """api.sql with the calls this version of pg_background offers (see extension.py)."""
     from psycopg import sql
 
-    needed = ("launch", "detach", "cancel", "get_progress", "result", "list")
+    needed = ("launch", "detach", "cancel", "get_progress", "result", "list", "stats")
     missing = [role for role in needed if not ext.has(role)]
     if missing:
         raise ExtensionProblem(
@@ -161,7 +161,7 @@ def _api_sql(conn: psycopg.Connection[Any], ext: extension.Extension) -> Any:
     def fn(role: str) -> Any:
         return sql.Identifier(ext.schema, ext.fn(role))
 
-    names: dict[str, Any] = {role: fn(role) for role in ("detach", "cancel", "get_progress", "result")}
+    names: dict[str, Any] = {role: fn(role) for role in ("detach", "cancel", "get_progress", "result", "stats")}
     label = sql.SQL(", p_label") if ext.labels else sql.SQL("")
     names["launch_call"] = sql.SQL("{}(p_sql || '', p_queue_size{})").format(fn("launch"), label)
     if ext.list_view:
@@ -193,9 +193,49 @@ def _api_sql(conn: psycopg.Connection[Any], ext: extension.Extension) -> Any:
             "WHERE p_pid IS NULL AND p_cookie IS NULL AND false")
     names["outcome_info"] = sql.SQL("true" if ext.outcome_info else "false")
     names["names_workers"] = sql.SQL("true" if ext.version_tuple >= (2, 0) else "false")
-    names["result_name"] = sql.Literal(fn("result").as_string(conn))
+    names["result_fname"] = sql.Literal(ext.fn("result"))
     names["worker_slots"] = sql.SQL(queries.text("worker_slots"))
     return sql.SQL(schema.read("api.sql")).format(**names)
+
+
+# The functions of rebind.sql: owned by the superuser who ran init, never by pgbg_owner, and
+# run by no role (event triggers call them as the role that changes the extension).
+REBIND_FUNCTIONS = ("_rebind", "_unbind", "_extension_ddl_start", "_extension_ddl_end")
+PLACEHOLDER_SCHEMA = "pgbg_ext_schema_placeholder"
+EVENT_TRIGGERS = (("pgbg_extension_ddl_start", "ddl_command_start", "('ALTER EXTENSION', 'DROP EXTENSION')",
+                   "_extension_ddl_start"),
+                  ("pgbg_extension_ddl_end", "ddl_command_end", "('ALTER EXTENSION', 'CREATE EXTENSION')",
+                   "_extension_ddl_end"))
+
+
+def _level_extension(level: str) -> extension.Extension:
+    """pg_background as version ``level`` has it, in a placeholder schema: what rebind.sql
+    makes pgbg's wrappers for when the extension changes under pgbg."""
+    names: set[str] = set()
+    for canonical, legacy in extension._NAMES.values():
+        names.update(n for n in (canonical, legacy) if n)
+    if extension.parse_version(level) < (1, 9):
+        names -= {"pg_background_error_info_v2", "pg_background_result_info_v2", "pg_background_outcome_v2"}
+    elif extension.parse_version(level) < (1, 10):
+        names -= {"pg_background_outcome_v2"}
+    return extension.Extension(schema=PLACEHOLDER_SCHEMA, version=level,
+                               functions=extension.choose_functions(level, names),
+                               server_version_num=0, current_user="", is_superuser=True)
+
+
+def _rebind_sql(conn: psycopg.Connection[Any]) -> Any:
+    from psycopg import sql
+
+    rendered = {f"api_{level.replace('.', '')}": sql.Literal(_api_sql(conn, _level_extension(level)).as_string(conn))
+                for level in ("1.8", "1.9", "1.10", "2.0")}
+    return sql.SQL(schema.read("rebind.sql")).format(
+        placeholder_ident=sql.Literal(sql.Identifier(PLACEHOLDER_SCHEMA).as_string(conn)), **rendered)
+
+
+def _event_triggers(conn: psycopg.Connection[Any]) -> None:
+    for name, event, tags, fn in EVENT_TRIGGERS:
+        if not conn.execute("SELECT 1 FROM pg_event_trigger WHERE evtname = %s", (name,)).fetchone():
+            conn.execute(f"CREATE EVENT TRIGGER {name} ON {event} WHEN TAG IN {tags} EXECUTE FUNCTION pgbg.{fn}()")
 
 
 def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
@@ -239,6 +279,9 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
             _impostors(conn, ext)
             for name in schema.function_files():
                 conn.execute(_api_sql(conn, ext) if name == "api.sql" else schema.read(name))
+            if ext.is_superuser:
+                conn.execute(_rebind_sql(conn))
+                _event_triggers(conn)
             conn.execute("SELECT pgbg._settings_repair()")
             _own(conn)
             conn.execute(
@@ -329,6 +372,7 @@ def _own(conn: psycopg.Connection[Any]) -> None:
             END LOOP;
             FOR r IN SELECT p.oid::regprocedure AS fn, p.prokind FROM pg_catalog.pg_proc p
                       WHERE p.pronamespace = 'pgbg'::regnamespace AND p.proowner <> 'pgbg_owner'::regrole
+                        AND p.proname NOT IN ('_rebind', '_unbind', '_extension_ddl_start', '_extension_ddl_end')
             LOOP
                 EXECUTE format('ALTER %s %s OWNER TO pgbg_owner',
                                CASE r.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, r.fn);
@@ -359,6 +403,10 @@ def _grants(conn: psycopg.Connection[Any], ext: extension.Extension) -> None:
     )
     for routine in INTERNAL:
         conn.execute(f"REVOKE EXECUTE ON FUNCTION {routine} FROM pgbg_user")
+    for row in conn.execute("SELECT p.oid::regprocedure::text AS fn FROM pg_catalog.pg_proc p "
+                            "WHERE p.pronamespace = 'pgbg'::regnamespace AND p.proname = ANY(%s)",
+                            (list(REBIND_FUNCTIONS),)).fetchall():
+        conn.execute(f"REVOKE ALL ON FUNCTION {row['fn']} FROM PUBLIC, pgbg_user")  # regprocedure: quoted
     # pgbg_owner reads every backend's type and start time (worker slots, liveness of
     # supervisors and workers): pg_read_all_stats.
     conn.execute(

@@ -117,7 +117,18 @@ def register(
                          "type (e.g. ::text)")
     job = submitted.one()
     assert job is not None
-    return job, supervisor_warning(started)
+    try:
+        warning = supervisor_warning(started)
+    except PgbgError:
+        raise
+    except Exception as exc:  # psycopg's, from the supervisor's start
+        from pgbg_cli.errors import ExtensionProblem, extension_trouble
+
+        trouble = extension_trouble(getattr(getattr(exc, "diag", None), "sqlstate", None), str(exc))
+        if trouble:
+            raise ExtensionProblem(f"job {job['id']}:{job['cookie']} is queued, but {trouble}") from None
+        raise
+    return job, warning
 
 
 def ensure_supervisor(conn: psycopg.Connection[Any]) -> str | None:

@@ -350,6 +350,7 @@ case "${1:-}" in
   dsn) dsn "${2:-admin}" ;;
   env) printf 'export PGHOST=127.0.0.1 PGPORT=%s PGDATABASE=%s PGUSER=postgres PGPASSWORD=%s\n' "$(port)" "$DB" "$ADMIN_PW" ;;
   logfile) echo "$ROOT$LOG_IN_ROOT" ;;
+  extdir) echo "$ROOT/usr/share/postgresql/$PGV/extension" ;;
   servers) echo "pg18-bg20 pg18-bg18 pg17-bg18 pg15-bg18" ;;
   describe) versions ;;
   destroy) stop; rm -rf "$ROOT$BASE_IN_ROOT" "$PORTFILE" ;;

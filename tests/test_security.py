@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from conftest import APP_PASSWORD, _with_db, fresh_database, retry, sql_runner
 
+from pgbg_cli import install
 from pgbg_cli.handles import parse
 
 Run = Callable[..., list[dict[str, Any]]]
@@ -134,8 +135,17 @@ def test_every_routine_pins_search_path_and_definers_belong_to_pgbg_owner(sec, a
     assert len(rows) > 40
     ext_schema = admin_sql("SELECT extnamespace::regnamespace::text AS s FROM pg_extension "
                            "WHERE extname = 'pg_background'")[0]["s"]
+    rebind = {f"pgbg.{name}()" for name in install.REBIND_FUNCTIONS}
+    superusers = {r["rolname"] for r in admin_sql("SELECT rolname FROM pg_roles WHERE rolsuper")}
     for r in rows:
-        assert r["owner"] == "pgbg_owner", r
+        if r["routine"] in rebind:
+            # run by event triggers as whoever changes the extension: owned by the superuser
+            # who ran init (pgbg_owner may not change what they run), executable by nobody else
+            assert r["owner"] in superusers and not r["prosecdef"], r
+            assert admin_sql("SELECT has_function_privilege('pgbg_user', %s, 'EXECUTE') AS x",
+                             (r["routine"],))[0]["x"] is False, r
+        else:
+            assert r["owner"] == "pgbg_owner", r
         if r["routine"] == "pgbg.supervise()":
             # a procedure that COMMITs cannot carry SET; it pins the path as its first statement
             assert r["prokind"] == "p" and not r["prosecdef"] and r["proconfig"] is None

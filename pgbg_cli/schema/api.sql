@@ -105,8 +105,6 @@ BEGIN
 END
 $f$;
 
--- The quoted, schema-qualified name of the result function, for EXECUTE with a column
--- definition list.
 -- The text rows of a result: the command tags of a job whose last statement returns no rows
 -- (one per statement, e.g. "UPDATE 5"). Bound like the others; only --result rows, whose
 -- column list is known at run time alone, are read through EXECUTE.
@@ -116,15 +114,28 @@ BEGIN ATOMIC
     SELECT r.tag FROM {result}(p_pid, p_cookie) AS r(tag pg_catalog.text);
 END;
 
+-- Can pg_background be called at all? A harmless call of one of its C functions: it fails
+-- (42883, "could not find function ... in file") when a package of another version was
+-- installed over the extension's SQL objects. pgbg.ensure_supervisor() asks first.
+CREATE OR REPLACE FUNCTION pgbg._bg_probe()
+RETURNS integer LANGUAGE sql SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT (s).max_workers FROM (SELECT {stats}() AS s) x;
+END;
+
 -- Does this pg_background tell an outcome without consuming the result (1.9 and on)?
 CREATE OR REPLACE FUNCTION pgbg._bg_outcome_info()
 RETURNS boolean LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $f$
     SELECT {outcome_info}
 $f$;
 
+-- The quoted, schema-qualified name of the result function, for EXECUTE with a column
+-- definition list (--result rows): looked up where the extension lives now.
 CREATE OR REPLACE FUNCTION pgbg._bg_result_fn()
-RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $f$
-    SELECT {result_name}::text
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $f$
+    SELECT pg_catalog.format('%I.%I', n.nspname, {result_fname}::pg_catalog.text)
+      FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'pg_background'
 $f$;
 
 -- Who holds the slots of max_worker_processes (the same query as `pgbg capacity`). SECURITY

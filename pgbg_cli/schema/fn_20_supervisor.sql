@@ -85,6 +85,18 @@ RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
      WHERE s.pid = pg_catalog.pg_backend_pid() AND s.backend_start = pgbg._my_backend_start()
 $$;
 
+-- Ask this supervisor to stop at the end of its pass, noting why: pg_background cannot be
+-- called (its library does not match its SQL objects, or pgbg is no longer bound to it). A
+-- session setting, so that it outlives the transaction of the step that found it.
+CREATE OR REPLACE FUNCTION pgbg._supervisor_stop(p_why text)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE LOG 'pgbg: supervisor % stops: %', pg_catalog.pg_backend_pid(), p_why;
+    PERFORM pgbg._supervisor_note('stopped: ' || p_why);
+    PERFORM pg_catalog.set_config('pgbg.supervisor_stop', 'on', false);
+END
+$$;
+
 -- The pid of the live supervisor of p_role in this database, or NULL.
 CREATE OR REPLACE FUNCTION pgbg.supervisor_pid(p_role name DEFAULT current_user)
 RETURNS integer LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -112,6 +124,9 @@ RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     h record;
 BEGIN
+    -- pg_background must answer first (its library may not match its SQL objects): a
+    -- supervisor alive since before cannot launch anything either
+    PERFORM pgbg._bg_probe();
     IF pgbg.supervisor_pid(current_user) IS NOT NULL OR session_user <> current_user THEN
         RETURN NULL;  -- alive; or this session only borrows the role (see _supervisor_register)
     END IF;
@@ -161,6 +176,7 @@ BEGIN
             active := 1;
         END;
         COMMIT;
+        EXIT WHEN pg_catalog.current_setting('pgbg.supervisor_stop', true) = 'on';
         started := 0;
         LOOP
             claimed := NULL;
@@ -184,6 +200,7 @@ BEGIN
             active := active + 1;
             started := started + 1;
         END LOOP;
+        EXIT WHEN pg_catalog.current_setting('pgbg.supervisor_stop', true) = 'on';
         IF pg_catalog.clock_timestamp() - last_prune > interval '60 seconds' THEN
             BEGIN
                 PERFORM pgbg._autoprune();
@@ -213,5 +230,10 @@ BEGIN
         END IF;
         COMMIT;
     END LOOP;
+    IF pg_catalog.current_setting('pgbg.supervisor_stop', true) = 'on' THEN
+        -- registered no longer; the note stays readable in the server log
+        PERFORM pgbg._supervisor_unregister();
+        COMMIT;
+    END IF;
 END
 $$;

@@ -27,6 +27,15 @@ BEGIN
             j.sql || coalesce(pgbg._tag_statement(j), ''), j.queue_size, pg_catalog.left('pgbg:' || j.id || ':' || coalesce(j.label, ''), 60), j.search_path);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+        IF v_state = '42883' THEN
+            -- pg_background cannot be called: its library lacks a function of its SQL objects
+            -- (a package of another version installed over it), or pgbg's wrappers went with
+            -- a DROP EXTENSION. Nothing ran: the job waits, and this supervisor stops (see
+            -- pgbg._supervisor_stop()) instead of failing every job it would launch.
+            PERFORM pgbg._record_requeued(j.id, 'waiting: pg_background cannot be called (' || v_message || ')');
+            PERFORM pgbg._supervisor_stop(v_message);
+            RETURN false;
+        END IF;
         IF v_state IN ('53000', '53400') THEN
             -- 53000: no free slot of max_worker_processes; 53400: this session holds
             -- pg_background.max_workers handles already. Either way: queued again, not failed.

@@ -120,6 +120,10 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
             PERFORM pgbg._record_tend_error(j.id, v_message);
+            IF SQLSTATE = '42883' THEN
+                -- pg_background cannot be called (see pgbg._launch_claimed): stop after this pass
+                PERFORM pgbg._supervisor_stop(v_message);
+            END IF;
         END;
     END LOOP;
     IF me.legacy THEN
