@@ -43,6 +43,19 @@ class Report:
         }
 
 
+# Is pgbg bound to the pg_background installed now: does its launch wrapper depend on one of
+# the extension's objects? (As pgbg_bind.bound(), which only a superuser may call.)
+BOUND_SQL = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_depend d
+      JOIN pg_catalog.pg_proc w ON w.oid = d.objid AND w.proname = '_bg_launch'
+                               AND w.pronamespace = 'pgbg'::pg_catalog.regnamespace
+      JOIN pg_catalog.pg_depend x ON x.classid = d.refclassid AND x.objid = d.refobjid AND x.deptype = 'e'
+      JOIN pg_catalog.pg_extension e ON e.oid = x.refobjid AND e.extname = 'pg_background'
+     WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass) AS b
+"""
+
+
 def library_matches(conn: psycopg.Connection[Any], schema: str, stats_fn: str) -> bool | None:
     """Call a harmless C function of the extension: False when its library lacks it (a
     package of another version installed over the extension), None when it cannot be told."""
@@ -93,17 +106,12 @@ def examine(conn: psycopg.Connection[Any]) -> Report:
     if not st.current:
         rep.problems.append(st.describe())
         return rep
-    meta = dict((r["key"], r["value"]) for r in conn.execute(
-        "SELECT key, value FROM pgbg.meta WHERE key IN ('extension_schema', 'extension_version')").fetchall())
-    rep.bound_to = f"pg_background {meta.get('extension_version')} in schema {meta.get('extension_schema')}"
-    if not conn.execute("SELECT to_regprocedure('pgbg._bg_launch(text, integer, text, text)') IS NOT NULL AS b"
-                        ).fetchone()["b"]:
-        rep.bound_to = None
+    if not conn.execute(BOUND_SQL).fetchone()["b"]:
         rep.problems.append(UNBOUND)
         return rep
-    if (meta.get("extension_version"), meta.get("extension_schema")) != (ext.version, ext.schema):
-        rep.problems.append(
-            f"pgbg is bound to {rep.bound_to}, but pg_background {ext.version} is in schema {ext.schema}: "
-            "run pgbg init")
+    rep.bound_to = f"pg_background {ext.version} in schema {ext.schema}"
+    if conn.execute("SELECT pgbg._bg_outcome_info() AS o").fetchone()["o"] != ext.outcome_info:
+        rep.problems.append(f"pgbg's functions were made for another version of pg_background than {ext.version}: "
+                            "run pgbg init")
     rep.supervisor_pid = conn.execute("SELECT pgbg.supervisor_pid() AS p").fetchone()["p"]
     return rep

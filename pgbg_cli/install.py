@@ -198,14 +198,17 @@ def _api_sql(conn: psycopg.Connection[Any], ext: extension.Extension) -> Any:
     return sql.SQL(schema.read("api.sql")).format(**names)
 
 
-# The functions of rebind.sql: owned by the superuser who ran init, never by pgbg_owner, and
-# run by no role (event triggers call them as the role that changes the extension).
-REBIND_FUNCTIONS = ("_rebind", "_unbind", "_extension_ddl_start", "_extension_ddl_end")
+# The functions of rebind.sql live in schema pgbg_bind, owned by the superuser who ran init;
+# event triggers run them as whoever changes the extension.
+BIND_SCHEMA = "pgbg_bind"
 PLACEHOLDER_SCHEMA = "pgbg_ext_schema_placeholder"
 EVENT_TRIGGERS = (("pgbg_extension_ddl_start", "ddl_command_start", "('ALTER EXTENSION', 'DROP EXTENSION')",
-                   "_extension_ddl_start"),
-                  ("pgbg_extension_ddl_end", "ddl_command_end", "('ALTER EXTENSION', 'CREATE EXTENSION')",
-                   "_extension_ddl_end"))
+                   "pgbg_bind.on_ddl_start"),
+                  ("pgbg_extension_ddl_end", "ddl_command_end",
+                   "('ALTER EXTENSION', 'CREATE EXTENSION', 'DROP EXTENSION')", "pgbg_bind.on_ddl_end"))
+# The triggers pgbg makes on its own tables (fn_95_triggers.sql); init refuses any other, since
+# it writes those tables with a superuser's rights.
+OWN_TRIGGERS = {("pgbg.settings", "settings_guard"), ("pgbg.job", "job_guard"), ("pgbg.job", "job_audit")}
 
 
 def _level_extension(level: str) -> extension.Extension:
@@ -234,8 +237,31 @@ def _rebind_sql(conn: psycopg.Connection[Any]) -> Any:
 
 def _event_triggers(conn: psycopg.Connection[Any]) -> None:
     for name, event, tags, fn in EVENT_TRIGGERS:
-        if not conn.execute("SELECT 1 FROM pg_event_trigger WHERE evtname = %s", (name,)).fetchone():
-            conn.execute(f"CREATE EVENT TRIGGER {name} ON {event} WHEN TAG IN {tags} EXECUTE FUNCTION pgbg.{fn}()")
+        row = conn.execute("SELECT p.oid::regprocedure::text AS fn FROM pg_event_trigger t "
+                           "JOIN pg_proc p ON p.oid = t.evtfoid WHERE t.evtname = %s", (name,)).fetchone()
+        if row and row["fn"] != f"{fn}()":
+            conn.execute(f"DROP EVENT TRIGGER {name}")  # made by an earlier pgbg: replaced
+            row = None
+        if row is None:
+            conn.execute(f"CREATE EVENT TRIGGER {name} ON {event} WHEN TAG IN {tags} EXECUTE FUNCTION {fn}()")
+    for old in ("_rebind()", "_unbind()", "_extension_ddl_start()", "_extension_ddl_end()"):
+        conn.execute(f"DROP FUNCTION IF EXISTS pgbg.{old}")
+    conn.execute("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgbg_bind FROM PUBLIC")
+
+
+def _foreign_triggers(conn: psycopg.Connection[Any]) -> None:
+    """Refuse to write pgbg's tables with a superuser's rights while a trigger or rule that pgbg
+    did not make sits on them (the owner of the schema, pgbg_owner, could have put it there)."""
+    rows = conn.execute(
+        "SELECT c.oid::regclass::text AS rel, t.tgname AS name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "WHERE c.relnamespace = 'pgbg'::regnamespace AND NOT t.tgisinternal "
+        "UNION ALL SELECT c.oid::regclass::text, r.rulename FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class "
+        "WHERE c.relnamespace = 'pgbg'::regnamespace AND c.relkind IN ('r', 'p') ORDER BY 1, 2").fetchall()
+    odd = [f"{r['name']} on {r['rel']}" for r in rows if (r["rel"], r["name"]) not in OWN_TRIGGERS]
+    if odd:
+        raise ExtensionProblem(
+            f"pgbg's tables carry triggers or rules that pgbg did not make: {', '.join(odd)}; a superuser's "
+            "pgbg init would run them: drop them (see docs/security.md), then run pgbg init again")
 
 
 def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
@@ -253,6 +279,8 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
                 conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
             # Read what is there only once the lock is held: a concurrent init that got the
             # lock first has committed by now, and this one then has nothing to do.
+            if conn.execute("SELECT to_regnamespace('pgbg') IS NOT NULL AS there").fetchone()["there"]:
+                _foreign_triggers(conn)
             before = status(conn)
             conn.execute("SET LOCAL check_function_bodies = off")  # files name routines of later files
             for role in (OWNER_ROLE, USER_ROLE, ADMIN_ROLE):
@@ -282,6 +310,7 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
             if ext.is_superuser:
                 conn.execute(_rebind_sql(conn))
                 _event_triggers(conn)
+
             conn.execute("SELECT pgbg._settings_repair()")
             _own(conn)
             conn.execute(
@@ -310,16 +339,22 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
 
 def _warnings(conn: psycopg.Connection[Any], ext: extension.Extension) -> list[str]:
     """What makes the install less safe than it could be, in one line each."""
+    found = []
+    if conn.execute("SELECT to_regnamespace('pgbg_bind') IS NULL AS none").fetchone()["none"]:
+        found.append("no event triggers were made (only a superuser can): after CREATE, DROP or ALTER EXTENSION "
+                     "pg_background, run pgbg init again")
     writers = [r["rolname"] for r in conn.execute(
         "SELECT r.rolname FROM pg_roles r, pg_namespace n "
         "WHERE n.nspname = %s AND r.oid <> n.nspowner AND NOT r.rolsuper AND r.rolcanlogin "
         "AND has_schema_privilege(r.oid, n.oid, 'CREATE') ORDER BY 1", (ext.schema,)).fetchall()]
     if not writers:
-        return []
+        return found
     named = ", ".join(writers[:5]) + (f" and {len(writers) - 5} more" if len(writers) > 5 else "")
-    return [f"roles other than its owner may create objects in schema {ext.schema!r}, where pg_background "
-            f"lives ({named}): one of them can make --result reads fail by overloading its functions; "
-            f"REVOKE CREATE ON SCHEMA {ext.schema} FROM them, or keep pg_background in a schema of its own"]
+    return found + [
+        f"roles other than its owner may create objects in schema {ext.schema!r}, where pg_background lives "
+        f"({named}): one of them can make --result reads fail by overloading its functions, and keep pgbg "
+        f"from binding to the extension again after it changes; REVOKE CREATE ON SCHEMA {ext.schema} FROM them, "
+        "or keep pg_background in a schema of its own"]
 
 
 def _lock_tables(conn: psycopg.Connection[Any]) -> None:
@@ -372,7 +407,7 @@ def _own(conn: psycopg.Connection[Any]) -> None:
             END LOOP;
             FOR r IN SELECT p.oid::regprocedure AS fn, p.prokind FROM pg_catalog.pg_proc p
                       WHERE p.pronamespace = 'pgbg'::regnamespace AND p.proowner <> 'pgbg_owner'::regrole
-                        AND p.proname NOT IN ('_rebind', '_unbind', '_extension_ddl_start', '_extension_ddl_end')
+
             LOOP
                 EXECUTE format('ALTER %s %s OWNER TO pgbg_owner',
                                CASE r.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, r.fn);
@@ -403,10 +438,6 @@ def _grants(conn: psycopg.Connection[Any], ext: extension.Extension) -> None:
     )
     for routine in INTERNAL:
         conn.execute(f"REVOKE EXECUTE ON FUNCTION {routine} FROM pgbg_user")
-    for row in conn.execute("SELECT p.oid::regprocedure::text AS fn FROM pg_catalog.pg_proc p "
-                            "WHERE p.pronamespace = 'pgbg'::regnamespace AND p.proname = ANY(%s)",
-                            (list(REBIND_FUNCTIONS),)).fetchall():
-        conn.execute(f"REVOKE ALL ON FUNCTION {row['fn']} FROM PUBLIC, pgbg_user")  # regprocedure: quoted
     # pgbg_owner reads every backend's type and start time (worker slots, liveness of
     # supervisors and workers): pg_read_all_stats.
     conn.execute(

@@ -31,13 +31,21 @@ def test_more_launches_than_the_budget_queue_and_all_run(test_db, cli, max_runni
 
     poller = threading.Thread(target=poll)
     poller.start()
+    # the jobs wait for a gate (an advisory lock the test holds) before they sleep: the first two
+    # hold the two places, and the others are certain to be queued, however slow the machine
+    gate = uuid.uuid4().int % 2**31
+    holder = psycopg.connect(test_db["admin"], autocommit=True)
     try:
-        handles = [_launch(cli, dsn, "SELECT pg_sleep(1)", "-l", label) for _ in range(6)]
+        holder.execute("SELECT pg_advisory_lock(%s)", (gate,))
+        handles = [_launch(cli, dsn, f"SELECT pg_advisory_lock_shared({gate}); SELECT pg_sleep(0.3)", "-l", label)
+                   for _ in range(6)]
         assert len(set(handles)) == 6
         queued = json.loads(cli("list", "--state", "queued", "--label", label, "--format", "json", dsn=dsn).stdout)
-        assert len(queued) >= 1  # accepted at once, waiting for a place
+        assert len(queued) >= 4  # accepted at once, waiting for a place
+        holder.execute("SELECT pg_advisory_unlock(%s)", (gate,))
         res = cli("wait", "--timeout", "60s", "--format", "json", *handles, dsn=dsn)
     finally:
+        holder.close()
         stop.set()
         poller.join()
     assert res.exit_code == 0, res

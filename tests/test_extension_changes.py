@@ -11,6 +11,7 @@ that drops and re-creates functions, as pg_background's 1.10 to 2.0 script does.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import extnames
 import psycopg
 import pytest
 from conftest import SANDBOX, fresh_database, retry, sql_runner
@@ -96,7 +98,10 @@ def test_drop_and_create_extension_in_another_schema(db, cli):
         admin("CREATE SCHEMA bg")
         admin("CREATE EXTENSION pg_background SCHEMA bg")
         admin("GRANT USAGE ON SCHEMA bg TO pgbg_app")
-        assert admin("SELECT value FROM pgbg.meta WHERE key = 'extension_schema'") == [{"value": "bg"}]
+        assert _bound(admin)
+        assert admin("SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                     "JOIN pg_depend d ON d.refobjid = p.oid AND d.objid = 'pgbg._bg_detach(integer, bigint)'"
+                     "::regprocedure LIMIT 1") == [{"nspname": "bg"}]
         res = cli("wait", "--timeout", "60s", queued, dsn=db["app"])
         assert res.exit_code == 0, res
         retry(lambda: cli("list", "-a", dsn=db["app"]) and _job(admin, running)["state"] in FINAL,
@@ -161,7 +166,9 @@ def test_alter_extension_update_switches_with_no_manual_step(db, cli, update_scr
             admin(f"ALTER EXTENSION pg_background UPDATE TO '{target}'")
         admin("ALTER EVENT TRIGGER pgbg_extension_ddl_start ENABLE")
         admin(f"ALTER EXTENSION pg_background UPDATE TO '{target}'")
-        assert admin("SELECT value FROM pgbg.meta WHERE key = 'extension_version'") == [{"value": target}]
+        assert _bound(admin)
+        doctor = cli("doctor", "-F", "json", dsn=db["app"])
+        assert json.loads(doctor.stdout)["bound_to"] == f"pg_background {target} in schema public", doctor
         holder.execute("SELECT pg_advisory_unlock(%s)", (gate,))
         # the supervisor that held the running job reads its outcome through the new functions
         for handle in (running, queued):
@@ -169,3 +176,99 @@ def test_alter_extension_update_switches_with_no_manual_step(db, cli, update_scr
             assert res.exit_code == 0, res
         assert _ran(admin) == {"running": 1, "queued": 1}
         assert cli("doctor", dsn=db["app"]).exit_code == 0
+
+
+# --- what a hostile role might try with the event triggers (found by a red-team review) ---
+
+def _bound(admin) -> bool:
+    from pgbg_cli.doctor import BOUND_SQL
+
+    return admin(BOUND_SQL)[0]["b"]
+
+
+def _relocate_and_back(admin) -> None:
+    admin("CREATE SCHEMA IF NOT EXISTS rt_bg")
+    admin("ALTER EXTENSION pg_background SET SCHEMA rt_bg")
+    admin("ALTER EXTENSION pg_background SET SCHEMA public")
+
+
+def test_code_of_pgbg_owner_never_runs_as_whoever_changes_the_extension(db, cli):
+    with sql_runner(db["admin"]) as admin:
+        admin("CREATE TABLE public.rt_spy (ran_as name, superuser boolean)")
+        admin("GRANT INSERT ON public.rt_spy TO PUBLIC")
+        admin("SET ROLE pgbg_owner")  # stands for any way of running code as pgbg_owner
+        spy = ("INSERT INTO public.rt_spy SELECT current_user, rolsuper FROM pg_catalog.pg_roles "
+               "WHERE rolname = current_user")
+        admin(f"CREATE FUNCTION pgbg.rt_spy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {spy}; RETURN NEW; END $$")
+        for table in ("meta", "settings", "job"):
+            admin(f"CREATE TRIGGER rt_spy BEFORE INSERT OR UPDATE ON pgbg.{table} "
+                  "FOR EACH ROW EXECUTE FUNCTION pgbg.rt_spy()")
+        # what the event triggers run is out of its reach
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            admin("DROP FUNCTION pgbg_bind.rebind()")
+        admin("RESET ROLE")
+        _relocate_and_back(admin)
+        assert _bound(admin)
+        assert admin("SELECT * FROM public.rt_spy WHERE superuser") == []
+        # and pgbg init, which writes those tables as a superuser, refuses to while they are there
+        res = cli("init", dsn=db["admin"])
+        assert res.exit_code == 3 and "rt_spy on pgbg.meta" in res.stderr, res
+        assert admin("SELECT * FROM public.rt_spy WHERE superuser") == []
+
+
+def test_a_trusted_extensions_script_cannot_unbind_pgbg(db, cli):
+    # a trusted extension's script runs as a superuser, and the event triggers fire inside it:
+    # only a superuser's own command may set them off
+    with sql_runner(db["admin"]) as admin, psycopg.connect(db["app"], autocommit=True) as app:
+        if not admin("SELECT 1 FROM pg_available_extension_versions WHERE name = 'cube' AND version = '1.3' "
+                     "AND trusted"):
+            pytest.skip("needs the trusted extension cube 1.3, whose update script runs ALTER EXTENSION")
+        admin(f"GRANT CREATE ON DATABASE {db['name']} TO pgbg_app")
+        app.execute("CREATE SCHEMA rt_app")
+        app.execute("CREATE EXTENSION cube VERSION '1.3' SCHEMA rt_app")
+        app.execute("BEGIN")
+        app.execute("ALTER EXTENSION cube UPDATE TO '1.4' /* pg_background */")
+        # still bound, and nothing of pgbg's locked by that open transaction
+        assert _bound(admin)
+        res = cli("init", dsn=db["admin"])
+        app.execute("ROLLBACK")
+        assert res.exit_code == 0, res
+        assert cli("doctor", dsn=db["app"]).exit_code == 0
+
+
+def test_an_overload_in_the_extensions_schema_never_unbinds_pgbg(db, cli):
+    with sql_runner(db["admin"]) as admin, sql_runner(db["app"]) as app:
+        detach = extnames.ext(db["admin"]).fn("detach")
+        app(f"CREATE FUNCTION public.{detach}(int4, int8, int4 DEFAULT 0) RETURNS void LANGUAGE sql AS $$ SELECT $$")
+        admin("ALTER EXTENSION pg_background UPDATE")  # nothing to update: changes nothing
+        assert _bound(admin)
+        handle = _launch(cli, db["app"], "SELECT 1")
+        assert cli("wait", "--timeout", "60s", handle, dsn=db["app"]).exit_code == 0
+
+
+def test_dropping_another_extension_leaves_pgbg_bound(db):
+    with psycopg.connect(db["admin"], autocommit=True) as conn:
+        conn.execute("DROP EXTENSION IF EXISTS rt_no_such_ext; SELECT 'pg_background'")
+    with sql_runner(db["admin"]) as admin:
+        assert _bound(admin)
+
+
+def test_a_procedure_that_commits_runs_as_it_would_alone(db, cli):
+    # on 1.8 pgbg appends a statement to some jobs: never to one that returns nameable rows
+    # (a CALL with an INOUT parameter), which would then run in a transaction block
+    with sql_runner(db["admin"]) as admin:
+        admin("CREATE TABLE public.rt_t (x int)")
+        admin("CREATE PROCEDURE public.rt_commit(INOUT n int) LANGUAGE plpgsql AS "
+              "$$ BEGIN INSERT INTO public.rt_t VALUES (n); COMMIT; n := n + 1; END $$")
+        res = cli("launch", "--wait", "-t", "60s", "-F", "json", "CALL public.rt_commit(1)", dsn=db["admin"])
+        assert res.exit_code == 0 and json.loads(res.stdout)["state"] == "succeeded", res
+        assert admin("SELECT x FROM public.rt_t") == [{"x": 1}]
+
+
+@pytest.mark.parametrize("message", ["remote query result rowtype does not match the specified FROM clause rowtype",
+                                     "lost connection to worker process with PID 1"])
+def test_a_jobs_own_error_is_its_error_however_worded(db, cli, message):
+    sql = f"SELECT 1; DO $$BEGIN RAISE EXCEPTION '{message}'; END$$"
+    res = cli("launch", "--wait", "-t", "60s", "-F", "json", sql, dsn=db["app"])
+    job = json.loads(res.stdout)
+    assert job["state"] == "failed" and job["sqlstate"] == "P0001" and job["message"] == message, job

@@ -165,19 +165,25 @@ def test_killing_the_launching_cli_loses_nothing(faults):
 
 
 def test_supervisor_terminated_orphan_then_lost(faults):
-    handle = _launch(faults, "SELECT pg_sleep(2)")
-    job = _running(faults, handle)
-    sup = _supervisor_pid(faults)
-    assert faults.sql("SELECT pg_terminate_backend(%s) AS ok", (sup,))[0]["ok"]
-    retry(lambda: not faults.alive(sup), "the supervisor is gone")
-    assert faults.alive(job["worker_pid"])  # the worker goes on without it
+    # the job runs until the test releases its advisory lock: it is certain to be running
+    # while the supervisor is gone, however slow the machine
+    gate = uuid.uuid4().int % 2**31
+    with psycopg.connect(faults.dsn("admin"), autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (gate,))
+        handle = _launch(faults, f"SELECT pg_advisory_lock({gate})")
+        job = _running(faults, handle)
+        sup = _supervisor_pid(faults)
+        assert faults.sql("SELECT pg_terminate_backend(%s) AS ok", (sup,))[0]["ok"]
+        retry(lambda: not faults.alive(sup), "the supervisor is gone")
+        assert faults.alive(job["worker_pid"])  # the worker goes on without it
 
-    listed = _pgbg("list", "--format", "json", dsn=faults.dsn())
-    assert listed.returncode == 0, listed.stderr
-    row = next(r for r in json.loads(listed.stdout) if r["handle"] == handle)
-    assert row["state"] == "running" and row["reason"].startswith("orphaned")
-    shown = _show(faults, handle)
-    assert shown["state"] == "running" and str(job["worker_pid"]) in shown["reason"]
+        listed = _pgbg("list", "--format", "json", dsn=faults.dsn())
+        assert listed.returncode == 0, listed.stderr
+        row = next(r for r in json.loads(listed.stdout) if r["handle"] == handle)
+        assert row["state"] == "running" and row["reason"].startswith("orphaned")
+        shown = _show(faults, handle)
+        assert shown["state"] == "running" and str(job["worker_pid"]) in shown["reason"]
+        holder.execute("SELECT pg_advisory_unlock(%s)", (gate,))
 
     # once the worker ends, the next look says lost (never running forever)
     res = _pgbg("wait", "--timeout", "30s", "--format", "json", handle, dsn=faults.dsn())

@@ -127,6 +127,27 @@ def _spied(admin_sql: Run) -> list[dict[str, Any]]:
     return admin_sql("SELECT ran_as, what FROM public.spy_log WHERE ran_as <> 'pgbg_evil'")
 
 
+def test_what_event_triggers_run_is_a_superusers_alone(sec, admin_sql):
+    # run as whoever changes the extension (usually a superuser): in a schema owned by the
+    # superuser who ran init, which no other role may use, pinned, and definers of nothing
+    superusers = {r["rolname"] for r in admin_sql("SELECT rolname FROM pg_roles WHERE rolsuper")}
+    schema = admin_sql("SELECT pg_get_userbyid(nspowner) AS owner, nspacl::text AS acl FROM pg_namespace "
+                       "WHERE nspname = %s", (install.BIND_SCHEMA,))[0]
+    assert schema["owner"] in superusers
+    for role in ("pgbg_user", "pgbg_admin", "pgbg_owner", "pgbg_evil"):
+        assert admin_sql("SELECT has_schema_privilege(%s, %s, 'USAGE') AS u", (role, install.BIND_SCHEMA))[0]["u"] \
+            is False, role
+    rows = admin_sql("SELECT p.oid::regprocedure::text AS fn, pg_get_userbyid(p.proowner) AS owner, p.prosecdef, "
+                     "p.proconfig FROM pg_proc p WHERE p.pronamespace = %s::regnamespace", (install.BIND_SCHEMA,))
+    assert {r["fn"] for r in rows} >= {"pgbg_bind.rebind()", "pgbg_bind.on_ddl_start()", "pgbg_bind.on_ddl_end()"}
+    for r in rows:
+        assert r["owner"] in superusers and not r["prosecdef"], r
+        assert "search_path=pg_catalog, pg_temp" in (r["proconfig"] or []), r
+    triggers = admin_sql("SELECT evtname, evtfoid::regproc::text AS fn FROM pg_event_trigger "
+                         "WHERE evtname LIKE 'pgbg%%'")
+    assert sorted(t["fn"] for t in triggers) == ["pgbg_bind.on_ddl_end", "pgbg_bind.on_ddl_start"]
+
+
 def test_every_routine_pins_search_path_and_definers_belong_to_pgbg_owner(sec, admin_sql):
     rows = admin_sql(
         "SELECT p.oid::regprocedure::text AS routine, p.prokind, p.prosecdef, p.proconfig, "
@@ -135,17 +156,8 @@ def test_every_routine_pins_search_path_and_definers_belong_to_pgbg_owner(sec, a
     assert len(rows) > 40
     ext_schema = admin_sql("SELECT extnamespace::regnamespace::text AS s FROM pg_extension "
                            "WHERE extname = 'pg_background'")[0]["s"]
-    rebind = {f"pgbg.{name}()" for name in install.REBIND_FUNCTIONS}
-    superusers = {r["rolname"] for r in admin_sql("SELECT rolname FROM pg_roles WHERE rolsuper")}
     for r in rows:
-        if r["routine"] in rebind:
-            # run by event triggers as whoever changes the extension: owned by the superuser
-            # who ran init (pgbg_owner may not change what they run), executable by nobody else
-            assert r["owner"] in superusers and not r["prosecdef"], r
-            assert admin_sql("SELECT has_function_privilege('pgbg_user', %s, 'EXECUTE') AS x",
-                             (r["routine"],))[0]["x"] is False, r
-        else:
-            assert r["owner"] == "pgbg_owner", r
+        assert r["owner"] == "pgbg_owner", r
         if r["routine"] == "pgbg.supervise()":
             # a procedure that COMMITs cannot carry SET; it pins the path as its first statement
             assert r["prokind"] == "p" and not r["prosecdef"] and r["proconfig"] is None

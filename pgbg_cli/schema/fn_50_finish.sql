@@ -86,7 +86,7 @@ BEGIN
             IF v_sqlstate = '57014' AND NOT pgbg._from_worker(v_context) THEN
                 RAISE;  -- this supervisor itself was canceled, not the job
             END IF;
-            IF v_message LIKE 'remote query result rowtype does not match%' THEN
+            IF v_message LIKE 'remote query result rowtype does not match%' AND NOT pgbg._from_worker(v_context) THEN
                 -- rows of a shape pgbg could not name: the read stopped and released them; the
                 -- worker finishes unread, so nothing tells how it ended
                 unreadable := true;

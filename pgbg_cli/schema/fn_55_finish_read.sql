@@ -20,16 +20,18 @@ RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                         WHERE t.oid >= 16384 OR ty.typtype IS NULL OR ty.typtype = 'p')
 $$;
 
--- The statement appended to a job on 1.8 whose last statement returns (or may return) rows
--- that are not kept: its rows then go nowhere, and every statement's command tag comes back
--- instead ("SELECT 100000", then "DO"), read through the bound pgbg._bg_tags(). NULL when
--- nothing is appended: rows kept with --result; one statement without rows (result_types
--- '{}'), which would otherwise no longer run alone (VACUUM). result_types NULL: several
--- statements.
+-- The statement appended to a job on 1.8 whose rows pgbg cannot read: several statements
+-- (result_types NULL; the last may return rows) or one whose columns no column list can name
+-- (void, record, types made after initdb). Its rows then go nowhere, and every statement's
+-- command tag comes back instead ("SELECT 1", then "DO"), read through the bound
+-- pgbg._bg_tags(). NULL when nothing is appended: one statement without rows (result_types
+-- '{}'), which would otherwise no longer run alone (VACUUM) or be allowed to COMMIT (a CALL),
+-- and one whose rows can be named: those are read (--result) or counted.
 CREATE OR REPLACE FUNCTION pgbg._tag_statement(j pgbg.job)
 RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN NOT pgbg._bg_outcome_info() AND NOT j.want_result
-                     AND (j.result_types IS NULL OR pg_catalog.cardinality(j.result_types) > 0)
+    SELECT CASE WHEN NOT pgbg._bg_outcome_info()
+                     AND (j.result_types IS NULL
+                          OR (pg_catalog.cardinality(j.result_types) > 0 AND NOT pgbg._rows_nameable(j.result_types)))
                 THEN E'\n;DO $pgbg_tag$BEGIN END$pgbg_tag$' END
 $$;
 
@@ -79,13 +81,19 @@ DECLARE
     appended boolean := pgbg._tag_statement(j) IS NOT NULL;
 BEGIN
     BEGIN
-        IF j.want_result AND pgbg._rows_nameable(j.result_types) THEN
+        IF pgbg._rows_nameable(j.result_types) THEN
+            -- rows of one statement, of built-in types: kept (--result) or counted
             SELECT pg_catalog.string_agg(pg_catalog.format('c%s %s', u.i, pg_catalog.format_type(u.t, u.m)), ', ' ORDER BY u.i)
               INTO coldef
               FROM unnest(j.result_types, j.result_typmods) WITH ORDINALITY AS u(t, m, i);
-            EXECUTE pg_catalog.format('SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)), ''[]''::pg_catalog.jsonb), pg_catalog.count(*) '
-                           'FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
-               INTO res, nrows USING j.worker_pid, j.worker_cookie;
+            IF j.want_result THEN
+                EXECUTE pg_catalog.format('SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)), ''[]''::pg_catalog.jsonb), pg_catalog.count(*) '
+                               'FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
+                   INTO res, nrows USING j.worker_pid, j.worker_cookie;
+            ELSE
+                EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
+                   INTO nrows USING j.worker_pid, j.worker_cookie;
+            END IF;
             v_tag := 'SELECT';
             v_rows := nrows;
         ELSE
@@ -112,8 +120,9 @@ BEGIN
             unreadable := true;
             v_message := 'pgbg could not read its rows (' || v_message || '): its outcome is unknown';
             v_sqlstate := NULL; v_detail := NULL; v_hint := NULL; v_context := NULL;
-        ELSIF v_message LIKE 'remote query result rowtype does not match%'
-           OR v_message LIKE 'remote query did not return a result set%' THEN
+        ELSIF NOT pgbg._from_worker(v_context)
+              AND (v_message LIKE 'remote query result rowtype does not match%'
+                   OR v_message LIKE 'remote query did not return a result set%') THEN
             -- not the job's error: its rows were not of the shape described at launch (a
             -- table changed in between); the read released them unread, and the job's own
             -- outcome with them
@@ -121,7 +130,8 @@ BEGIN
             v_message := 'pgbg could not read its outcome: its rows were not of the shape described at launch '
                          || '(did a table change?); it may have run';
             v_sqlstate := NULL; v_detail := NULL; v_hint := NULL; v_context := NULL;
-        ELSIF v_message ~ '^lost connection to worker process' OR v_message ~ '^PID -?[0-9]+ is not attached' THEN
+        ELSIF NOT pgbg._from_worker(v_context)
+              AND (v_message ~ '^lost connection to worker process' OR v_message ~ '^PID -?[0-9]+ is not attached') THEN
             unreadable := true;
             v_message := 'its worker ended without reporting an outcome (' || v_message || '): it may have run';
             v_sqlstate := NULL; v_detail := NULL; v_hint := NULL; v_context := NULL;
