@@ -111,8 +111,9 @@ class Plan:
 
     wanted: int
     fits: bool
-    verdict: str
+    verdict: str  # whole: says the first change too
     changes: list[str]
+    short: str = ""  # the verdict without the change (people see the changes under it)
 
 
 def _schema_state(conn: psycopg.Connection[Any]) -> str:
@@ -200,7 +201,7 @@ def plan(cap: Capacity, wanted: int) -> Plan:
     safe = cap.safe_to_launch
     if wanted <= safe:
         verdict = f"{_jobs(wanted)} fit now: {safe} can start at once ({_why(cap)})"
-        return Plan(wanted, True, verdict, [])
+        return Plan(wanted, True, verdict, [], verdict)
 
     changes: list[str] = []
     ahead = cap.role_queued_jobs
@@ -242,7 +243,7 @@ def plan(cap: Capacity, wanted: int) -> Plan:
         tail = f"; pgbg launch queues the other {wanted - safe} until there is room"
     first = changes[0]
     verdict = f"{_jobs(wanted)} do not fit now: {short} ({_why(cap)}); {first}{tail}"
-    return Plan(wanted, False, verdict, changes)
+    return Plan(wanted, False, verdict, changes, f"{_jobs(wanted)} do not fit now: {short} ({_why(cap)}){tail}")
 
 
 def _jobs(n: int) -> str:
@@ -306,9 +307,67 @@ PLAN_FIELDS = [
 ]
 
 
+# What people see without --verbose: the answer first, then one line each for the slots,
+# the role's budget and pgbg's schema (every field is in JSON and CSV, and with --verbose).
+SUMMARY_FIELDS = [
+    Column("can_start", "can start now"),
+    Column("slots_text", "worker slots"),
+    Column("role_text", "role"),
+    Column("schema", "pgbg schema"),
+]
+def _bullets(value: Any, row: dict[str, Any]) -> list[str]:
+    return [f"- {line}" for line in value or []]
+
+
+SHORT_PLAN_FIELDS = [
+    Column("short_verdict", "verdict"),
+    Column("changes", "to make room", _bullets),
+]
+
+
 def record(cap: Capacity, verdict: Plan | None = None) -> dict[str, Any]:
-    """The fields of ``FIELDS`` (and ``PLAN_FIELDS`` with a plan) as one record."""
+    """The fields of ``FIELDS`` (and ``PLAN_FIELDS`` with a plan) as one record, and those
+    of ``SUMMARY_FIELDS`` (``SHORT_PLAN_FIELDS``)."""
     data = cap.as_dict()
     if verdict is not None:
-        data.update(plan=verdict.wanted, fits=verdict.fits, verdict=verdict.verdict, changes=verdict.changes)
+        data.update(plan=verdict.wanted, fits=verdict.fits, verdict=verdict.verdict, changes=verdict.changes,
+                    short_verdict=verdict.short)
+    data.update(can_start=_can_start(cap), slots_text=_slots(cap), role_text=_role(cap))
     return data
+
+
+def _can_start(cap: Capacity) -> str:
+    n = cap.safe_to_launch
+    what = "no more jobs" if n == 0 else _jobs(n)
+    return f"{what} (limited by {cap.limited_by})"
+
+
+def _slots(cap: Capacity) -> str:
+    """``11 of 24 in use (9 pgbg jobs, 1 pgbg supervisor, 1 logical replication), 2 kept in reserve, 13 free``"""
+    holders = [(cap.pgbg_job_workers, "pgbg job", "pgbg jobs"),
+               (cap.pgbg_supervisors, "pgbg supervisor", "pgbg supervisors"),
+               (cap.other_pg_background, "other pg_background", "other pg_background"),
+               (cap.parallel_workers, "parallel worker", "parallel workers"),
+               (cap.replication_workers, "logical replication", "logical replication"),
+               (cap.other_workers, "other", "other")]
+    held = [f"{n} {one if n == 1 else many}" for n, one, many in holders if n]
+    text = f"{cap.used_slots} of {cap.max_worker_processes} in use"
+    if held:
+        text += f" ({', '.join(held)})"
+    text += f", {cap.reserve_slots} kept in reserve, {cap.free_slots} free"
+    if cap.hidden_processes:
+        text += f"; {cap.hidden_processes} more not visible to {cap.role}"
+    return text
+
+
+def _role(cap: Capacity) -> str:
+    """``pgbg_app: 0 running, 0 queued, at most 8 at once (max_running_per_role); no supervisor yet ...``"""
+    if not cap.supervised:
+        return (f"{cap.role}: at most {cap.role_cap} workers of one session "
+                f"(pg_background.max_workers); no pgbg budget")
+    limit = "max_running_per_role" if cap.role_cap == cap.max_running_per_role else "pg_background.max_workers"
+    text = (f"{cap.role}: {cap.role_running_jobs} running, {cap.role_queued_jobs} queued, "
+            f"at most {cap.role_cap} at once ({limit})")
+    if cap.supervisor_running:
+        return text + "; its supervisor runs"
+    return text + "; no supervisor yet (its first job starts one, in a slot of its own)"

@@ -61,19 +61,27 @@ def parse_ms(text: str | None, *, what: str = "duration", lo: int = 0, hi: int =
 
 
 def format_ms(ms: float | None) -> str:
-    """A short human form: ``850ms``, ``12.3s``, ``4m05s``, ``2h03m``."""
+    """The one form every duration is shown in, as people type them (``parse_ms`` reads it
+    back): ``850ms``, ``2s``, ``12.3s``, ``4m05s``, ``5m``, ``2h03m``, ``1h``, ``30d``, ``2d03h``:
+    the two largest units, the second dropped when it is zero."""
     if ms is None:
         return ""
-    if ms < 1000:
-        return f"{ms:.0f}ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, sec = divmod(int(seconds), 60)
+    whole = int(decimal.Decimal(str(max(0.0, float(ms)))).to_integral_value(rounding=decimal.ROUND_HALF_UP))
+    if whole < 1000:
+        return f"{whole}ms"
+    tenths = (whole + 50) // 100
+    if tenths < 600:
+        return f"{tenths // 10}.{tenths % 10}s" if tenths % 10 else f"{tenths // 10}s"
+    seconds = (whole + 500) // 1000
+    minutes, sec = divmod(seconds, 60)
     if minutes < 60:
-        return f"{minutes}m{sec:02d}s"
+        return _two(minutes, "m", sec, "s")
     hours, minutes = divmod(minutes, 60)
     if hours < 48:
-        return f"{hours}h{minutes:02d}m"
+        return _two(hours, "h", minutes, "m")
     days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
+    return _two(days, "d", hours, "h")
+
+
+def _two(big: int, big_unit: str, small: int, small_unit: str) -> str:
+    return f"{big}{big_unit}{small:02d}{small_unit}" if small else f"{big}{big_unit}"

@@ -362,9 +362,12 @@ def list_jobs(
     label: str | None = None,
     include_all: bool = False,
     limit: int = 50,
+    live_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """Live jobs and recent ones (the last hour), newest first; ``include_all`` for all history."""
-    text, params = list_query(states=states, label=label, include_all=include_all, limit=limit)
+    """Live jobs and recent ones (the last hour), newest first (``live_first``: live ones before
+    the others); ``include_all`` for all history."""
+    text, params = list_query(states=states, label=label, include_all=include_all, limit=limit,
+                              live_first=live_first)
     return conn.execute(text, params).fetchall()
 
 
@@ -374,6 +377,7 @@ def list_query(
     label: str | None = None,
     include_all: bool = False,
     limit: int = 50,
+    live_first: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """The statement ``list_jobs`` runs, and its parameters (to send it with others)."""
     return queries.text("list_jobs"), {
@@ -381,6 +385,7 @@ def list_query(
         "label": glob_to_like(label) if label else None,
         "all": include_all,
         "limit": limit,
+        "live_first": live_first,
     }
 
 

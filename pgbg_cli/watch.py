@@ -3,9 +3,11 @@
 On a terminal the view is drawn with ``rich.live.Live`` on the alternate screen (as top
 and watch do: the terminal comes back as it was on exit), one whole frame per refresh
 and no refresh thread, so nothing flickers; it is cut to the terminal's height with a
-"+N more" line. Elsewhere (a pipe, a file, a log) each refresh prints one summary line,
-or one JSON object per line with ``--format json``. Ctrl-C ends either cleanly with exit
-status 0.
+"+N more" line. What matters comes first: running jobs, then queued ones, then those that
+ended; the columns shown depend on the terminal's width only, never on what the rows hold,
+so they do not come and go between refreshes. Elsewhere (a pipe, a file, a log) each
+refresh prints one summary line, one JSON object per line with ``--format json``, or one
+CSV row (after a header) with ``--format csv``. Ctrl-C ends either cleanly with exit status 0.
 
 One refresh costs the server a few small queries whose cost follows the live jobs and the
 window, not the history (``bench/bench_watch.py`` measures each one).
@@ -52,6 +54,8 @@ class View(Protocol):
 
     def record(self, snap: Snapshot) -> dict[str, Any]: ...
 
+    def csv_rows(self, snap: Snapshot) -> list[dict[str, Any]]: ...
+
     def render(self, snap: Snapshot, width: int, height: int) -> RenderableType: ...
 
 
@@ -61,29 +65,63 @@ def _one_line(text: Any, limit: int = 200) -> str:
 
 
 def _cell(text: Any, limit: int) -> str:
-    """A name (label, role): cut and escaped, white space kept as the plain format shows it."""
-    return output.printable(str(text or "")[:limit])
+    """A name (label, role): escaped, white space kept as the plain format shows it, and
+    cut from the middle to ``limit`` cells (see ``middle``)."""
+    return middle(output.printable(str(text or "")), limit)
+
+
+def middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` terminal cells, cut from the middle (``batch-2026-…-10``)
+    so that both the start and the end, where labels such as ``batch-1`` and ``batch-10``
+    differ, stay readable."""
+    from rich.cells import cell_len
+
+    if cell_len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    keep = width - 1
+    head, tail = "", ""
+    for ch in text:  # the head takes the larger half
+        if cell_len(head + ch) > (keep + 1) // 2:
+            break
+        head += ch
+    for ch in reversed(text):
+        if cell_len(head) + cell_len(ch + tail) > keep:
+            break
+        tail = ch + tail
+    return f"{head}…{tail}"
 
 
 def progress_text(prog: dict[str, Any] | None) -> str:
-    """``[####------]  42% halfway`` or ``[##--------]  18% VACUUM scanning heap 120/640 blocks``."""
+    """``[####------]  42% 1m20s left VACUUM scanning heap 120/640 blocks`` (the bar, the time
+    left where it can be told, what the job is doing)."""
     if not prog:
         return ""
-    parts = []
-    bar = output.bar(prog["percent"]) if prog.get("percent") is not None else ""
-    if prog.get("command"):
-        parts.append(prog["command"])
-    if prog.get("phase"):
-        parts.append(prog["phase"])
-    if prog.get("total") and prog.get("done") is not None:
-        parts.append(f"{prog['done']}/{prog['total']} {prog.get('unit') or ''}".strip())
-    if prog.get("message"):
-        parts.append(prog["message"])
-    return f"{bar} {_one_line(' '.join(str(p) for p in parts))}".strip()
+    parts = [output.bar(prog["percent"]) if prog.get("percent") is not None else "",
+             progress.left(prog), _one_line(progress.describe(prog))]
+    return " ".join(p for p in parts if p)
 
 
 def _slots_text(slots: stats.Slots) -> str:
     return f"slots {slots.used}/{slots.max_worker_processes}"
+
+
+def by_importance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Running jobs first (the longest running first), then queued ones (in queue order), then
+    those that ended (the last to end first): what a watcher looks for comes first."""
+    far = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
+    def key(row: dict[str, Any]) -> tuple[Any, ...]:
+        state = row.get("state")
+        if state in ("running", "starting"):
+            return 0, row.get("started_at") or far, str(row.get("id"))
+        if state == "queued":
+            return 1, row.get("queued_at") or far, str(row.get("id"))
+        ended = row.get("finished_at")
+        return 2, -(ended.timestamp() if isinstance(ended, dt.datetime) else 0), str(row.get("id"))
+
+    return sorted(rows, key=key)
 
 
 class ListView:
@@ -111,39 +149,57 @@ class ListView:
         conn = self.conn
         jobs.reconcile(conn)
         rows = jobs.list_jobs(conn, states=self.states, label=self.label, include_all=self.include_all,
-                              limit=self.limit)
+                              limit=self.limit, live_first=True)
         if self.foreign:
             rows = [jobview.foreign_row(w) for w in jobs.foreign_workers(conn)] + rows
         self.window.refresh(conn)
         return Snapshot(
             at=dt.datetime.now(dt.timezone.utc),
             slots=stats.worker_slots(conn),
-            jobs=progress.enriched(conn, rows),
+            jobs=by_importance(progress.enriched(conn, rows)),
             counts=self.window.counts(states=self.states, label_glob=self.label),
         )
 
     def line(self, snap: Snapshot) -> list[str]:
-        c = dict(snap.counts)
-        c["running"] = c.get("running", 0) + c.pop("starting", 0)
-        counts = " ".join(f"{state}={c.get(state, 0)}" for state in LINE_STATES)
+        c = _counts(snap)
+        counts = " ".join(f"{state}={c[state]}" for state in LINE_STATES)
         return [f"{stats.utc_stamp(snap.at)} {counts} slots={snap.slots.used}/{snap.slots.max_worker_processes}"]
+
+    def csv_rows(self, snap: Snapshot) -> list[dict[str, Any]]:
+        return [{"at": stats.utc_stamp(snap.at), **_counts(snap), "slots_used": snap.slots.used,
+                 "max_worker_processes": snap.slots.max_worker_processes}]
 
     def record(self, snap: Snapshot) -> dict[str, Any]:
         return {"at": snap.at, "counts": snap.counts, **snap.slots.as_dict(),
                 "jobs": [{key: j.get(key) for key in JSON_JOB_KEYS} for j in snap.jobs]}
 
+    def head(self, snap: Snapshot) -> list[str]:
+        """Two lines: what runs now, and every state's count over the last hour."""
+        c = _counts(snap)
+        now = f"{snap.at.astimezone():%H:%M:%S}  {c['running']} running, {c['queued']} queued"
+        now += f" · {_slots_text(snap.slots)}"
+        if self.states or self.label:
+            now += " · " + " ".join(([f"--state {s}" for s in self.states or []])
+                                    + ([f"--label {self.label}"] if self.label else []))
+        ended = ", ".join(f"{c[state]} {state}" for state in LINE_STATES[2:])
+        return [now, f"last 1h: {ended}"]
+
     def render(self, snap: Snapshot, width: int, height: int) -> RenderableType:
         from rich.console import Group
         from rich.text import Text
 
-        c = snap.counts
-        running = c.get("running", 0) + c.get("starting", 0)
-        head = (f"{snap.at.astimezone():%H:%M:%S} · running {running} · queued {c.get('queued', 0)} · 1h:"
-                f" {c.get('succeeded', 0)} ok, {c.get('failed', 0) + c.get('lost', 0)} failed,"
-                f" {c.get('canceled', 0) + c.get('timed_out', 0)} canceled · {_slots_text(snap.slots)}")
-        parts: list[RenderableType] = [Text(head, no_wrap=True, overflow="ellipsis", style="bold")]
-        parts += jobs_table(snap.jobs, width, height - 1)
+        head = self.head(snap)
+        parts: list[RenderableType] = [Text(output.printable(line), no_wrap=True, overflow="ellipsis",
+                                            style="bold" if i == 0 else None) for i, line in enumerate(head)]
+        parts += jobs_table(snap.jobs, width, height - len(head))
         return Group(*parts)
+
+
+def _counts(snap: Snapshot) -> dict[str, int]:
+    """Jobs per state of ``LINE_STATES`` (starting ones count as running)."""
+    c = dict(snap.counts)
+    c["running"] = c.get("running", 0) + c.pop("starting", 0)
+    return {state: c.get(state, 0) for state in LINE_STATES}
 
 
 class StatsView:
@@ -189,6 +245,18 @@ class StatsView:
         return {"at": snap.at, "window_s": self.window_ms / 1000, **snap.slots.as_dict(),
                 ("groups" if self.by else "stats"): groups if self.by else groups[0]}
 
+    def csv_rows(self, snap: Snapshot) -> list[dict[str, Any]]:
+        rows = []
+        for row in snap.groups:
+            rec: dict[str, Any] = {"at": stats.utc_stamp(snap.at)}
+            if self.by:
+                rec[self.by] = row.get("group")
+            rec["window_s"] = self.window_ms / 1000
+            rec.update({key: row.get(key) for key, _ in LINE_FIELDS})
+            rec.update(slots_used=snap.slots.used, max_worker_processes=snap.slots.max_worker_processes)
+            rows.append(rec)
+        return rows
+
     def render(self, snap: Snapshot, width: int, height: int) -> RenderableType:
         from rich.console import Group
         from rich.text import Text
@@ -196,53 +264,37 @@ class StatsView:
         head = (f"{snap.at.astimezone():%H:%M:%S} · last {self.window_text} · {_slots_text(snap.slots)}, "
                 f"{snap.slots.pg_background} pg_background · "
                 f"max_workers {snap.groups[0]['max_workers'] if snap.groups else '?'}")
-        parts: list[RenderableType] = [Text(head, no_wrap=True, overflow="ellipsis", style="bold")]
+        parts: list[RenderableType] = [Text(output.printable(head), no_wrap=True, overflow="ellipsis", style="bold")]
         room = height - 1
-        groups = snap.groups
-        fit = max(1, room - 2)
-        shown = groups if len(groups) <= fit else groups[: max(0, fit - 1)]
-        headers = [(self.by or "").upper()] + [h for _, h in STATS_COLUMNS]
-        cells = []
-        for row in shown:  # without --by, no first column (the window is in the head line)
-            name = "" if not self.by else "(none)" if row["group"] is None else _cell(row["group"], 40)
-            cells.append([name] + [_human_stat(key, row.get(key)) for key, _ in STATS_COLUMNS])
-        col = {h: i for i, h in enumerate(headers)}
-        if self.by:
-            steps = [(col["MAX"], 0), (col["P50"], 0), (0, 14), (col["AVG"], 0), (0, 6)]
-        else:
-            steps = [(col["MAX"], 0), (col["P50"], 0), (col["AVG"], 0)]
-        widths = _widths(cells, headers, width, steps)
-        table = _table()
-        keep = [i for i, w in enumerate(widths) if w > 0]
-        for i in keep:
-            table.add_column(headers[i], width=widths[i], no_wrap=True, overflow="ellipsis",
-                             justify="left" if i == 0 else "right")
-        for line in cells:
-            table.add_row(*[Text(line[i]) for i in keep])
-        parts.append(table)
-        room -= 2 + len(shown)
-        if len(shown) < len(groups):
-            parts.append(Text(f"+{len(groups) - len(shown)} more", style="dim"))
-            room -= 1
+        table, shown = stats_table(snap.groups, self.by, width, room)
+        parts += table
+        room -= 2 + shown + (1 if shown < len(snap.groups) else 0)
         if snap.jobs and room >= 5:  # a blank line, the header and its rule, two jobs
             parts.append(Text(""))
-            parts += jobs_table(snap.jobs, width, room - 1, hidden=snap.hidden_jobs)
+            parts += jobs_table(by_importance(snap.jobs), width, room - 1, hidden=snap.hidden_jobs)
         return Group(*parts)
 
 
-# (key, short name) of the stats view's summary line and table.
+# (key, short name) of the stats view's summary line.
 LINE_FIELDS = (
     ("workers_launched", "launched"), ("workers_completed", "completed"), ("workers_failed", "failed"),
     ("workers_canceled", "canceled"), ("workers_timed_out", "timed_out"), ("workers_active", "active"),
     ("queued", "queued"), ("avg_execution_ms", "avg_ms"), ("p50_ms", "p50_ms"), ("p95_ms", "p95_ms"),
     ("max_ms", "max_ms"),
 )
+# (key, header) of the stats tables (`stats --by` on a terminal, `stats --watch`), in their order.
 STATS_COLUMNS = (
     ("workers_launched", "LAUNCHED"), ("workers_completed", "OK"), ("workers_failed", "FAILED"),
     ("workers_canceled", "CANCELED"), ("workers_timed_out", "T/OUT"), ("workers_active", "ACTIVE"),
     ("queued", "QUEUED"), ("avg_execution_ms", "AVG"), ("p50_ms", "P50"), ("p95_ms", "P95"),
     ("max_ms", "MAX"),
 )
+# Which of them a narrow terminal keeps: the first ones that fit, in this order.
+STATS_KEPT_FIRST = ("workers_completed", "workers_failed", "workers_active", "queued", "workers_canceled",
+                    "workers_timed_out", "avg_execution_ms", "p95_ms", "workers_launched", "p50_ms", "max_ms")
+DURATION_WIDTH = 6  # "12m05s", "2d03h"
+LABEL_PLANNED = 14  # what the first column of a table by label or role is planned with
+NAME_MIN = 8  # narrower than this, a label is no help
 LIVE_JOBS_SHOWN = 100
 # A job in the JSON lines: the columns of `pgbg list`, and why it ended (as `list -F json` has).
 JSON_JOB_KEYS = tuple(c.key for c in jobview.LIST_COLUMNS) + ("sqlstate", "message", "reason")
@@ -257,7 +309,8 @@ def _figure(value: Any) -> str:
     return str(value)
 
 
-def _human_stat(key: str, value: Any) -> str:
+def human_stat(key: str, value: Any) -> str:
+    """A figure of the stats as people read it: durations as ``format_ms`` writes them."""
     if key.endswith("_ms"):
         return format_ms(value) if value is not None else "-"
     return "-" if value is None else str(value)
@@ -272,80 +325,124 @@ def _table(**kw: Any) -> Any:
                  header_style="bold", **kw)
 
 
-def _widths(cells: list[list[str]], headers: list[str], width: int, steps: list[tuple[int, int]]) -> list[int]:
-    """Column widths that fit ``width``: each column as wide as its content, then narrowed
-    step by step while too wide: ``(column, floor)`` narrows that column down to ``floor``,
-    and a floor of 0 drops it."""
-    natural = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
-    widths = list(natural)
+def _fill(headers: list[str], widths: list[int], cells: list[list[str]], right: set[int]) -> Any:
+    from rich.text import Text
 
-    def over() -> int:
-        return sum(widths) + 2 * (sum(1 for w in widths if w) - 1) - width
+    table = _table()
+    for i, header in enumerate(headers):
+        table.add_column(header, width=widths[i], no_wrap=True, overflow="ellipsis",
+                         justify="right" if i in right else "left")
+    for line in cells:
+        table.add_row(*[Text(value) for value in line])
+    return table
 
-    for i, floor in steps:
-        if over() <= 0:
-            break
-        widths[i] = 0 if floor == 0 else max(min(widths[i], floor), widths[i] - over())
-    for i, _ in reversed(steps):  # room left by a dropped column goes back to the narrowed ones
-        if 0 < widths[i] < natural[i] and over() < 0:
-            widths[i] = min(natural[i], widths[i] - over())
-    return widths
+
+def stats_table(groups: list[dict[str, Any]], by: str | None, width: int,
+                room: int | None = None) -> tuple[list[RenderableType], int]:
+    """The stats of ``groups`` as a table fitted to ``width`` (and to ``room`` lines, with a
+    "+N more" line); returns the renderables and how many groups they show.
+
+    Which figures are shown depends on the width only (``STATS_KEPT_FIRST`` says which go
+    last); labels and roles are kept whole when they fit, and cut from the middle when not."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    planned = width - (LABEL_PLANNED + 2 if by else -2)
+    chosen = set()
+    for key in STATS_KEPT_FIRST:
+        need = max(len(dict(STATS_COLUMNS)[key]), DURATION_WIDTH if key.endswith("_ms") else 0) + 2
+        if need <= planned:
+            chosen.add(key)
+            planned -= need
+    columns = [(key, header) for key, header in STATS_COLUMNS if key in chosen]
+    shown = groups
+    if room is not None:
+        fit = max(1, room - 2)
+        shown = groups if len(groups) <= fit else groups[: max(0, fit - 1)]
+    cells = [[human_stat(key, row.get(key)) for key, _ in columns] for row in shown]
+    widths = [max([len(header)] + [len(line[i]) for line in cells]) for i, (_, header) in enumerate(columns)]
+    headers = [header for _, header in columns]
+    right = set(range(len(columns)))
+    if by:
+        names = ["(none)" if row.get("group") is None else output.printable(str(row["group"])) for row in shown]
+        room_for_name = width - sum(widths) - 2 * len(widths)
+        name_width = max(NAME_MIN, len(by), min(room_for_name, max([cell_len(n) for n in names] + [len(by)])))
+        cells = [[middle(name, name_width)] + line for name, line in zip(names, cells, strict=True)]
+        headers = [by.upper()] + headers
+        widths = [name_width] + widths
+        right = {i + 1 for i in right}
+    parts: list[RenderableType] = [_fill(headers, widths, cells, right)]
+    if len(shown) < len(groups):
+        parts.append(Text(f"+{len(groups) - len(shown)} more", style="dim"))
+    return parts, len(shown)
 
 
 def _clock(value: Any) -> str:
     """A timestamp as local ``MM-DD HH:MM:SS``."""
-    import datetime as dt
-
     return value.astimezone().strftime("%m-%d %H:%M:%S") if isinstance(value, dt.datetime) else ""
+
+
+# Widths the columns of a job table are planned with (the ID's and the handle's are planned,
+# then taken from the rows; the label and the progress share what is left).
+STATE_WIDTH, ROLE_WIDTH, CLOCK_WIDTH, ELAPSED_WIDTH = 9, 12, 14, 7
+PROGRESS_MIN, PROGRESS_MOST, QUERY_MIN = 17, 40, 16  # "[####------]  42%" is 17 wide
 
 
 def jobs_table(rows: list[dict[str, Any]], width: int, room: int, *, hidden: int = 0,
                keep_handles: bool = False) -> list[RenderableType]:
     """Jobs in one line each, at most ``room`` lines with the header (and a "+N more" line).
 
-    ``keep_handles`` (one-shot listings, whose handles people copy) narrows and drops other
-    columns rather than show job ids in place of handles."""
+    The columns depend on the width only: job ids below 110 columns (handles, 20 to 24
+    wide, would leave the progress no room), handles and ROLE from 110, QUERY where the
+    progress has its full width beside it. ``keep_handles`` (one-shot listings, whose
+    handles people copy) shows handles at any width, and QUEUED/STARTED from 150."""
     from rich.text import Text
 
-    wide = width >= 110
-    timed = keep_handles and width >= 150  # a one-shot listing on a wide terminal: when it was queued/started
-    headers = (["HANDLE", "LABEL", "STATE"] + (["ROLE"] if wide else []) + (["QUEUED", "STARTED"] if timed else [])
-               + ["ELAPSED", "PROGRESS", "QUERY"])
+    handles = keep_handles or width >= 110
+    role = width >= 110
+    timed = keep_handles and width >= 150
     total = len(rows) + hidden
     fit = max(0, room - 2)  # the header and its rule
     shown = rows if total <= fit else rows[: max(0, fit - 1)]
+
+    ids = [str(row.get("handle") or row.get("id") or "") if handles else str(row.get("id") or "") for row in shown]
+    id_header = "HANDLE" if handles else "ID"
+    fixed = [23 if handles else 6, STATE_WIDTH] + ([ROLE_WIDTH] if role else []) + [CLOCK_WIDTH] * (2 * timed) \
+        + [ELAPSED_WIDTH]
+    gaps = 2 * (len(fixed) + 1)  # between the fixed columns, the label and the progress
+    rest = width - sum(fixed) - gaps
+    label_width = 24 if width >= 150 else 16
+    progress_width = rest - label_width
+    if progress_width < PROGRESS_MIN:
+        label_width = max(NAME_MIN, label_width - (PROGRESS_MIN - progress_width))
+        progress_width = rest - label_width
+    query_width = progress_width - PROGRESS_MOST - 2
+    if query_width >= QUERY_MIN:
+        progress_width = PROGRESS_MOST
+    else:
+        query_width = 0
+    id_width = max([len(id_header)] + [len(i) for i in ids])
+    if query_width:  # what the ids leave of their planned width goes to the last column
+        query_width = max(QUERY_MIN, query_width + fixed[0] - id_width)
+    else:
+        progress_width = max(4, progress_width + fixed[0] - id_width)
+
+    headers = [id_header, "LABEL", "STATE"] + (["ROLE"] if role else []) + (["QUEUED", "STARTED"] if timed else []) \
+        + ["ELAPSED", "PROGRESS"] + (["QUERY"] if query_width else [])
+    widths = [id_width, label_width, STATE_WIDTH] + ([ROLE_WIDTH] if role else []) + [CLOCK_WIDTH] * (2 * timed) \
+        + [ELAPSED_WIDTH, progress_width] + ([query_width] if query_width else [])
     cells = []
-    for row in shown:
-        line = [str(row.get("handle") or row.get("id") or ""), _cell(row.get("label"), 60),
-                str(row.get("state") or "")]
-        if wide:
-            line.append(_cell(row.get("owner"), 63))
+    for job_id, row in zip(ids, shown, strict=True):
+        line = [job_id, _cell(row.get("label"), label_width), str(row.get("state") or "")]
+        if role:
+            line.append(_cell(row.get("owner"), ROLE_WIDTH))
         if timed:
             line += [_clock(row.get("queued_at")), _clock(row.get("started_at"))]
-        line += [format_ms(row.get("elapsed_ms")), progress_text(row.get("progress")),
-                 _one_line(row.get("query"), 200)]
+        line += [format_ms(row.get("elapsed_ms")), progress_text(row.get("progress"))]
+        if query_width:
+            line.append(_one_line(row.get("query"), 200))
         cells.append(line)
-    query, prog, label = len(headers) - 1, len(headers) - 2, 1
-    widths = _widths(cells, headers, width, [(query, 16), (query, 0)])
-    if keep_handles:
-        widths = _widths(cells, headers, width, [(query, 16), (query, 0), (label, 14), (prog, 24), (label, 8),
-                                                 (prog, 17), (label, 0), (prog, 0)])
-    elif sum(widths) + 2 * (sum(1 for w in widths if w) - 1) > width:
-        # too narrow for handles (up to 23 characters): the job id says which job it is, and
-        # leaves the room to the progress (pgbg list, or a wider terminal, shows handles)
-        headers[0] = "ID"
-        for line, row in zip(cells, shown, strict=True):
-            line[0] = str(row.get("id") or "")
-        widths = _widths(cells, headers, width, [(query, 16), (query, 0), (label, 14), (prog, 24), (label, 8),
-                                                 (prog, 17), (label, 0)])
-    table = _table()
-    keep = [i for i, w in enumerate(widths) if w > 0]
-    for i in keep:
-        table.add_column(headers[i], width=widths[i], no_wrap=True, overflow="ellipsis",
-                         justify="right" if headers[i] == "ELAPSED" else "left")
-    for line in cells:
-        table.add_row(*[Text(line[i]) for i in keep])
-    parts: list[RenderableType] = [table]
+    parts: list[RenderableType] = [_fill(headers, widths, cells, {headers.index("ELAPSED")})]
     if len(shown) < total:
         parts.append(Text(f"+{total - len(shown)} more", style="dim"))
     if not rows:
@@ -378,7 +475,7 @@ def run(
         if live:
             _run_live(view, interval, count, sleep)
         else:
-            _run_lines(view, interval, count, fmt is Format.json, sleep)
+            _run_lines(view, interval, count, fmt, sleep)
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:
@@ -433,27 +530,39 @@ def _run_live(view: View, interval: float, count: int | None, sleep: Callable[[f
             live.update(view.render(snap, width, height), refresh=True)
 
 
-def terminal_size(console: Any) -> tuple[int, int]:
-    """The terminal's own size, read again at each refresh (it may be resized); the COLUMNS
-    and LINES variables, which Rich prefers, may be stale or set for something else."""
+def terminal_size(console: Any, stream: Any = None) -> tuple[int, int]:
+    """The terminal's own size (of ``stream``, stdout by default), read again at each refresh
+    (it may be resized); the COLUMNS and LINES variables, which Rich prefers, may be stale or
+    set for something else."""
     import os
 
     try:
-        size = os.get_terminal_size(sys.stdout.fileno())
+        size = os.get_terminal_size((stream or sys.stdout).fileno())
         return size.columns, size.lines
     except (OSError, ValueError):
         return console.size.width, console.size.height
 
 
-def _run_lines(view: View, interval: float, count: int | None, as_json: bool,
+def _run_lines(view: View, interval: float, count: int | None, fmt: Format,
                sleep: Callable[[float], None]) -> None:
+    """One summary line per refresh (the plain form), one JSON object, or CSV rows under one header."""
+    columns: list[output.Column] | None = None
     for _ in _ticks(interval, count, sleep):
         snap = view.fetch()
-        if as_json:
-            text = json.dumps(output.jsonable(view.record(snap)), ensure_ascii=False, separators=(",", ":"))
-            sys.stdout.write(text + "\n")
+        if fmt is Format.json:
+            text = json.dumps(output.jsonable(view.record(snap)), ensure_ascii=False, separators=(",", ":")) + "\n"
+        elif fmt is Format.csv:
+            rows = view.csv_rows(snap)
+            text = ""
+            if rows:
+                first = columns is None
+                columns = columns or [output.Column(key) for key in rows[0]]
+                text = output.render_rows(rows, columns, Format.csv)
+                if not first:
+                    text = text.split("\n", 1)[1]  # the header goes once, at the top
         else:
-            sys.stdout.write("".join(line + "\n" for line in view.line(snap)))
+            text = "".join(line + "\n" for line in view.line(snap))
+        sys.stdout.write(text)
         sys.stdout.flush()
 
 

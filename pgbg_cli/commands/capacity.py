@@ -25,6 +25,9 @@ def capacity(
             show_default=False,
         ),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show every count and setting, not only the summary.")
+    ] = False,
     fmt: FormatOpt = Format.auto,
     dsn: DsnOpt = None,
 ) -> None:
@@ -34,7 +37,7 @@ def capacity(
     holds a slot of max_worker_processes, shared with parallel query and replication.
     Works without pgbg's schema too (then 2 slots are kept in reserve). With --plan N the
     verdict is data (fits yes/no and the changes that would make N fit); the exit code is
-    0 either way.
+    0 either way. People get the answer and a summary; --verbose, JSON and CSV give every field.
     """
     from pgbg_cli import capacity as core
     from pgbg_cli import extension, numbers, output
@@ -47,6 +50,8 @@ def capacity(
     fmt = output.resolve(fmt)
     if fmt in (Format.json, Format.csv):
         fields = fields + [core.NOTES]  # for people the notes are messages, on stderr
+    elif not verbose:
+        fields = (core.SHORT_PLAN_FIELDS if verdict else []) + core.SUMMARY_FIELDS
     output.emit_record(core.record(cap, verdict), fields, fmt, compact=True)
     for note in cap.notes:
         output.say(f"pgbg: {note}")

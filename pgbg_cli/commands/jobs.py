@@ -116,6 +116,7 @@ def cancel(
             if not wanted:
                 output.say(f"pgbg: no live job has a label matching {label!r}")
                 return
+        ended = [j for j in jobs.get_many(conn, wanted) if jobs.is_final(j)]
         jobs.cancel(conn, wanted, grace_ms=grace_ms)
         rows = jobs.get_many(conn, wanted)
         if not no_wait:
@@ -131,6 +132,10 @@ def cancel(
                     "does not give way to cancel requests (pgbg never sends SIGKILL, which would restart the cluster)"
                 ) from None
         _emit_jobs(conn, rows, fmt)
+    for job in ended:
+        output.say(f"pgbg: job {jobs.handle_of(job)} had already ended ({job['state']}): nothing to cancel")
+    if ended:
+        raise typer.Exit(1)
 
 
 def detach(

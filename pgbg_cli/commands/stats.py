@@ -48,16 +48,13 @@ def watch_options(interval: str, count: str | None, watch: bool) -> tuple[float,
     return seconds, None if count is None else numbers.parse_count(count, "--count", 1, numbers.COUNT_MAX)
 
 
-# Headers of the --by table, narrow enough for 80 columns (JSON and CSV use the keys).
-SHORT_TITLES = {
-    "workers_launched": "LAUNCHED", "workers_completed": "OK", "workers_failed": "FAILED",
-    "workers_canceled": "CANCELED", "workers_timed_out": "TIMEOUT", "workers_active": "ACTIVE",
-    "avg_execution_ms": "AVG", "p50_ms": "P50", "p95_ms": "P95", "max_ms": "MAX",
-}
+# What people read for each figure of plain `pgbg stats` (JSON and CSV use the keys): no unit
+# in a name, since the values are written with theirs ("p50 208ms", "window 24h").
+HUMAN_TITLES = {"avg_execution_ms": "avg_execution", "p50_ms": "p50", "p95_ms": "p95", "max_ms": "max"}
 
 
 def _stat_columns(by: By | None, fmt: Format) -> list[Any]:
-    from pgbg_cli import stats
+    from pgbg_cli import stats, watch
     from pgbg_cli.durations import format_ms
     from pgbg_cli.output import Column, resolve
 
@@ -65,16 +62,29 @@ def _stat_columns(by: By | None, fmt: Format) -> list[Any]:
         return format_ms(value) if value is not None else "-"
 
     human = resolve(fmt) in (Format.table, Format.plain)
-    columns = [Column("group", by.value.upper() if by else "group",
-                      (lambda v, r: "(none)" if v is None else str(v)) if human else None)] if by else []
+    if by and human:  # the columns of the table on a terminal (watch.stats_table), every one
+        return [Column("group", by.value.upper(), lambda v, r: "(none)" if v is None else str(v))] + [
+            Column(key, title, ms if key.endswith("_ms") else None, justify="right")
+            for key, title in watch.STATS_COLUMNS]
+    columns = [Column("group", by.value)] if by else []
+    if not by:
+        columns.append(Column("window_s", "window" if human else "window_s",
+                              (lambda v, r: format_ms(v * 1000)) if human else None))
     for key in stats.EXTENSION_COLUMNS + stats.EXTRA_COLUMNS:
-        if human and by and key in ("max_workers", "lost", "detached"):
-            continue  # kept for JSON and CSV; a table of groups is narrower without them
-        title = SHORT_TITLES.get(key, key.upper()) if by else key
-        columns.append(Column(key, title, ms if key.endswith("_ms") else None, justify="right" if by else "left"))
-    if not by or not human:
-        columns += [Column(key, key, justify="right" if by else "left") for key in stats.SLOT_COLUMNS]
-    return columns
+        title = HUMAN_TITLES.get(key, key) if human else key
+        columns.append(Column(key, title, ms if key.endswith("_ms") else None))
+    return columns + [Column(key, key) for key in stats.SLOT_COLUMNS]
+
+
+def _by_table(rows: list[dict[str, Any]], by: By) -> None:
+    """``stats --by`` on a terminal: the table of ``stats --watch``, fitted to the width, labels
+    whole or cut from the middle (never wrapped)."""
+    from pgbg_cli import output, watch
+
+    console = output.stdout_console()
+    parts, _ = watch.stats_table(rows, by.value, console.width)
+    for part in parts:
+        console.print(part)
 
 
 def stats_(
@@ -131,11 +141,13 @@ def stats_(
         rows = core.job_stats(conn, window_ms=window_ms, by=by.value if by else None)
         slots = core.worker_slots(conn).as_dict()
     columns = _stat_columns(by, fmt)
-    if by:
+    if by and output.resolve(fmt) is Format.table:
+        _by_table(rows, by)
+    elif by:
         output.emit_rows([{**r, **slots} for r in rows], columns, fmt)
     else:
         record = {"window_s": window_ms / 1000, **{k: v for k, v in rows[0].items() if k != "group"}, **slots}
-        output.emit_record(record, [output.Column("window_s", "window_s")] + columns, fmt)
+        output.emit_record(record, columns, fmt)
 
 
 def prune(

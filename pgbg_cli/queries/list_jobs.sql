@@ -1,4 +1,6 @@
--- Live jobs, and those that ended in the last hour (or all history with %(all)s), newest first.
+-- Live jobs, and those that ended in the last hour (or all history with %(all)s), newest first
+-- (with %(live_first)s, as the watch views ask: live jobs before the others, so that the limit
+-- never leaves out a running job for a finished one).
 -- One index per branch, so a refresh of `pgbg list --watch` costs what the live jobs and the
 -- last %(limit)s finished ones cost, however long the history: live jobs come from the
 -- partial index job_active_idx, recently finished ones from job_finished_idx (or the
@@ -30,5 +32,5 @@ SELECT j.id, j.cookie, j.id || ':' || j.cookie AS handle, j.label, j.state, j.ow
           LIMIT %(limit)s)) j
  WHERE (%(states)s::text[] IS NULL OR j.state = ANY(%(states)s::text[]))
    AND (%(label)s::text IS NULL OR j.label LIKE %(label)s::text ESCAPE '\')
- ORDER BY j.id DESC
+ ORDER BY %(live_first)s AND j.state IN ('queued', 'starting', 'running') DESC, j.id DESC
  LIMIT %(limit)s
