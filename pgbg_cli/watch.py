@@ -386,6 +386,7 @@ def _clock(value: Any) -> str:
 # then taken from the rows; the label and the progress share what is left).
 STATE_WIDTH, ROLE_WIDTH, CLOCK_WIDTH, ELAPSED_WIDTH = 9, 12, 14, 7
 PROGRESS_MIN, PROGRESS_MOST, QUERY_MIN = 17, 40, 16  # "[####------]  42%" is 17 wide
+LABEL_MOST, ROLE_MOST = 40, 24
 
 
 def jobs_table(rows: list[dict[str, Any]], width: int, room: int, *, hidden: int = 0,
@@ -407,11 +408,12 @@ def jobs_table(rows: list[dict[str, Any]], width: int, room: int, *, hidden: int
 
     ids = [str(row.get("handle") or row.get("id") or "") if handles else str(row.get("id") or "") for row in shown]
     id_header = "HANDLE" if handles else "ID"
-    fixed = [23 if handles else 6, STATE_WIDTH] + ([ROLE_WIDTH] if role else []) + [CLOCK_WIDTH] * (2 * timed) \
+    role_width = min(ROLE_MOST, ROLE_WIDTH + max(0, width - 150) // 5)  # 12 up to 150 columns, 24 from 210
+    fixed = [23 if handles else 6, STATE_WIDTH] + ([role_width] if role else []) + [CLOCK_WIDTH] * (2 * timed) \
         + [ELAPSED_WIDTH]
     gaps = 2 * (len(fixed) + 1)  # between the fixed columns, the label and the progress
     rest = width - sum(fixed) - gaps
-    label_width = 24 if width >= 150 else 16
+    label_width = min(LABEL_MOST, 16 + max(0, width - 120) // 5)  # 16 up to 120 columns, 22 at 150, 40 from 240
     progress_width = rest - label_width
     if progress_width < PROGRESS_MIN:
         label_width = max(NAME_MIN, label_width - (PROGRESS_MIN - progress_width))
@@ -421,21 +423,31 @@ def jobs_table(rows: list[dict[str, Any]], width: int, room: int, *, hidden: int
         progress_width = PROGRESS_MOST
     else:
         query_width = 0
+    # The ids and labels take what they need of their planned widths; the rest goes to the last column.
+    from rich.cells import cell_len
+
     id_width = max([len(id_header)] + [len(i) for i in ids])
-    if query_width:  # what the ids leave of their planned width goes to the last column
-        query_width = max(QUERY_MIN, query_width + fixed[0] - id_width)
+    longest_label = max([len("LABEL")] + [cell_len(output.printable(str(row.get("label") or ""))) for row in shown])
+    spare = fixed[0] - id_width + max(0, label_width - longest_label)
+    label_width = min(label_width, longest_label)
+    if role:
+        longest_role = max([len("ROLE")] + [cell_len(output.printable(str(row.get("owner") or ""))) for row in shown])
+        spare += max(0, role_width - longest_role)
+        role_width = min(role_width, longest_role)
+    if query_width:
+        query_width = max(QUERY_MIN, query_width + spare)
     else:
-        progress_width = max(4, progress_width + fixed[0] - id_width)
+        progress_width = max(4, progress_width + spare)
 
     headers = [id_header, "LABEL", "STATE"] + (["ROLE"] if role else []) + (["QUEUED", "STARTED"] if timed else []) \
         + ["ELAPSED", "PROGRESS"] + (["QUERY"] if query_width else [])
-    widths = [id_width, label_width, STATE_WIDTH] + ([ROLE_WIDTH] if role else []) + [CLOCK_WIDTH] * (2 * timed) \
+    widths = [id_width, label_width, STATE_WIDTH] + ([role_width] if role else []) + [CLOCK_WIDTH] * (2 * timed) \
         + [ELAPSED_WIDTH, progress_width] + ([query_width] if query_width else [])
     cells = []
     for job_id, row in zip(ids, shown, strict=True):
         line = [job_id, _cell(row.get("label"), label_width), str(row.get("state") or "")]
         if role:
-            line.append(_cell(row.get("owner"), ROLE_WIDTH))
+            line.append(_cell(row.get("owner"), role_width))
         if timed:
             line += [_clock(row.get("queued_at")), _clock(row.get("started_at"))]
         line += [format_ms(row.get("elapsed_ms")), progress_text(row.get("progress"))]

@@ -137,7 +137,12 @@ def test_plan_beyond_max_worker_processes_names_the_restart(cli, test_db):
     assert any("max_running_per_role" in c for c in data["changes"])
     plain = cli("capacity", "--plan", str(mwp + 1), "--format", "plain", dsn=test_db["app"])
     assert plain.exit_code == 0
-    assert re.search(r"^fits\s+no$", plain.stdout, re.M)
+    lines = plain.stdout.splitlines()
+    assert re.match(rf"verdict +{mwp + 1} more jobs do not fit now: ", lines[0])  # the answer first
+    assert re.fullmatch(rf"to make room +- {re.escape(data['changes'][0])}", lines[1])
+    assert len(lines) == 1 + len(data["changes"]) + 4  # then the summary: four lines
+    verbose = cli("capacity", "--plan", str(mwp + 1), "--verbose", "--format", "plain", dsn=test_db["app"])
+    assert re.search(r"^fits\s+no$", verbose.stdout, re.M)
 
 
 def test_plan_of_one_agrees_with_safe_to_launch(cli, test_db):
@@ -181,7 +186,7 @@ def test_role_without_pg_background_gets_exit_3(cli, request, db):
 
 def test_plain_and_csv_parse_to_the_json_values(cli, test_db):
     data = _capacity(cli, test_db["admin"], "--plan", "2")
-    plain = cli("capacity", "--plan", "2", "--format", "plain", dsn=test_db["admin"])
+    plain = cli("capacity", "--plan", "2", "--verbose", "--format", "plain", dsn=test_db["admin"])
     assert plain.exit_code == 0
     pairs = dict(m.groups() for m in re.finditer(r"^(\S.*?|  \S.*?) {2,}(\S.*)$", plain.stdout, re.M))
     assert pairs["max_worker_processes"] == str(data["max_worker_processes"])
@@ -254,3 +259,25 @@ def test_plan_that_fits_and_one_that_needs_a_restart():
     no_schema = core.plan(_cap(max_running_per_role=None, schema="not installed"), 10)
     assert no_schema.changes[0].startswith("raise max_worker_processes from 8 to 13")
     assert "queues" not in no_schema.verdict
+
+
+def test_summary_says_what_can_start_and_who_holds_the_slots():
+    cap = _cap(max_worker_processes=24, used_slots=11, pgbg_job_workers=9, pgbg_supervisors=1, role="app",
+               role_running_jobs=3, role_queued_jobs=1, supervisor_running=True)
+    rec = core.record(cap)
+    assert rec["can_start"] == "4 more jobs (limited by max_running_per_role)"
+    assert rec["slots_text"] == ("11 of 24 in use (9 pgbg jobs, 1 pgbg supervisor, 1 logical replication), "
+                                 "2 kept in reserve, 13 free")
+    assert rec["role_text"] == ("app: 3 running, 1 queued, at most 8 at once (max_running_per_role); "
+                                "its supervisor runs")
+    full = _cap(used_slots=8, max_worker_processes=8)
+    assert core.record(full)["can_start"] == "no more jobs (limited by worker slots)"
+    bare = core.record(_cap(max_running_per_role=None, schema="not installed"))
+    assert bare["role_text"] == "r: at most 16 workers of one session (pg_background.max_workers); no pgbg budget"
+
+
+def test_the_short_verdict_leaves_the_changes_to_their_list():
+    p = core.plan(_cap(), 10)
+    assert p.verdict.startswith(p.short.split(" (")[0])
+    assert p.changes[0] in p.verdict and p.changes[0] not in p.short
+    assert p.short.endswith("pgbg launch queues the other 6 until there is room")

@@ -18,7 +18,7 @@ from typing import Any
 import extnames
 import pytest
 
-from pgbg_cli import stats
+from pgbg_cli import durations, stats
 
 INSERT_JOB = """
 INSERT INTO pgbg.job (owner, label, sql, state, queued_at, started_at, finished_at, worker_pid)
@@ -122,7 +122,8 @@ def test_stats_counts_live_jobs_whatever_their_age(test_db, sql_admin, cli):
         # jobs that have not ended have no run time (not a run time of 0)
         assert (row["avg_execution_ms"], row["p50_ms"], row["max_ms"]) == (None, None, None)
         plain = cli("stats", "--by", "label", "-F", "plain", dsn=test_db["admin"]).stdout
-        assert re.search(rf"^{label} +0 +0 +0 +0 +0 +1 +- +1 +- +- +-$", plain, re.M), plain
+        # the columns of the table on a terminal: LAUNCHED OK FAILED CANCELED T/OUT ACTIVE QUEUED AVG P50 P95 MAX
+        assert re.search(rf"^{label} +0 +0 +0 +0 +0 +1 +1 +- +- +- +-$", plain, re.M), plain
     finally:
         delete_jobs(sql_admin, "label = %s", (label,))
 
@@ -323,3 +324,46 @@ def test_the_clis_setting_kinds_are_the_schemas(sql_admin):
 def test_setting_values_are_checked_before_connecting(cli, name, value):
     res = cli("settings", name, value, dsn="postgresql://nobody@127.0.0.1:1/none")
     assert res.exit_code == 2 and len(res.stderr.splitlines()) == 1, res
+
+
+def test_plain_stats_name_figures_without_units_and_write_durations_one_way(test_db, sql_admin, cli):
+    label = label_of("plain")
+    insert_job(sql_admin, owner="pgbg_other", label=label, state="succeeded", run_ms=208)
+    try:
+        res = cli("stats", "--since", "1d", "-F", "plain", dsn=test_db["other"])
+        assert res.exit_code == 0, res.stderr
+        pairs = dict(line.split(None, 1) for line in res.stdout.splitlines())
+        assert pairs["window"] == "24h"  # not "window_s 86400.0"
+        assert "p50_ms" not in pairs and "window_s" not in pairs
+        data = json.loads(cli("stats", "--since", "1d", "-F", "json", dsn=test_db["other"]).stdout)
+        assert data["window_s"] == 86400 and data["max_ms"] >= 208  # the keys keep their units
+        for key in ("avg_execution", "p50", "p95", "max"):  # not "p50_ms 208ms"
+            assert pairs[key] == durations.format_ms(data[f"{key}_ms"]), key
+    finally:
+        delete_jobs(sql_admin, "label = %s", (label,))
+
+
+def test_stats_by_label_table_keeps_labels_apart_at_80_columns():
+    """``batch-1``, ``batch-10`` and ``batch-11`` stay apart (they used to wrap into ``batch-1``),
+    and a label too long for the column is cut from the middle, keeping its end."""
+    import io
+
+    from rich.console import Console
+
+    from pgbg_cli import watch
+
+    names = ["batch-1", "batch-10", "batch-11", "nightly-reindex-of-the-orders-table-2026-11-25",
+             "nightly-reindex-of-the-orders-table-2026-11-26"]
+    rows = [{"group": n, "workers_launched": 3, "workers_completed": 2, "workers_failed": 1, "workers_canceled": 0,
+             "workers_timed_out": 0, "workers_active": 0, "queued": 0, "avg_execution_ms": 61_000.0,
+             "p50_ms": 900.0, "p95_ms": 2_500.0, "max_ms": 3_000.0} for n in names]
+    out = io.StringIO()
+    console = Console(file=out, width=80, color_system=None)
+    for part in watch.stats_table(rows, "label", 80)[0]:
+        console.print(part)
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    first = [line.split()[0] for line in lines[2:]]
+    assert first[:3] == ["batch-1", "batch-10", "batch-11"]
+    assert first[3] != first[4] and first[3].endswith("-25") and first[4].endswith("-26") and "…" in first[3]
+    assert lines[2].split()[1:] == ["2", "1", "0", "0", "0", "0", "1m01s", "2.5s"]  # OK .. QUEUED, AVG, P95

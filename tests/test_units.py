@@ -58,19 +58,29 @@ def test_parse_ms_names_the_option():
         (None, ""),
         (0, "0ms"),
         (999, "999ms"),
-        (1_000, "1.0s"),
+        (999.6, "1s"),
+        (1_000, "1s"),
         (12_345, "12.3s"),
-        (60_000, "1m00s"),
+        (59_950, "1m"),
+        (60_000, "1m"),
         (245_000, "4m05s"),
-        (3_600_000, "1h00m"),
+        (3_600_000, "1h"),
+        (3_599_999, "1h"),
         (7_380_000, "2h03m"),
-        (47 * 3_600_000, "47h00m"),
-        (48 * 3_600_000, "2d00h"),
+        (47 * 3_600_000, "47h"),
+        (48 * 3_600_000, "2d"),
         (180_000_000, "2d02h"),
+        (30 * 86_400_000, "30d"),
     ],
 )
 def test_format_ms(ms, text):
     assert durations.format_ms(ms) == text
+
+
+@pytest.mark.parametrize("ms", [0, 850, 1_000, 12_300, 245_000, 300_000, 7_380_000, 172_800_000, 2_592_000_000])
+def test_format_ms_reads_back_as_typed(ms):
+    """One form for every duration shown, and the one people type: parse_ms reads it back."""
+    assert durations.parse_ms(durations.format_ms(ms)) == ms
 
 
 # --- handles -----------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def _clock(job: dict[str, Any], now: dt.datetime) -> str:
     if since is None:
         return ""
     seconds = max(0, int((now - since).total_seconds()))
-    return format_ms(seconds * 1000)
+    return format_ms(seconds * 1000) if seconds else "0s"
 
 
 def _order(job: dict[str, Any]) -> tuple[int, Any]:
