@@ -178,9 +178,6 @@ class ListView:
         c = _counts(snap)
         now = f"{snap.at.astimezone():%H:%M:%S}  {c['running']} running, {c['queued']} queued"
         now += f" · {_slots_text(snap.slots)}"
-        if self.states or self.label:
-            now += " · " + " ".join(([f"--state {s}" for s in self.states or []])
-                                    + ([f"--label {self.label}"] if self.label else []))
         ended = ", ".join(f"{c[state]} {state}" for state in LINE_STATES[2:])
         return [now, f"last 1h: {ended}"]
 

@@ -73,6 +73,8 @@ def test_vacuum_progress_has_pace_and_time_left():
     d = prog.as_dict()
     assert (progress.pace(d), progress.left(d), progress.describe(d)) == (
         "4.5 MB/s", "30s left", "VACUUM scanning heap 5500/10000 blocks")
+    line = livebar.job_line(livebar.Seen({"id": 9, "state": "running", "started_at": NOW}, d), NOW, 80)
+    assert line == "job 9 [##--------]  25%      0s  30s left  4.5 MB/s  VACUUM scanning heap 5500/10000 blocks"
 
 
 def test_time_left_only_where_it_can_be_told():
@@ -106,7 +108,7 @@ def _seen(job_id: int, state: str, *, age_s: float = 0, prog: dict | None = None
 def test_one_job_line_keeps_bar_percent_and_clock_first():
     prog = {"percent": 42.0, "message": "copying the orders of the last quarter " * 3, "eta_ms": 83_000}
     line = livebar.job_line(_seen(12, "running", age_s=245, prog=prog), NOW, 80)
-    assert line.startswith("job 12 [########------------]  42%   4m05s  1m23s left  copying the orders")
+    assert line.startswith("job 12 [####------]  42%   4m05s  1m23s left  copying the orders")
 
 
 def test_the_clock_counts_from_the_jobs_start():

@@ -1,8 +1,8 @@
 """A live progress display on stderr while ``launch --wait`` / ``wait`` runs (terminals only).
 
 One line per live job, fitted to the terminal: the bar, its percent and the time since the
-job started always come first (what the job is doing is cut before them), then the pace and
-the time left where they can be told, then what the job is doing. Waiting on several jobs
+job started always come first, then the time left and the pace where they can be told, then
+what the job is doing (cut first when the line is too long). Waiting on several jobs
 adds a first line, ``23/30 done (22 succeeded, 1 failed), 5 running, 2 queued``, and lists the
 running jobs before the queued ones, as many as the terminal's height holds. The clocks tick
 between refreshes and count from each job's start (read on the server's clock), not from when
@@ -53,19 +53,18 @@ def _order(job: dict[str, Any]) -> tuple[int, Any]:
 
 
 def job_line(seen: Seen, now: dt.datetime, width: int) -> str:
-    """``job 12 [####----------------]  21%    14s  52s left  VACUUM scanning heap 120/640 blocks  31 MB/s``"""
+    """``job 12 [##--------]  21%    14s  52s left  31 MB/s  VACUUM scanning heap 120/640 blocks``: the
+    bar, its percent and the job's clock, then the time left and the pace, then what it does
+    (cut first when the line is too long)."""
     job, prog = seen.job, seen.progress or {}
     head = f"job {job['id']} "
     pct = prog.get("percent")
     clock = _clock(job, now).rjust(CLOCK_WIDTH)
-    if pct is not None:
-        room = width - len(head) - len(clock) - 8  # brackets, " 100%", two spaces
-        figure = bar(pct, max(4, min(20, room // 2)))
-    else:
-        figure = job["state"]
+    bar_width = 20 if width >= 100 else 10 if width >= 50 else 4
+    figure = job["state"] if pct is None else bar(pct, bar_width)
     line = f"{head}{figure}  {clock}"
     doing = progress.describe(prog) if prog else job.get("reason") or ""
-    tail = [part for part in (progress.left(prog), doing, progress.pace(prog)) if part]
+    tail = [part for part in (progress.left(prog), progress.pace(prog), doing) if part]
     if tail:
         line += "  " + printable("  ".join(tail))
     return line
