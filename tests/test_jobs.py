@@ -217,7 +217,9 @@ def test_cancel_of_finished_job_is_harmless(test_db, cli, sql_admin):
     assert cli("wait", handle, dsn=dsn).exit_code == 0
     before = _job(sql_admin, handle)
     res = cli("cancel", handle, "--format", "json", dsn=dsn)
-    assert res.exit_code == 0, res
+    # nothing was canceled, and pgbg says so (it used to exit 0 in silence)
+    assert res.exit_code == 1, res
+    assert res.stderr == f"pgbg: job {handle} had already ended (succeeded): nothing to cancel\n"
     assert json.loads(res.stdout)[0]["state"] == "succeeded"
     after = _job(sql_admin, handle)
     assert after["state"] == "succeeded" and after["cancel_requested_at"] is None
