@@ -123,5 +123,6 @@ def test_many_jobs_say_done_of_total_and_show_running_ones_first():
     lines = livebar.frame(seen, NOW, 80, 24)
     assert lines[0] == "23/30 done (21 succeeded, 1 failed, 1 canceled), 5 running, 2 queued"
     assert [line.split()[1] for line in lines[1:]] == ["40", "41", "42", "43", "44", "30", "31"]
+    assert livebar.frame([], NOW, 80, 24) == []  # before the first refresh: nothing, not "0/0 done"
     small = livebar.frame(seen, NOW, 80, 6)  # 5 lines: the summary, 3 jobs, what is left
     assert small[1:] == [livebar.job_line(s, NOW, 80) for s in seen[-5:-2]] + ["+4 more (2 running, 2 queued)"]

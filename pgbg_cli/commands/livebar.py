@@ -89,6 +89,8 @@ def summary_line(all_jobs: list[dict[str, Any]]) -> str:
 def frame(seen: list[Seen], now: dt.datetime, width: int, height: int) -> list[str]:
     """The lines of one refresh, at most ``height - 1`` (the cursor keeps its line), each cut
     to ``width`` by the caller."""
+    if not seen:
+        return []  # nothing read yet
     room = max(1, height - 1)
     live = sorted((s for s in seen if not jobs_mod.is_final(s.job)), key=lambda s: _order(s.job))
     if len(seen) == 1:
