@@ -210,7 +210,7 @@ def test_vacuum_shows_overall_progress_pace_and_time_left(test_db, sql_admin, cl
         term.wait_for(sample, "VACUUM to reach its second pass over the heap", timeout=120)
         scans = [pct for phase, pct in seen if phase.startswith("scanning heap")]
         later = [pct for phase, pct in seen if not phase.startswith("scanning heap")]
-        assert scans and later and paced, seen
+        assert scans and later and paced, f"{seen}; exit {term.exit_status()}; the screen:\n{term.screen()}"
         # two passes over the heap and one over the index: the scan alone is less than half
         assert max(scans) < 60 and min(later) >= max(scans) - 5, seen
         assert term.wait_exit() == "0"
