@@ -13,7 +13,7 @@ from weakref import WeakKeyDictionary
 if TYPE_CHECKING:
     import psycopg
 
-    from pgbg_cli.pipeline import Slot
+    from pgbg_cli.pipeline import Batch, Slot
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,9 @@ class Shape:
     typmods: list[int]
     error: str | None = None
     sqlstate: str | None = None
+    # what planning it says (EXPLAIN of the prepared statement, never run): a missing privilege
+    plan_error: str | None = None
+    plan_sqlstate: str | None = None
 
     @property
     def known(self) -> bool:
@@ -47,26 +50,58 @@ def describe(conn: psycopg.Connection[Any], query: str) -> Shape:
     from pgbg_cli.pipeline import Batch
 
     batch = Batch(conn)
-    # parsed as the user's session would parse it: with the user's search_path
+    # parsed (and planned) as the user's session would: with the user's search_path
     batch.query("SELECT pg_catalog.set_config('search_path', %s, false)", (user_search_path(conn),))
-    slot = batch.describe(query)
-    batch.sync()
+    slots = queue(batch, query)
     pin = batch.query("SELECT pg_catalog.set_config('search_path', %s, false)", (PINNED_PATH,))
     batch.run()
     pin.rows()  # the pinned path is back, or this raises
-    return shape_of(slot)
+    return shape_of(*slots)
 
 
-def shape_of(slot: Slot) -> Shape:
-    """The Shape that a described statement's slot tells (``Batch.describe``)."""
+# The statement is prepared under a name, so that EXPLAIN can plan it: the executor's start
+# checks privileges on tables, columns and functions, which parsing does not. EXPLAIN of a
+# prepared statement never executes it (utility statements included: "no plan structure").
+STATEMENT = "pgbg_describe"
+EXPLAIN_SQL = f"EXPLAIN (COSTS OFF) EXECUTE {STATEMENT}"
+DEALLOCATE_SQL = f"DEALLOCATE {STATEMENT}"
+
+
+def queue(batch: Batch, query: str) -> tuple[Slot, Slot]:
+    """Queue the describe of ``query``, its plan, and the clean-up, each its own transaction
+    (under the search_path in force): the slots of the describe and of the plan."""
+    described = batch.describe(query, name=STATEMENT)
+    batch.sync()
+    planned = batch.query(EXPLAIN_SQL)
+    batch.sync()
+    batch.query(DEALLOCATE_SQL)  # fails, harmlessly, when the statement could not be prepared
+    batch.sync()
+    return described, planned
+
+
+def shape_of(slot: Slot, planned: Slot | None = None) -> Shape:
+    """The Shape that a described statement's slot tells (``Batch.describe``), and its plan's."""
     if slot.error is not None:
-        message = str(slot.error).strip()
-        return Shape([], [], [], error=message.removeprefix("ERROR:").strip() or "cannot describe",
-                     sqlstate=getattr(getattr(slot.error, "diag", None), "sqlstate", None))
+        return Shape([], [], [], error=_message(slot.error) or "cannot describe", sqlstate=_sqlstate(slot.error))
     desc = slot.result
     assert desc is not None
     names = [(desc.fname(i) or b"?column?").decode("utf-8", "replace") for i in range(desc.nfields)]
-    return Shape(names, [desc.ftype(i) for i in range(desc.nfields)], [desc.fmod(i) for i in range(desc.nfields)])
+    plan_error = plan_state = None
+    if desc.nparams:
+        # a job runs without values for $n (its worker says 42P02)
+        plan_error, plan_state = "there is no parameter $1: a job's SQL runs without parameter values", "42P02"
+    elif planned is not None and planned.error is not None:
+        plan_error, plan_state = _message(planned.error), _sqlstate(planned.error)
+    return Shape(names, [desc.ftype(i) for i in range(desc.nfields)], [desc.fmod(i) for i in range(desc.nfields)],
+                 plan_error=plan_error, plan_sqlstate=plan_state)
+
+
+def _message(error: Exception) -> str:
+    return str(error).strip().removeprefix("ERROR:").strip()
+
+
+def _sqlstate(error: Exception) -> str | None:
+    return getattr(getattr(error, "diag", None), "sqlstate", None)
 
 
 def remember(conn: psycopg.Connection[Any], query: str, shape: Shape) -> None:

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pgbg_cli import describe, queries
-from pgbg_cli.errors import JobFailed, PgbgError, UsageError, WaitTimedOut
+from pgbg_cli import describe, precheck, queries
+from pgbg_cli.errors import PgbgError, UsageError, WaitTimedOut
 from pgbg_cli.handles import Handle
 
 if TYPE_CHECKING:
@@ -80,16 +80,10 @@ def register(
     if "\x00" in sql_text:
         raise UsageError("the SQL contains a NUL byte")
     shape = describe.describe(conn, sql_text)
-    if (not shape.known and (shape.sqlstate or "").startswith("42")
-            and "multiple commands" not in (shape.error or "")):
-        # a syntax error, an unknown table, column or function: the server says so now, not
-        # when the job runs (several statements cannot be checked this way; errors of run
-        # time, such as a missing privilege or a lock, appear when the job runs)
-        from pgbg_cli.db import first_line
-
-        raise JobFailed(f"the server refused the SQL; nothing was queued: {first_line(shape.error or '')} "
-                        f"[{shape.sqlstate}]")
-    if want_result and not shape.known and shape.sqlstate == "42601" and "multiple" in (shape.error or ""):
+    # what the server can tell now (a syntax error, an unknown table, a missing privilege, a
+    # statement that must run alone among others) fails here, not when the job runs
+    precheck.check(conn, sql_text, shape)
+    if want_result and precheck.is_multiple(shape):
         raise UsageError("--result needs a single statement (pg_background returns the rows of one query)")
     types = typmods = names = None
     if shape.returns_rows:

@@ -76,11 +76,12 @@ class Batch:
         self._steps.append(("query", (statement, params), slot))
         return slot
 
-    def describe(self, statement: str) -> Slot:
+    def describe(self, statement: str, name: str = "") -> Slot:
         """Queue a Parse and Describe of ``statement`` (nothing is executed): the slot's
-        ``result`` then tells its result columns (``nfields``, ``fname``, ``ftype``, ``fmod``)."""
+        ``result`` then tells its result columns (``nfields``, ``fname``, ``ftype``, ``fmod``).
+        With a ``name``, the prepared statement stays (for EXECUTE, EXPLAIN, DEALLOCATE)."""
         slot = Slot()
-        self._steps.append(("describe", statement, slot))
+        self._steps.append(("describe", (statement, name), slot))
         return slot
 
     def sync(self) -> None:
@@ -106,8 +107,9 @@ class Batch:
                     pgconn.pipeline_sync()
                     expected.append(None)
                 elif kind == "describe":
-                    pgconn.send_prepare(b"", arg.encode(encoding))
-                    pgconn.send_describe_prepared(b"")
+                    statement, name = arg
+                    pgconn.send_prepare(name.encode(encoding), statement.encode(encoding))
+                    pgconn.send_describe_prepared(name.encode(encoding))
                     expected += [Slot(), slot]  # the Parse's own answer is not kept
                 else:
                     statement, params = arg

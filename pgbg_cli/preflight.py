@@ -30,8 +30,7 @@ def check(conn: psycopg.Connection[Any], *, need_schema: bool = True, sql: str |
     batch = Batch(conn)
     described = None
     if sql is not None and sql.strip() and "\x00" not in sql:  # else jobs.register says what is wrong
-        described = batch.describe(sql)
-        batch.sync()
+        described = describe.queue(batch, sql)
     pin = batch.query(db.PIN_SQL, (db.PINNED_PATH,))
     ext = batch.query(queries.text("discover_extension"))
     status = batch.query(install.STATUS_SQL) if need_schema else None
@@ -51,5 +50,5 @@ def check(conn: psycopg.Connection[Any], *, need_schema: bool = True, sql: str |
         ok = allowed.one()
         install.check_allowed(conn, bool(ok and ok["ok"]))
     if described is not None and sql is not None:
-        describe.remember(conn, sql, describe.shape_of(described))
+        describe.remember(conn, sql, describe.shape_of(*described))
     return found
