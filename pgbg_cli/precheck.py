@@ -94,12 +94,13 @@ def _one_statement(conn: psycopg.Connection[Any], text: str) -> bool:
 
 
 def _alone(command: str, index: int, stmts: list[st.Statement]) -> JobFailed:
-    text = stmts[index].text
-    example = f" (pgbg launch {shlex.quote(text)})" if len(text) <= 60 and "\n" not in text else ""
-    return JobFailed(
-        f"{command} must run alone, and this SQL has {len(stmts)} statements (statement {index + 1}: "
-        f"{st.excerpt(text, 40)}); PostgreSQL would refuse it [25001]; nothing was queued: launch each "
-        f"statement as a job of its own{example}")
+    texts = [s.text for s in stmts]
+    if len(texts) <= 3 and all(len(t) <= 60 and "\n" not in t for t in texts):
+        how = ": " + "; ".join(f"pgbg launch {shlex.quote(t)}" for t in texts)
+    else:
+        how = f" (statement {index + 1} of {len(texts)}: {st.excerpt(texts[index], 40)})"
+    return JobFailed(f"{command} must run alone, and this SQL has {len(texts)} statements (PostgreSQL would "
+                     f"refuse it: 25001); nothing was queued: launch each as a job of its own{how}")
 
 
 def _check_relations(conn: psycopg.Connection[Any], lookups: list[tuple[str, st.Statement, str, st.Target]],

@@ -58,8 +58,9 @@ def test_a_statement_that_must_run_alone_among_others_is_refused(test_db, tables
     res = cli("launch", sql, dsn=test_db["app"])
     assert res.exit_code == 1 and res.stdout == ""
     assert res.stderr.count("\n") == 1
-    assert "must run alone, and this SQL has 2 statements (statement 2: " in res.stderr
-    assert "[25001]; nothing was queued: launch each statement as a job of its own" in res.stderr
+    assert res.stderr.startswith("pgbg: ")
+    assert " must run alone, and this SQL has 2 statements (PostgreSQL would refuse it: 25001); nothing was " \
+           "queued: launch each as a job of its own: pgbg launch 'SELECT 1'; pgbg launch " in res.stderr
     assert _count(sql_admin) == before
 
 
@@ -74,7 +75,8 @@ def test_superuser_commands_that_must_run_alone(test_db, tables, cli, sql_admin,
     before = _count(sql_admin)
     res = cli("launch", sql, dsn=test_db["admin"])
     assert res.exit_code == 1, res
-    assert "must run alone, and this SQL has 2 statements (statement 1: " in res.stderr
+    assert res.stderr.startswith(f"pgbg: {command.split()[0]}")
+    assert "must run alone, and this SQL has 2 statements" in res.stderr
     assert _count(sql_admin) == before
 
 
@@ -82,9 +84,12 @@ def test_the_message_says_how_to_launch_them_apart(test_db, tables, cli):
     res = cli("launch", "VACUUM t_app; VACUUM pt_app_1", dsn=test_db["app"])
     assert res.exit_code == 1
     assert res.stderr == (
-        "pgbg: VACUUM must run alone, and this SQL has 2 statements (statement 1: VACUUM t_app); PostgreSQL "
-        "would refuse it [25001]; nothing was queued: launch each statement as a job of its own "
-        "(pgbg launch 'VACUUM t_app')\n")
+        "pgbg: VACUUM must run alone, and this SQL has 2 statements (PostgreSQL would refuse it: 25001); nothing "
+        "was queued: launch each as a job of its own: pgbg launch 'VACUUM t_app'; pgbg launch 'VACUUM pt_app_1'\n")
+    long = "VACUUM t_app; " + "; ".join(["SELECT 1"] * 3)
+    res = cli("launch", long, dsn=test_db["app"])
+    assert res.stderr.endswith("nothing was queued: launch each as a job of its own (statement 1 of 4: "
+                               "VACUUM t_app)\n")
     # as it says: each alone runs
     for sql in ("VACUUM t_app", "VACUUM pt_app_1"):
         res = cli("launch", "--wait", sql, dsn=test_db["app"])
