@@ -175,6 +175,10 @@ def measure(conn: psycopg.Connection[Any], ext: Extension) -> Capacity:
         cap.role_running_jobs = budget["role_running_jobs"]
         cap.live_supervisors = budget["live_supervisors"]
         cap.supervisor_running = budget["supervisor_pid"] is not None
+        if state == "installed":
+            from pgbg_cli import waiting
+
+            cap.notes.extend(waiting.queued_notes(conn))  # queued jobs nothing starts: why, the fix
     if state == "not installed":
         cap.notes.append(
             f"pgbg's schema is not installed in database {conn.info.dbname!r} (pgbg init): "

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pgbg_cli import describe, precheck, queries
+from pgbg_cli import describe, precheck, queries, waiting
 from pgbg_cli.errors import PgbgError, UsageError, WaitTimedOut
 from pgbg_cli.handles import Handle
 
@@ -41,13 +42,15 @@ def handle_of(job: dict[str, Any]) -> Handle:
     return Handle(job["id"], job["cookie"])
 
 
-# who runs the statement: a session that borrows a role (SET ROLE) cannot start its supervisor
-_WHO = "session_user <> current_user AS borrowed, session_user AS session, current_user AS role"
-ENSURE_SQL = "SELECT pgbg.ensure_supervisor() AS pid, " + _WHO
+# who runs the statement (a session that borrows a role, SET ROLE, cannot start its
+# supervisor), and whether one is alive (registered) once ensure_supervisor() has run
+_WHO = ("session_user <> current_user AS borrowed, session_user AS session, current_user AS role, "
+        "pgbg.supervisor_pid() IS NOT NULL AS alive")
+ENSURE_SQL = "SELECT pgbg.ensure_supervisor() AS pid, true AS queued, " + _WHO
 # the same, only when a job of this role waits (so nothing starts after a submit that failed)
 ENSURE_IF_QUEUED_SQL = (
-    "SELECT CASE WHEN EXISTS (SELECT 1 FROM pgbg.job WHERE owner = current_user AND state = 'queued') "
-    "THEN pgbg.ensure_supervisor() END AS pid, " + _WHO
+    "SELECT CASE WHEN q.queued THEN pgbg.ensure_supervisor() END AS pid, q.queued, " + _WHO + " FROM (SELECT "
+    "EXISTS (SELECT 1 FROM pgbg.job WHERE owner = current_user AND state = 'queued') AS queued) AS q"
 )
 SUBMIT_SQL = ("SELECT * FROM pgbg.submit(%s, %s, %s, %s, %s, %s::oid[], %s::int[], %s::text[], "
               "p_search_path => %s)")
@@ -66,10 +69,10 @@ def register(
     timeout_ms: int | None = None,
     queue_size: int = 0,
     want_result: bool = False,
-) -> tuple[dict[str, Any], str | None]:
+) -> tuple[dict[str, Any], Start | None]:
     """Register a job (queued) and start this role's supervisor if none is alive.
 
-    Returns the job row and a warning when no supervisor could start. The SQL is described
+    Returns the job row and what starting the supervisor found. The SQL is described
     first (no round trip when the preflight did it); the submit and the supervisor's start
     then go together, in one round trip, each its own transaction.
     """
@@ -112,7 +115,7 @@ def register(
     job = submitted.one()
     assert job is not None
     try:
-        warning = supervisor_warning(started)
+        start = start_of(started, conn.info.user)
     except PgbgError:
         raise
     except Exception as exc:  # psycopg's, from the supervisor's start
@@ -122,36 +125,70 @@ def register(
         if trouble:
             raise ExtensionProblem(f"job {job['id']}:{job['cookie']} is queued, but {trouble}") from None
         raise
-    return job, warning
+    return job, start
 
 
-def ensure_supervisor(conn: psycopg.Connection[Any]) -> str | None:
-    """Start this role's supervisor if none is alive; a warning when none could start."""
+@dataclass(frozen=True)
+class Start:
+    """What starting this role's supervisor found: one alive (or just started), or why not."""
+
+    alive: bool
+    no_slot: bool = False
+    borrowed_by: str | None = None  # this session's user, when it only borrows the role
+    role: str = ""
+
+
+def ensure_supervisor(conn: psycopg.Connection[Any]) -> Start:
+    """Start this role's supervisor if none is alive (from a session of the role itself)."""
     from pgbg_cli.pipeline import Batch
 
     batch = Batch(conn)
     slot = batch.query(ENSURE_SQL)
     batch.run()
-    return supervisor_warning(slot)
+    start = start_of(slot, conn.info.user)
+    assert start is not None
+    return start
 
 
-def supervisor_warning(slot: Slot) -> str | None:
-    """What an ENSURE_SQL (or ENSURE_IF_QUEUED_SQL) answer means for the user: a warning, or
-    None when a supervisor runs or none is needed; PgbgError when the role may not start one."""
+def start_of(slot: Slot, user: str) -> Start | None:
+    """What an ENSURE_SQL (or ENSURE_IF_QUEUED_SQL) answer means: None when nothing was queued
+    (no supervisor needed); PgbgError when the role may not start one. ``user``: the session's."""
     import psycopg
 
     try:
         row = slot.one()
     except psycopg.errors.InsufficientResources:
-        return ("no background worker slot is free for pgbg's supervisor: the job stays queued "
-                "until a slot frees up and any pgbg command runs (see pgbg capacity)")
+        # only a session of the role itself tries to launch one (ensure_supervisor() starts none
+        # from a session that borrows the role), so the role is the session's user
+        return Start(alive=False, no_slot=True, role=user)
     except psycopg.errors.InsufficientPrivilege as exc:
         raise PgbgError(f"cannot start pgbg's supervisor: {str(exc).splitlines()[0]}") from None
-    if row and row["borrowed"] and row["pid"] is None:
-        return (f"this session is {row['session']} acting as {row['role']}: pgbg starts {row['role']}'s "
-                f"supervisor only from a session of {row['role']} itself (a worker keeps its launcher's "
-                f"session user), so the job waits for one")
-    return None
+    if row is None or not row["queued"]:
+        return None
+    if row["pid"] is None and not row["alive"]:
+        return Start(alive=False, borrowed_by=row["session"] if row["borrowed"] else None, role=row["role"])
+    return Start(alive=True, role=row["role"])
+
+
+def await_start(conn: psycopg.Connection[Any], job: dict[str, Any], first: Start, *,
+                timeout_s: float) -> tuple[Start, waiting.RoleState | None]:
+    """After a launch whose supervisor could not start: try again for up to ``timeout_s``,
+    until a supervisor runs, the dispatcher is on for the role, or the job is no longer
+    queued. Returns the last try and what will start the job (None: it no longer waits)."""
+    deadline = time.monotonic() + timeout_s
+    start = first
+    while True:
+        if start.alive:
+            return start, None
+        state = waiting.states(conn, [job["owner"]]).get(job["owner"])
+        if state is None or state.will_start:
+            return start, state
+        if get(conn, handle_of(job))["state"] != "queued":
+            return start, None
+        if time.monotonic() >= deadline:
+            return start, state
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        start = ensure_supervisor(conn)
 
 
 def reconcile(conn: psycopg.Connection[Any], *then: tuple[str, Any]) -> list[Slot]:
@@ -160,6 +197,11 @@ def reconcile(conn: psycopg.Connection[Any], *then: tuple[str, Any]) -> list[Slo
     The statements ``then`` (text, parameters) run right after, in the same round trip;
     their answers are returned, in order.
     """
+    return reconcile_and_start(conn, *then)[1]
+
+
+def reconcile_and_start(conn: psycopg.Connection[Any], *then: tuple[str, Any]) -> tuple[Start | None, list[Slot]]:
+    """``reconcile``, and what starting this role's supervisor found (None: nothing queued)."""
     from pgbg_cli.pipeline import Batch
 
     batch = Batch(conn)
@@ -170,8 +212,8 @@ def reconcile(conn: psycopg.Connection[Any], *then: tuple[str, Any]) -> list[Slo
     slots = [batch.query(text, params) for text, params in then]
     batch.run()
     done.rows()
-    supervisor_warning(started)
-    return slots
+    # when none can start, list, show and capacity say why (waiting)
+    return start_of(started, conn.info.user), slots
 
 
 def fetch(conn: psycopg.Connection[Any], handles: Sequence[Handle]) -> dict[Handle, dict[str, Any]]:

@@ -473,8 +473,9 @@ def test_a_superuser_acting_as_a_role_never_starts_its_supervisor(sec, victim_jo
     # a supervisor of pgbg_evil started by a superuser's session would make its jobs superuser
     retry(lambda: admin_sql("SELECT pgbg.supervisor_pid('pgbg_evil') AS p")[0]["p"] is None,
           "the hostile role's own supervisor left", 20)
-    res = cli("launch", "SET ROLE NONE", dsn=sec["admin"], env={"PGOPTIONS": "-c role=pgbg_evil"})
-    assert res.exit_code == 0, res
+    res = cli("launch", "--start-timeout", "0", "SET ROLE NONE", dsn=sec["admin"],
+              env={"PGOPTIONS": "-c role=pgbg_evil"})
+    assert res.exit_code == 75, res  # queued, and nothing will start it
     assert "acting as pgbg_evil" in res.stderr and len(res.stderr.splitlines()) == 1, res
     assert admin_sql("SELECT pgbg.supervisor_pid('pgbg_evil') AS p")[0]["p"] is None
     with psycopg.connect(sec["admin"], autocommit=True) as conn:

@@ -1,18 +1,27 @@
-"""``pgbg init | grant | revoke``: install pgbg's schema and let roles use it."""
+"""``pgbg init | grant | revoke | dispatch``: install pgbg's schema, let roles use it, start their supervisors."""
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated
 
 import typer
 
-from pgbg_cli.commands.common import DsnOpt
+from pgbg_cli.commands.common import DsnOpt, FormatOpt
+from pgbg_cli.output import Column, Format
 
 
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
     app.command("grant")(grant)
     app.command("revoke")(revoke)
+    app.command("dispatch")(dispatch)
+
+
+class DispatchAction(str, Enum):
+    enable = "enable"
+    disable = "disable"
+    status = "status"
 
 
 def init(
@@ -72,3 +81,72 @@ def revoke(
         say(f"pgbg: {role} had nothing to revoke")
     for stmt in done:
         typer.echo(printable(stmt) + ";")  # a role name may hold anything
+
+
+def dispatch(
+    action: Annotated[
+        DispatchAction, typer.Argument(help="enable, disable, or status (the default).", case_sensitive=False)
+    ] = DispatchAction.status,
+    roles: Annotated[
+        list[str] | None,
+        typer.Argument(help="The roles (default: every role that may use pgbg here).", show_default=False),
+    ] = None,
+    fmt: FormatOpt = Format.auto,
+    dsn: DsnOpt = None,
+) -> None:
+    """Have pg_cron start each role's supervisor within seconds, as that role (opt-in).
+
+    Without it, a role's queued jobs start only while that role runs pgbg (launch, list,
+    show, wait): after a server restart, or when no worker slot was free at launch, they
+    wait for its next command. enable (a superuser; pg_cron must be loaded) schedules
+    SELECT pgbg.dispatch() every 5 seconds in this database for each role, run by pg_cron
+    in a session of that role itself; disable unschedules it; status shows each role's
+    dispatcher and when it last ran.
+    """
+    from pgbg_cli import dispatch as core
+    from pgbg_cli import output
+    from pgbg_cli.commands.common import database
+
+    with database(dsn) as conn:
+        if action is DispatchAction.enable:
+            done, notes = core.enable(conn, dsn, roles)
+            for note in notes:
+                output.say(f"pgbg: {note}")
+            output.say(f"pgbg: the dispatcher runs every {core.SCHEDULE} for {', '.join(done)} "
+                       f"in database {conn.info.dbname}")
+            return
+        if action is DispatchAction.disable:
+            gone = core.disable(conn, dsn, roles)
+            output.say(f"pgbg: the dispatcher is off for {', '.join(gone)}" if gone
+                       else "pgbg: the dispatcher was not on for any role here")
+            return
+        found = core.status(conn, dsn)
+    output.emit_rows([d.as_dict() for d in found], STATUS_COLUMNS, fmt)
+
+
+def _on(value: object, row: dict) -> str:
+    return "on" if value else "off"
+
+
+def _ago(value: object, row: dict) -> str:
+    from pgbg_cli.durations import format_ms
+
+    if not row.get("on"):
+        return ""
+    return "not yet" if value is None else f"{format_ms(int(float(str(value))) * 1000)} ago"
+
+
+def _cron(value: object, row: dict) -> str:
+    if value is None:
+        return ""
+    return f"job {value}" + ("" if row.get("cron_active") else " (inactive)")
+
+
+STATUS_COLUMNS = [
+    Column("role", "ROLE"),
+    Column("on", "DISPATCHER", _on),
+    Column("last_seen_s", "LAST RAN", _ago),
+    Column("can_login", "CAN LOG IN", lambda v, r: "yes" if v else "no"),
+    Column("cron_job", "PG_CRON", _cron),
+    Column("last_run", "LAST PG_CRON RUN"),
+]

@@ -165,12 +165,12 @@ def show(
 ) -> None:
     """Show everything pgbg recorded about one job."""
     from pgbg_cli import handles as handles_mod
-    from pgbg_cli import jobs, jobview, output, progress
+    from pgbg_cli import jobs, jobview, output, progress, waiting
     from pgbg_cli.errors import UsageError
 
     h = handles_mod.parse(handle)
     with database(dsn) as conn:
-        (found,) = jobs.reconcile(conn, jobs.fetch_query([h]))
+        start, (found,) = jobs.reconcile_and_start(conn, jobs.fetch_query([h]))
         job = jobs.found_all([h], found.rows())[0]
         if result:
             if not job.get("want_result"):
@@ -180,6 +180,8 @@ def show(
             names, rows = jobs.result_rows(job)
             output.emit_rows(rows, [output.Column(n) for n in names], fmt)
             return
+        # queued, and nothing starts it: why, and the fix (as its reason)
+        waiting.annotate(conn, [job], started=start.role if start and start.alive else None)
         output.emit_record(progress.enriched(conn, [job])[0], jobview.RECORD_FIELDS, fmt, compact=True)
 
 
@@ -204,7 +206,7 @@ def list_(
     terminal's height; when the output is not a terminal each refresh prints one line
     of counts per state (or one JSON object with --format json). Ctrl-C ends it (exit 0).
     """
-    from pgbg_cli import jobs, jobview, numbers
+    from pgbg_cli import jobs, jobview, numbers, output, waiting
     from pgbg_cli.errors import UsageError
 
     for s in state or []:
@@ -227,8 +229,12 @@ def list_(
         then = [jobs.list_query(states=state, label=label, include_all=all_, limit=most)]
         if foreign:
             then.append((queries.text("foreign_workers"), None))
-        slots = jobs.reconcile(conn, *then)
+        start, slots = jobs.reconcile_and_start(conn, *then)
         rows = slots[0].rows()
+        # queued jobs that nothing starts: why, and the fix
+        notes = waiting.annotate(conn, rows, started=start.role if start and start.alive else None)
         if foreign:
             rows = [jobview.foreign_row(w) for w in slots[1].rows()] + rows
         _emit_jobs(conn, rows, fmt)
+    for note in notes:
+        output.say(f"pgbg: {note}")

@@ -9,7 +9,10 @@ from typing import Annotated, Any
 import typer
 
 from pgbg_cli.commands.common import DsnOpt, FormatOpt, database, exit_for, read_sql
+from pgbg_cli.errors import NOT_STARTED
 from pgbg_cli.output import Format
+
+START_TIMEOUT_MAX_MS = 3_600_000
 
 
 def register(app: typer.Typer) -> None:
@@ -45,6 +48,12 @@ def launch(
         bool,
         typer.Option("--keep-running", help="On Ctrl-C, leave the job running and print its handle (default: cancel)."),
     ] = False,
+    start_timeout: Annotated[
+        str,
+        typer.Option("--start-timeout", metavar="DURATION",
+                     help="When no worker slot is free for the role's supervisor, try this long (0 to 1h) "
+                          "before exit 75: the job stays queued and nothing will start it."),
+    ] = "10s",
     fmt: FormatOpt = Format.auto,
     dsn: DsnOpt = None,
 ) -> None:
@@ -61,6 +70,7 @@ def launch(
 
     # options first: a bad one is refused before the SQL is read (perhaps from stdin)
     timeout_ms = parse_ms(timeout, what="--timeout") if timeout is not None else None
+    start_s = parse_ms(start_timeout, what="--start-timeout", hi=START_TIMEOUT_MAX_MS) / 1000
     if timeout_ms == 0:
         timeout_ms = None
     queue_bytes = numbers.parse_count(queue_size, "--queue-size", numbers.QUEUE_SIZE_MIN, numbers.QUEUE_SIZE_MAX,
@@ -72,7 +82,7 @@ def launch(
         # cancels. It is delivered right after, inside the block that cancels the job.
         held = _hold_ctrl_c()
         try:
-            job, warning = jobs.register(
+            job, first = jobs.register(
                 conn, text, label=label, timeout_ms=timeout_ms, queue_size=queue_bytes, want_result=result
             )
         except BaseException:
@@ -81,16 +91,42 @@ def launch(
         # From here on the job exists: Ctrl-C cancels it (or, with --keep-running, leaves it).
         try:
             _release_ctrl_c(held)
-            if warning:
-                say(f"pgbg: {warning}")
-            if not (wait or result):
+            stranded = _started(conn, job, first, start_s, waiting_here=wait or result)
+            if stranded or not (wait or result):
                 _print_accepted(job, fmt)
+                if stranded:
+                    # the handle is printed: pgbg cancel takes it; any later start runs the job
+                    say(f"pgbg: job {job['id']}:{job['cookie']} is queued, but nothing will start it: {stranded}")
+                    raise typer.Exit(NOT_STARTED)
                 return
             final = _wait_with_bar(conn, job, dsn)
         except KeyboardInterrupt:
             final = _interrupted(job, keep_running=keep_running, dsn=dsn)
     _print_outcome(final, fmt, rows=result)
     raise typer.Exit(exit_for([final]))
+
+
+def _started(conn: Any, job: dict[str, Any], first: Any, timeout_s: float, *, waiting_here: bool) -> str | None:
+    """Make sure something will start the job: its role's supervisor (started with the submit
+    (``first``), or within ``timeout_s`` as slots free), or the dispatcher. None when something
+    will (a note is said when it is not at once); else why nothing will, and the fix."""
+    from pgbg_cli import jobs
+    from pgbg_cli.output import say
+
+    if first is None or first.alive:
+        return None  # a supervisor runs (or the job is no longer queued)
+    if waiting_here and first.no_slot:
+        # --wait: this pgbg tries again every second while it waits
+        say("pgbg: no worker slot is free for the supervisor yet: the job stays queued until one frees "
+            "(pgbg capacity says who holds them)")
+        return None
+    start, state = jobs.await_start(conn, job, first, timeout_s=timeout_s)
+    if start.alive or state is None:
+        return None
+    if state.will_start:
+        say(f"pgbg: job {job['id']}:{job['cookie']} is queued: {state.why()}")
+        return None
+    return state.why(borrowed_by=start.borrowed_by)
 
 
 def _hold_ctrl_c() -> Any:

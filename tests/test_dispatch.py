@@ -1,0 +1,265 @@
+"""No job waits forever: who starts a queued job when no worker slot is free at launch.
+
+Without the dispatcher, `pgbg launch` tries for --start-timeout, then exits 75 when nothing
+will start the job, and list, show and capacity say why and what fixes it. With it (pg_cron
+running `SELECT pgbg.dispatch()` as each role), the job starts within seconds of a slot
+freeing, with no further pgbg command from anyone. The server-restart cases are in
+tests/test_dispatch_restart.py (they restart a server of their own).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import ROOT, job_row, retry, sql_runner
+from psycopg.rows import dict_row
+
+# within this long of a slot freeing, the dispatcher (every 5 s) has started the job
+DEADLINE_S = 25
+
+
+class Fillers:
+    """Every free worker slot of the server taken by a sleeping pg_background worker of the
+    superuser (until pg_background refuses the next with 53000)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
+        self.conn.execute("SET pg_background.max_workers = 1000")
+        self.pids: list[int] = []
+        while True:
+            try:
+                self.pids.append(self.conn.execute("SELECT pid FROM pg_background_launch('SELECT pg_sleep(600)')")
+                                 .fetchone()["pid"])
+            except psycopg.errors.InsufficientResources:
+                break
+        assert self.pids, "no slot was free to fill"
+
+    def free(self) -> float:
+        """Stop them (SIGTERM, to verified pg_background workers), wait until they are gone; when."""
+        self.conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE pid = ANY(%s) AND backend_type = 'pg_background'", (self.pids,))
+        retry(lambda: not self.conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)",
+                                            (self.pids,)).fetchall(), "the fillers are gone", timeout=30)
+        return time.monotonic()
+
+
+@contextmanager
+def slots_filled(dsn: str) -> Iterator[Fillers]:
+    fillers = Fillers(dsn)
+    try:
+        yield fillers
+    finally:
+        fillers.free()
+        fillers.conn.close()
+
+
+def _proc(*args: str, dsn: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = dict(os.environ, PGBG_DSN=dsn, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    return subprocess.run([sys.executable, "-m", "pgbg_cli", *args], env=env, text=True, capture_output=True,
+                          timeout=timeout)
+
+
+def _state(sql_admin: Any, handle: str) -> str:
+    return job_row(sql_admin, handle)["state"]
+
+
+def _no_supervisor(sql_admin: Any, role: str = "pgbg_app") -> None:
+    """The role's supervisor (idle, left by an earlier test) stopped: nothing runs for it."""
+    sql_admin("SELECT pg_terminate_backend(pgbg.supervisor_pid(%s))", (role,))
+    retry(lambda: sql_admin("SELECT pgbg.supervisor_pid(%s) IS NULL AS gone", (role,))[0]["gone"],
+          "no supervisor", timeout=20)
+
+
+@pytest.fixture
+def no_dispatcher(test_db, sql_admin):
+    """The dispatcher off in the test database (as another test may have left it), and no
+    supervisor of pgbg_app alive."""
+    sql_admin("DELETE FROM pgbg.meta WHERE key LIKE 'dispatch:%%'")
+    _no_supervisor(sql_admin)
+
+
+@pytest.fixture
+def cron(server_dsn) -> str:
+    """pg_cron's database; skipped where the server has no pg_cron (the 1.8 servers)."""
+    with sql_runner(server_dsn) as run:
+        db = run("SELECT current_setting('cron.database_name', true) AS db")[0]["db"]
+    if not db:
+        pytest.skip("needs pg_cron loaded (shared_preload_libraries); this server has none")
+    return db
+
+
+@pytest.fixture
+def cron_sql(server_dsn, cron):
+    from conftest import _with_db
+
+    with sql_runner(_with_db(server_dsn, cron)) as run:
+        yield run
+
+
+@pytest.fixture
+def dispatcher(test_db, cli, cron, cron_sql):
+    """The dispatcher on for pgbg_app in the test database; off (and unscheduled) afterwards."""
+    res = cli("dispatch", "enable", "pgbg_app", dsn=test_db["admin"])
+    assert res.exit_code == 0, res
+    try:
+        yield
+    finally:
+        res = cli("dispatch", "disable", dsn=test_db["admin"])
+        assert res.exit_code == 0, res
+        assert not cron_sql("SELECT 1 FROM cron.job WHERE database = %s", (test_db["name"],))
+
+
+# --- without a dispatcher ------------------------------------------------------------------
+
+def test_launch_with_no_slot_exits_75_and_every_view_says_why(test_db, cli, sql_admin, no_dispatcher):
+    with slots_filled(test_db["admin"]) as fillers:
+        started = time.monotonic()
+        res = cli("launch", "--start-timeout", "1s", "SELECT 42", dsn=test_db["app"])
+        assert time.monotonic() - started < 30
+        assert res.exit_code == 75, res
+        handle = res.stdout.strip()
+        assert _state(sql_admin, handle) == "queued"
+        assert res.stderr.count("\n") == 1
+        assert res.stderr.startswith(f"pgbg: job {handle} is queued, but nothing will start it: no supervisor of "
+                                     "pgbg_app runs and no worker slot is free for one (")
+        assert "free slots or raise max_worker_processes, then pgbg list as pgbg_app starts it; or an admin " \
+               "runs pgbg dispatch enable (pg_cron)" in res.stderr
+
+        why = "no supervisor of pgbg_app runs and no worker slot is free for one"
+        res = cli("list", "-F", "json", dsn=test_db["admin"])
+        assert res.exit_code == 0, res
+        [row] = [r for r in json.loads(res.stdout) if r["handle"] == handle]
+        assert row["state"] == "queued" and row["reason"].startswith(f"waiting: {why}")
+        assert f"queued job of pgbg_app waits: {why}" in res.stderr
+        res = cli("show", "-F", "json", handle, dsn=test_db["app"])  # tries to start it: no slot
+        assert json.loads(res.stdout)["reason"].startswith(f"waiting: {why}")
+        res = cli("capacity", dsn=test_db["app"])
+        assert f"queued job of pgbg_app waits: {why}" in res.stderr
+        fillers.free()
+    # the slots are free, and nothing starts the job, as launch said
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        assert _state(sql_admin, handle) == "queued"
+        time.sleep(0.2)
+    res = cli("list", "-F", "json", dsn=test_db["admin"])  # an admin's look starts no one's supervisor
+    assert "no supervisor of pgbg_app runs: pgbg list (or show, wait) as pgbg_app starts it" in res.stderr
+    res = cli("wait", "--timeout", "60s", handle, dsn=test_db["app"])  # the role's own command does
+    assert res.exit_code == 0, res
+
+
+def test_launch_starts_the_job_when_a_slot_frees_within_start_timeout(test_db, sql_admin, no_dispatcher):
+    with slots_filled(test_db["admin"]) as fillers:
+        import os
+
+        env = dict(os.environ, PGBG_DSN=test_db["app"], PYTHONPATH=str(ROOT), NO_COLOR="1")
+        proc = subprocess.Popen([sys.executable, "-m", "pgbg_cli", "launch", "-l", "patient", "--start-timeout",
+                                 "60s", "SELECT 1"], env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            retry(lambda: sql_admin("SELECT 1 FROM pgbg.job WHERE label = 'patient'"), "the job is queued", 30)
+            fillers.free()
+            out, err = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err
+    retry(lambda: _state(sql_admin, out.strip()) == "succeeded", "the job ran", DEADLINE_S)
+
+
+def test_a_session_that_borrows_the_role_exits_75(test_db, cli, sql_admin, no_dispatcher):
+    res = cli("launch", "--start-timeout", "0", "SELECT 1", dsn=test_db["admin"] + " options='-c role=pgbg_app'")
+    assert res.exit_code == 75, res
+    handle = res.stdout.strip()
+    assert job_row(sql_admin, handle)["owner"] == "pgbg_app"
+    assert f"pgbg: job {handle} is queued, but nothing will start it: this session is postgres acting as " \
+           "pgbg_app, and only a session of pgbg_app itself starts pgbg_app's supervisor" in res.stderr
+    res = cli("cancel", handle, dsn=test_db["app"])
+    assert res.exit_code == 0 and _state(sql_admin, handle) == "canceled"
+
+
+def test_start_timeout_is_checked(cli, test_db):
+    res = cli("launch", "--start-timeout", "2h", "SELECT 1", dsn=test_db["app"])
+    assert res.exit_code == 2 and "invalid --start-timeout '2h'" in res.stderr
+
+
+# --- with the dispatcher (pg_cron) ---------------------------------------------------------
+
+def test_the_dispatcher_starts_the_job_once_a_slot_frees(test_db, cli, sql_admin, dispatcher):
+    with slots_filled(test_db["admin"]) as fillers:
+        res = cli("launch", "SELECT 7", dsn=test_db["app"])
+        assert res.exit_code == 0, res
+        handle = res.stdout.strip()
+        assert res.stderr == (f"pgbg: job {handle} is queued: no worker slot is free for pgbg_app's supervisor ("
+                              f"{res.stderr.split('supervisor (')[1].split(')')[0]}): the dispatcher starts it once "
+                              "one frees (to hurry, free slots or raise max_worker_processes)\n")
+        res = cli("list", "-F", "json", dsn=test_db["admin"])
+        assert "the dispatcher starts it once one frees" in res.stderr
+        freed = fillers.free()
+    # no pgbg command from here on: only the superuser reads the registry
+    retry(lambda: _state(sql_admin, handle) == "succeeded", "the dispatcher started the job", DEADLINE_S)
+    assert time.monotonic() - freed < DEADLINE_S
+
+
+def test_the_dispatcher_runs_as_the_role(test_db, cli, sql_admin, dispatcher, cron_sql):
+    [job] = cron_sql("SELECT * FROM cron.job WHERE database = %s", (test_db["name"],))
+    assert (job["username"], job["command"], job["schedule"]) == ("pgbg_app", "SELECT pgbg.dispatch()", "5 seconds")
+    _no_supervisor(sql_admin)
+    res = cli("launch", "--start-timeout", "0", "SELECT 1", dsn=test_db["admin"] + " options='-c role=pgbg_app'")
+    assert res.exit_code == 0, res  # borrowed, but the dispatcher will start it
+    retry(lambda: _state(sql_admin, res.stdout.strip()) == "succeeded", "the dispatcher started it", DEADLINE_S)
+    # whose session started the supervisor: the job's worker and the supervisor are pgbg_app's own
+    sup = retry(lambda: sql_admin("SELECT a.usename FROM pgbg.supervisors() s JOIN pg_stat_activity a "
+                                  "ON a.pid = s.pid WHERE s.role = 'pgbg_app'"), "a supervisor", 10)
+    assert sup == [{"usename": "pgbg_app"}]
+    runs = cron_sql("SELECT d.username, d.status FROM cron.job_run_details d WHERE d.jobid = %s", (job["jobid"],))
+    assert runs and {r["username"] for r in runs} == {"pgbg_app"}
+
+
+def test_enable_schedules_with_parameters_not_text(test_db, cli, sql_admin, cron, cron_sql, server_dsn):
+    odd = "pgbg o'dd \"role\"; --"
+    with sql_runner(server_dsn) as run:
+        run("DROP ROLE IF EXISTS " + psycopg.sql.Identifier(odd).as_string(None))
+        run(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(odd)))
+    try:
+        assert cli("grant", odd, dsn=test_db["admin"]).exit_code == 0
+        res = cli("dispatch", "enable", odd, dsn=test_db["admin"])
+        assert res.exit_code == 0, res
+        [job] = cron_sql("SELECT * FROM cron.job WHERE database = %s", (test_db["name"],))
+        assert (job["username"], job["command"], job["jobname"]) == (
+            odd, "SELECT pgbg.dispatch()", f"pgbg-dispatch {test_db['name']}")
+        res = cli("dispatch", "status", "-F", "json", dsn=test_db["admin"])
+        [row] = [r for r in json.loads(res.stdout) if r["role"] == odd]
+        assert row["on"] is True and row["cron_job"] == job["jobid"]
+        res = cli("dispatch", "disable", odd, dsn=test_db["admin"])
+        assert res.exit_code == 0 and res.stderr == f"pgbg: the dispatcher is off for {odd}\n"
+        assert not cron_sql("SELECT 1 FROM cron.job WHERE database = %s", (test_db["name"],))
+        assert not sql_admin("SELECT 1 FROM pgbg.meta WHERE key LIKE 'dispatch:%%'")
+    finally:
+        cli("dispatch", "disable", dsn=test_db["admin"])
+        cli("revoke", odd, dsn=test_db["admin"])
+        with sql_runner(server_dsn) as run:
+            run("DROP ROLE IF EXISTS " + psycopg.sql.Identifier(odd).as_string(None))
+
+
+def test_only_a_superuser_enables_it(test_db, cli, cron):
+    res = cli("dispatch", "enable", dsn=test_db["boss"])  # a pgbg admin, not a superuser
+    assert res.exit_code == 3
+    assert res.stderr == ("pgbg: pgbg dispatch enable needs a superuser: pg_cron lets only a superuser schedule "
+                          "jobs that run as another role\n")
+
+
+def test_status_as_a_role(test_db, cli, dispatcher):
+    res = cli("dispatch", "status", "-F", "json", dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    rows = {r["role"]: r for r in json.loads(res.stdout)}
+    assert rows["pgbg_app"]["on"] is True and rows["pgbg_app"]["cron_job"] is None  # pg_cron's is not its to read
