@@ -77,6 +77,9 @@ def revoke(
 
     with database(dsn) as conn:
         done = install.revoke(conn, role)
+        dispatched = conn.execute("SELECT 1 FROM pgbg.meta WHERE key = %s", ("dispatch:" + role,)).fetchone()
+    if dispatched:
+        say(f"pgbg: the dispatcher still runs as {role} (pg_cron would keep trying): pgbg dispatch disable {role}")
     if not done:
         say(f"pgbg: {role} had nothing to revoke")
     for stmt in done:
