@@ -110,10 +110,10 @@ def _check_relations(conn: psycopg.Connection[Any], lookups: list[tuple[str, st.
     from pgbg_cli import queries
     from pgbg_cli.db import server_version, user_search_path
 
+    maintain = server_version(conn) >= 170000  # the MAINTAIN privilege (PostgreSQL 17)
     cur = psycopg.ClientCursor(conn)
     cur.execute(queries.text("relation_targets"), {
-        "path": user_search_path(conn), "maintain": server_version(conn) >= 170000,
-        "names": [t.name for _, _, _, t in lookups]})
+        "path": user_search_path(conn), "maintain": maintain, "names": [t.name for _, _, _, t in lookups]})
     cur.nextset()
     rows = cur.fetchall()
     for (purpose, stmt, command, target), row in zip(lookups, rows, strict=True):
@@ -129,5 +129,6 @@ def _check_relations(conn: psycopg.Connection[Any], lookups: list[tuple[str, st.
             raise JobFailed(f'{command} would skip "{target.name}": it cannot {verb} that kind of relation '
                             "(only tables and materialized views); nothing was queued [42809]")
         if not row["may_maintain"]:
+            takes = "the MAINTAIN privilege on it, or owning it" if maintain else "owning it, or the database"
             raise JobFailed(f'{command} would skip "{target.name}": permission denied to {verb} it (it takes '
-                            "the MAINTAIN privilege on it, or owning it); nothing was queued [42501]")
+                            f"{takes}); nothing was queued [42501]")

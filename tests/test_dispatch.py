@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import extnames
 import psycopg
 import pytest
-from conftest import ROOT, job_row, retry, sql_runner
+from conftest import ROOT, fresh_database, job_row, retry, sql_runner
 from psycopg.rows import dict_row
 
 # within this long of a slot freeing, the dispatcher (every 5 s) has started the job
@@ -34,9 +35,10 @@ class Fillers:
         self.conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
         self.conn.execute("SET pg_background.max_workers = 1000")
         self.pids: list[int] = []
+        launch = extnames.fn(dsn, "launch")
         while True:
             try:
-                self.pids.append(self.conn.execute("SELECT pid FROM pg_background_launch('SELECT pg_sleep(600)')")
+                self.pids.append(self.conn.execute(f"SELECT pid FROM {launch}('SELECT pg_sleep(600)')")
                                  .fetchone()["pid"])
             except psycopg.errors.InsufficientResources:
                 break
@@ -71,6 +73,20 @@ def _proc(*args: str, dsn: str, timeout: float = 120) -> subprocess.CompletedPro
 
 def _state(sql_admin: Any, handle: str) -> str:
     return job_row(sql_admin, handle)["state"]
+
+
+@pytest.fixture(scope="module")
+def test_db(server_dsn) -> Iterator[dict[str, str]]:
+    """A database of this module's own: no supervisor, waiter or queued job of another module's
+    tests can start (or be) pgbg_app's supervisor here."""
+    with fresh_database(server_dsn, "pgbg_dispatch") as dsns:
+        yield dsns
+
+
+@pytest.fixture
+def sql_admin(test_db):
+    with sql_runner(test_db["admin"]) as run:
+        yield run
 
 
 def _no_supervisor(sql_admin: Any, role: str = "pgbg_app") -> None:
