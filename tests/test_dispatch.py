@@ -35,14 +35,18 @@ class Fillers:
         self.conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
         self.conn.execute("SET pg_background.max_workers = 1000")
         self.pids: list[int] = []
-        launch = extnames.fn(dsn, "launch")
+        self.launch = extnames.fn(dsn, "launch")
+        self.refill()
+        assert self.pids, "no slot was free to fill"
+
+    def refill(self) -> None:
+        """Take any slot that freed meanwhile (another test's worker that ended)."""
         while True:
             try:
-                self.pids.append(self.conn.execute(f"SELECT pid FROM {launch}('SELECT pg_sleep(600)')")
+                self.pids.append(self.conn.execute(f"SELECT pid FROM {self.launch}('SELECT pg_sleep(600)')")
                                  .fetchone()["pid"])
             except psycopg.errors.InsufficientResources:
-                break
-        assert self.pids, "no slot was free to fill"
+                return
 
     def free(self) -> float:
         """Stop them (SIGTERM, to verified pg_background workers), wait until they are gone; when."""
@@ -152,13 +156,16 @@ def test_launch_with_no_slot_exits_75_and_every_view_says_why(test_db, cli, sql_
                "runs pgbg dispatch enable (pg_cron)" in res.stderr
 
         why = "no supervisor of pgbg_app runs and no worker slot is free for one"
+        fillers.refill()
         res = cli("list", "-F", "json", dsn=test_db["admin"])
         assert res.exit_code == 0, res
         [row] = [r for r in json.loads(res.stdout) if r["handle"] == handle]
         assert row["state"] == "queued" and row["reason"].startswith(f"waiting: {why}")
         assert f"queued job of pgbg_app waits: {why}" in res.stderr
+        fillers.refill()
         res = cli("show", "-F", "json", handle, dsn=test_db["app"])  # tries to start it: no slot
         assert json.loads(res.stdout)["reason"].startswith(f"waiting: {why}")
+        fillers.refill()
         res = cli("capacity", dsn=test_db["app"])
         assert f"queued job of pgbg_app waits: {why}" in res.stderr
         fillers.free()
@@ -218,6 +225,7 @@ def test_the_dispatcher_starts_the_job_once_a_slot_frees(test_db, cli, sql_admin
         assert res.stderr == (f"pgbg: job {handle} is queued: no worker slot is free for pgbg_app's supervisor ("
                               f"{res.stderr.split('supervisor (')[1].split(')')[0]}): the dispatcher starts it once "
                               "one frees (to hurry, free slots or raise max_worker_processes)\n")
+        fillers.refill()
         res = cli("list", "-F", "json", dsn=test_db["admin"])
         assert "the dispatcher starts it once one frees" in res.stderr
         freed = fillers.free()
