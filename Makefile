@@ -12,12 +12,14 @@ SANDBOX := bash scripts/sandbox.sh
 
 # make test PYTEST_ARGS='-k wait -x'      make bench BENCH_ARGS='-n 20'      make dsn ROLE=app
 # PGBG_SANDBOX_SERVER=pg15-bg18 make test  (another sandbox server: scripts/sandbox.sh lists them)
+# make chaos CHAOS_ARGS='--jobs 500 --seed 7'
 PYTEST_ARGS ?=
 export PYTEST_ARGS
 BENCH_ARGS ?=
+CHAOS_ARGS ?=
 ROLE ?= admin
 
-.PHONY: help venv tools sandbox sandbox-stop dsn test test-matrix lint demo bench completions clean
+.PHONY: help venv tools sandbox sandbox-stop dsn test test-matrix lint demo bench chaos completions clean
 
 help:
 	@echo "make demo          sandbox server + a VACUUM of a 3M-row table through pgbg, with progress"
@@ -25,6 +27,7 @@ help:
 	@echo "make test-matrix   the test suite on every sandbox server in turn, one summary line each"
 	@echo "make lint          ruff check ."
 	@echo "make bench         CLI and job latency figures (BENCH_ARGS='-n 20')"
+	@echo "make chaos         500 jobs while clients, supervisors, workers and the server die (CHAOS_ARGS='--seed 7')"
 	@echo "make venv          $(VENV) with pgbg installed editable, plus dev tools"
 	@echo "make tools         Debian tools the tests drive (tmux, zsh, fish, psql), installed if missing"
 	@echo "make sandbox       build (once) and start the sandbox server (PGBG_SANDBOX_SERVER picks one)"
@@ -67,6 +70,10 @@ demo: venv sandbox
 
 bench: venv sandbox
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) bench/bench_cli.py $(BENCH_ARGS)
+
+# Its own sandbox instance (PGBG_SANDBOX_INSTANCE=chaos), which it restarts: not the shared one.
+chaos: venv
+	$(PY) bench/chaos.py $(CHAOS_ARGS)
 
 completions: venv
 	$(PY) -m pgbg_cli.completions completions/
