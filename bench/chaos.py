@@ -1,6 +1,6 @@
 """Chaos: hundreds of jobs of four roles while clients, supervisors, workers and the server die.
 
-    .venv/bin/python bench/chaos.py [--jobs 500] [--seed N] [--procs 6] [--deadline 600]
+    .venv/bin/python bench/chaos.py [--jobs 500] [--seed N] [--procs 8] [--deadline 600]
 
 It runs on a sandbox instance of its own (``PGBG_SANDBOX_INSTANCE=chaos``: it restarts that
 server), in a fresh database with pg_background and ``pgbg init``, as four LOGIN roles given
@@ -292,9 +292,9 @@ def plan(n: int, rng: random.Random) -> list[Spec]:
         action = "none"
         if mode == "bg" and sleep > 0:  # long enough to be caught running
             action = rng.choices(["none", "cancel", "cancel-grace", "cancel-nowait", "admin-cancel", "detach", "wait"],
-                                 weights=[30, 12, 12, 6, 8, 12, 10])[0]
+                                 weights=[30, 12, 12, 6, 8, 12, 8])[0]
         elif mode == "bg":
-            action = rng.choices(["none", "cancel", "wait"], weights=[85, 5, 10])[0]
+            action = rng.choices(["none", "cancel", "wait"], weights=[87, 5, 8])[0]
         if action in CANCELS or action == "detach":
             sleep = round(rng.uniform(4.0, 10.0), 1)  # caught while it runs (or waits its turn)
         timeout = None
@@ -417,7 +417,7 @@ class Chaos:
         self.supervisors_terminated: list[tuple[str, Any]] = []  # (role, server time)
         self.restart: dict[str, Any] = {}
         self.threads = [threading.Thread(target=self._loop, args=(fn, lo, hi, i), daemon=True)
-                        for i, (fn, lo, hi) in enumerate([(self._kill_cli, 1.5, 3.5),
+                        for i, (fn, lo, hi) in enumerate([(self._kill_cli, 2.0, 4.0),
                                                           (self._terminate_supervisor, 4.0, 8.0),
                                                           (self._terminate_worker, 3.0, 7.0)])]
         self.threads.append(threading.Thread(target=self._restart_once, daemon=True))
@@ -695,8 +695,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=500, help="jobs to launch (default 500)")
     parser.add_argument("--seed", type=int, default=None, help="the plan's and chaos's random seed")
-    parser.add_argument("--procs", type=int, default=6, help="launching client threads (default 6)")
-    parser.add_argument("--deadline", type=float, default=600, help="hard limit on the whole run, seconds")
+    parser.add_argument("--procs", type=int, default=8, help="launching client threads (default 8)")
+    parser.add_argument("--deadline", type=float, default=600,
+                        help="hard limit on the whole run, seconds (launches stop at 3/4 of it)")
     parser.add_argument("--keep", action="store_true", help="keep the database even when every check passed")
     opts = parser.parse_args()
     seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1 << 20)
@@ -712,8 +713,8 @@ def main() -> int:
         print(f"chaos: hard deadline passed; giving up (database {server.dbname} kept)", flush=True)
         os._exit(3)
 
-    # the last resort: whatever hangs, the run ends (its children killed) a minute after the deadline
-    watchdog = threading.Timer(opts.deadline + 60, give_up)
+    # the last resort: whatever hangs, the run ends (its children killed) at the deadline
+    watchdog = threading.Timer(opts.deadline, give_up)
     watchdog.daemon = True
     watchdog.start()
     make_database(server)
@@ -724,7 +725,7 @@ def main() -> int:
           f"PostgreSQL {version['v']}, pg_background {version['e']}",
           flush=True)
 
-    driver = Driver(clients, t_start + opts.deadline * 0.7)
+    driver = Driver(clients, t_start + opts.deadline * 0.75)
     chaos = Chaos(server, clients, driver, restart_after=int(opts.jobs * 0.45), seed=seed)
     specs = plan(opts.jobs, random.Random(seed))
     todo = list(specs)
@@ -760,19 +761,25 @@ def main() -> int:
         chaos.restart = {"started": server.sql("SELECT pg_catalog.pg_postmaster_start_time() AS at")[0]["at"],
                          "after_launches": driver.launched, "seconds": 0.0}
 
-    settle_s = settle(server, clients, deadline - 20)
-    workers_left = quiet(server, deadline - 10)
+    settle_s = settle(server, clients, deadline - 50)
+    workers_left = quiet(server, deadline - 40)
     # the CLI's view at the end, one pgbg wait per role over all of its jobs
     jobs = server.sql(JOBS_SQL)
     cli_states: dict[str, str] = {}
-    for role in ROLES:
+
+    def wait_all(role: str) -> None:
         hs = [f"{j['id']}:{j['cookie']}" for j in jobs if j["owner"] == role]
-        if hs:
-            r = clients.run(role, "wait", "--timeout", "10s", "-F", "json", *hs, timeout=60)
-            try:
-                cli_states.update({x["handle"]: x["state"] for x in json.loads(r.out)})
-            except ValueError:
-                cli_states[f"({role})"] = f"exit {r.code}: {first_line(r.err)}"
+        r = clients.run(role, "wait", "--timeout", "5s", "-F", "json", *hs, timeout=25)
+        try:
+            cli_states.update({x["handle"]: x["state"] for x in json.loads(r.out)})
+        except ValueError:
+            cli_states[f"({role})"] = f"exit {r.code}: {first_line(r.err)}"
+
+    waits = [threading.Thread(target=wait_all, args=(role,)) for role in ROLES if any(j["owner"] == role for j in jobs)]
+    for t in waits:
+        t.start()
+    for t in waits:
+        t.join()
     jobs = server.sql(JOBS_SQL)
     ran = {r["job_key"]: r for r in server.sql("SELECT job_key, role FROM public.chaos_ran")}
     attempts = collections.Counter({r["job_key"]: r["n"] for r in server.sql(
@@ -828,6 +835,10 @@ def main() -> int:
             codes[what]["SIGKILLed" if r.killed else f"exit {r.code}"] += 1
     print("pgbg exit codes:      " + "; ".join(
         f"{what}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())) for what, c in sorted(codes.items())))
+    errors = collections.Counter(f"{what}: {first_line(r.err)}" for rec in driver.records.values()
+                                 for what, r in rec.actions if r.code not in (0, 1) and not r.killed)
+    for msg, n in errors.most_common(5):
+        print(f"  {n:4d}  {msg}")
     print("final states and reasons:")
     shapes = collections.Counter((j["state"], j["sqlstate"] or "", reason_shape(j["reason"])) for j in jobs)
     for (state, code, why), n in sorted(shapes.items()):
