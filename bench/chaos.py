@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import datetime
 import json
 import os
@@ -306,12 +307,13 @@ def plan(n: int, rng: random.Random) -> list[Spec]:
 
 
 class Driver:
-    """Launches the planned jobs from a few threads, each doing what its spec says."""
+    """Launches the planned jobs from a few threads; a pool of others cancels, detaches, waits."""
 
     def __init__(self, clients: Clients, deadline: float) -> None:
         self.clients = clients
         self.deadline = deadline
         self.lock = threading.Lock()
+        self.actions = concurrent.futures.ThreadPoolExecutor(max_workers=6)
         self.records: dict[str, Record] = {}
         self.launched = 0
         self.launch_errors: collections.Counter[str] = collections.Counter()
@@ -339,8 +341,15 @@ class Driver:
                 self.launch_errors[why] += 1
             time.sleep(0.3 + attempt * 0.3)
         if rec.handle and spec.action != "none":
-            time.sleep(spec.delay)
-            self.act(rec)
+            self.actions.submit(self.act_later, rec)
+
+    def act_later(self, rec: Record) -> None:
+        time.sleep(rec.spec.delay)
+        if time.monotonic() < self.deadline + 30:
+            try:
+                self.act(rec)
+            except Exception as exc:  # a pool thread's error would go unseen
+                print(f"chaos: {rec.spec.action} of {rec.key} failed: {exc!r}", flush=True)
 
     def find(self, key: str) -> str | None:
         for _ in range(30):
@@ -697,7 +706,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None, help="the plan's and chaos's random seed")
     parser.add_argument("--procs", type=int, default=8, help="launching client threads (default 8)")
     parser.add_argument("--deadline", type=float, default=600,
-                        help="hard limit on the whole run, seconds (launches stop at 3/4 of it)")
+                        help="hard limit on the whole run, seconds (launches stop at 4/5 of it)")
     parser.add_argument("--keep", action="store_true", help="keep the database even when every check passed")
     opts = parser.parse_args()
     seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1 << 20)
@@ -725,7 +734,7 @@ def main() -> int:
           f"PostgreSQL {version['v']}, pg_background {version['e']}",
           flush=True)
 
-    driver = Driver(clients, t_start + opts.deadline * 0.75)
+    driver = Driver(clients, t_start + opts.deadline * 0.8)
     chaos = Chaos(server, clients, driver, restart_after=int(opts.jobs * 0.45), seed=seed)
     specs = plan(opts.jobs, random.Random(seed))
     todo = list(specs)
@@ -752,6 +761,7 @@ def main() -> int:
                   f"SIGKILLed {sum(clients.sigkilled.values())} clients, "
                   f"terminated {len(chaos.supervisors_terminated)} supervisors and "
                   f"{len(chaos.workers_terminated)} workers", flush=True)
+    driver.actions.shutdown(wait=True)
     chaos.finish()
     t_launched = time.monotonic() - t_start
     if not chaos.restart:
