@@ -56,6 +56,7 @@ PASSWORD = "chaos-sandbox-secret"  # sandbox only: the server listens on 127.0.0
 # Few enough slots that jobs wait their turn (queued): two at once per role, and 24
 # max_worker_processes - 14 in reserve = 10 slots for pgbg, its four supervisors included.
 SETTINGS = {"max_running_per_role": "2", "reserve_slots": "14"}
+BURST = 90000  # numbers of the jobs launched in a burst just before the restart
 FINAL = ("succeeded", "failed", "canceled", "timed_out", "lost", "detached")
 ACTIVE = ("queued", "starting", "running")
 
@@ -480,6 +481,14 @@ class Chaos:
                 break
         else:
             return
+        # a burst first: three long jobs per role (two run at once), so some wait queued
+        # through the restart and must start at their role's next pgbg command
+        burst = [Spec(BURST + i, ROLES[i % len(ROLES)], "proc", 4.0, "bg", "none", None, 0.0) for i in range(12)]
+        launchers = [threading.Thread(target=self.driver.do, args=(spec,)) for spec in burst]
+        for t in launchers:
+            t.start()
+        for t in launchers:
+            t.join()
         before = self.server.try_sql("SELECT pg_catalog.clock_timestamp() AS at, "
                                      "pg_catalog.count(*) FILTER (WHERE state = 'queued') AS queued, "
                                      "pg_catalog.count(*) FILTER (WHERE state = 'running') AS running FROM pgbg.job")
@@ -845,8 +854,10 @@ def main() -> int:
             codes[what]["SIGKILLed" if r.killed else f"exit {r.code}"] += 1
     print("pgbg exit codes:      " + "; ".join(
         f"{what}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())) for what, c in sorted(codes.items())))
-    errors = collections.Counter(f"{what}: {first_line(r.err)}" for rec in driver.records.values()
-                                 for what, r in rec.actions if r.code not in (0, 1) and not r.killed)
+    errors = collections.Counter(
+        f"{what}: {first_line(r.err)}" for rec in driver.records.values()
+        for what, r in rec.actions + ([("launch --wait", rec.launch)] if rec.launch and rec.spec.mode != "bg" else [])
+        if r.code not in (0, 1) and not r.killed)
     for msg, n in errors.most_common(5):
         print(f"  {n:4d}  {msg}")
     print("final states and reasons:")
