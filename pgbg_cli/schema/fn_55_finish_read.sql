@@ -20,18 +20,29 @@ RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                         WHERE t.oid >= 16384 OR ty.typtype IS NULL OR ty.typtype = 'p')
 $$;
 
--- The statement appended to a job on 1.8 whose rows pgbg cannot read: several statements
--- (result_types NULL; the last may return rows) or one whose columns no column list can name
--- (void, record, types made after initdb). Its rows then go nowhere, and every statement's
--- command tag comes back instead ("SELECT 1", then "DO"), read through the bound
--- pgbg._bg_tags(). NULL when nothing is appended: one statement without rows (result_types
--- '{}'), which would otherwise no longer run alone (VACUUM) or be allowed to COMMIT (a CALL),
--- and one whose rows can be named: those are read (--result) or counted.
+-- The first keyword of a statement, past leading blanks and comments, in lower case.
+CREATE OR REPLACE FUNCTION pgbg._first_keyword(p_sql text)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.lower(pg_catalog.substring(
+               pg_catalog.regexp_replace(p_sql, '^(\s+|--[^\n]*(\n|$)|/\*([^*]|\*+[^*/])*\*+/)*', ''),
+               '^[A-Za-z_]+'))
+$$;
+
+-- The statement appended to a job on 1.8 whose rows pgbg does not keep: its rows then go
+-- nowhere, and every statement's command tag comes back instead ("SELECT 100000", then
+-- "DO"), read through the bound pgbg._bg_tags(), so that no role's overload of the result
+-- function in the extension's schema can make the read fail. Appended to several statements
+-- (result_types NULL; the last may return rows) and to one statement that returns rows,
+-- unless they are kept (--result: read with their column list), or it is a CALL (appending
+-- would run it in a transaction block, where its procedure may not COMMIT: its rows are
+-- counted instead, when their types can be named). Never to one statement without rows
+-- (result_types '{}'): it might have to run alone (VACUUM). NULL when nothing is appended.
 CREATE OR REPLACE FUNCTION pgbg._tag_statement(j pgbg.job)
 RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN NOT pgbg._bg_outcome_info()
                      AND (j.result_types IS NULL
-                          OR (pg_catalog.cardinality(j.result_types) > 0 AND NOT pgbg._rows_nameable(j.result_types)))
+                          OR (pg_catalog.cardinality(j.result_types) > 0 AND NOT j.want_result
+                              AND pgbg._first_keyword(j.sql) IS DISTINCT FROM 'call'))
                 THEN E'\n;DO $pgbg_tag$BEGIN END$pgbg_tag$' END
 $$;
 
@@ -81,8 +92,8 @@ DECLARE
     appended boolean := pgbg._tag_statement(j) IS NOT NULL;
 BEGIN
     BEGIN
-        IF pgbg._rows_nameable(j.result_types) THEN
-            -- rows of one statement, of built-in types: kept (--result) or counted
+        IF NOT appended AND pgbg._rows_nameable(j.result_types) THEN
+            -- rows of one statement, of built-in types: kept (--result), or counted (a CALL)
             SELECT pg_catalog.string_agg(pg_catalog.format('c%s %s', u.i, pg_catalog.format_type(u.t, u.m)), ', ' ORDER BY u.i)
               INTO coldef
               FROM unnest(j.result_types, j.result_typmods) WITH ORDINALITY AS u(t, m, i);
