@@ -109,15 +109,17 @@ def test_a_new_job_always_starts_queued_without_a_worker(test_db, cli, sql_admin
     with psycopg.connect(test_db["app"], autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO pgbg.job (sql, owner) VALUES ('SELECT 1', 'pgbg_app')")
+        # (a job that outlives the test: the cancels below always find it active, whether a
+        # supervisor started it meanwhile or not)
         row = conn.execute("SELECT state, worker_pid, supervisor_pid, started_at, id || ':' || cookie "
-                           "FROM pgbg.submit('SELECT 1')").fetchone()
+                           "FROM pgbg.submit('SELECT pg_sleep(60)')").fetchone()
     assert row[:4] == ("queued", None, None, None)
     assert cli("cancel", row[4], dsn=test_db["app"]).exit_code == 0
     # even the table's owner cannot write a row that starts anywhere but queued
     sql_admin("SET ROLE pgbg_owner")
     try:
         forged = sql_admin("INSERT INTO pgbg.job (owner, sql, state, worker_pid, cookie) "
-                           "VALUES ('pgbg_app', 'SELECT 1', 'succeeded', 1, 42) "
+                           "VALUES ('pgbg_app', 'SELECT pg_sleep(60)', 'succeeded', 1, 42) "
                            "RETURNING id, state, worker_pid, cookie")
     finally:
         sql_admin("RESET ROLE")
