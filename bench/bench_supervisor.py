@@ -1,22 +1,32 @@
-"""Supervisor throughput: N short jobs queued at once for one role, started and finished by
-pgbg's supervisor, next to one session that runs the same jobs through pg_background
-directly, C at a time (C = max_running_per_role), waiting for each. Figures only.
+"""Supervisor throughput, the start delay of an isolated job, and an idle supervisor's CPU.
+Figures only, each beside its baseline measured in the same run.
 
-Run with ``.venv/bin/python bench/bench_supervisor.py`` (``-n`` jobs, default 500). It makes
-a scratch database on the sandbox server (``scripts/sandbox.sh dsn admin``), installs pgbg
-there, and runs both as the superuser. Prints jobs per second for each and their ratio, and
-pgbg's queued-to-started delays (p50, p95).
+1. N short jobs queued at once for one role, started and finished by pgbg's supervisor,
+   next to one session that runs the same jobs through pg_background directly, C at a time
+   (C = max_running_per_role), waiting for each. Rounds alternate (direct, pgbg, pgbg,
+   direct, ...); the ratio is of the summed times.
+2. Jobs queued one at a time to a live, idle supervisor: queued -> started (the worker's own
+   start time), p50 and p95, beside the time one direct pg_background_launch takes.
+3. The supervisor kept alive with nothing to do: its CPU time over 5 s (/proc/<pid>/stat),
+   beside an idle client backend's over the same 5 s.
+
+Run with ``.venv/bin/python bench/bench_supervisor.py`` (``-n`` jobs, default 500; ``--rounds``,
+default 2). It makes a scratch database on the sandbox server (``scripts/sandbox.sh dsn
+admin``), installs pgbg there, and runs everything as the superuser.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -33,14 +43,14 @@ DECLARE
 BEGIN
     WHILE started < n OR pg_catalog.cardinality(hs) > 0 LOOP
         WHILE started < n AND pg_catalog.cardinality(hs) < c LOOP
-            hs := hs || pg_background_launch('SELECT 1');
+            hs := hs || %(launch)s('SELECT 1');
             started := started + 1;
         END LOOP;
         still := '{}';
         FOREACH h IN ARRAY hs LOOP
             BEGIN
-                IF pg_background_wait(h.pid, h.cookie, 1) THEN
-                    PERFORM pg_background_detach(h.pid, h.cookie);
+                IF %(wait)s(h.pid, h.cookie, 1) THEN
+                    PERFORM %(detach)s(h.pid, h.cookie);
                 ELSE
                     still := still || h;
                 END IF;
@@ -54,13 +64,49 @@ END $$
 """
 
 
+def run_direct(dsn: str, n: int, cap: int, names: dict[str, str]) -> float:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as plain:
+        started = time.monotonic()
+        plain.execute(DIRECT % {"n": n, "c": cap, **names})
+        return time.monotonic() - started
+
+
+def run_pgbg(conn: Any, n: int) -> tuple[float, dict[str, int]]:
+    conn.execute("DELETE FROM pgbg.job WHERE state NOT IN ('queued', 'starting', 'running')")
+    started = time.monotonic()
+    with conn.transaction():
+        conn.execute("SELECT count(*) FROM generate_series(1, %s) g, "
+                     "LATERAL pgbg.submit('SELECT 1 /* ' || g || ' */') s", (n,))
+    conn.execute("SELECT pgbg.ensure_supervisor()")
+    while conn.execute("SELECT count(*) AS n FROM pgbg.job WHERE state IN ('queued', 'starting', 'running')"
+                       ).fetchone()["n"]:
+        time.sleep(0.005)
+    took = time.monotonic() - started
+    states = {r["state"]: r["n"] for r in conn.execute("SELECT state, count(*) AS n FROM pgbg.job GROUP BY state")}
+    return took, states
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks (/proc/<pid>/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-n", type=int, default=500, help="jobs (default 500)")
+    parser.add_argument("-n", type=int, default=500, help="jobs queued at once (default 500)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of each (default 2)")
+    parser.add_argument("--isolated", type=int, default=40, help="jobs queued one at a time (default 40)")
     args = parser.parse_args()
 
     import psycopg
-    from psycopg.rows import dict_row
 
     from pgbg_cli import db, extension, install
 
@@ -72,44 +118,83 @@ def main() -> None:
     params = psycopg.conninfo.conninfo_to_dict(server)
     params["dbname"] = name
     dsn = psycopg.conninfo.make_conninfo(**params)
+    direct_s: list[float] = []
+    pgbg_s: list[float] = []
+    states: dict[str, int] = {}
     try:
         conn = db.connect(dsn)
         conn.execute("CREATE EXTENSION pg_background SCHEMA public")
-        install.install(conn, extension.discover(conn))
+        ext = extension.discover(conn)
+        install.install(conn, ext)
+        names = {role: ext.fn(role) for role in ("launch", "wait", "detach")}
         cap = int(conn.execute("SELECT pgbg.setting('max_running_per_role', '8') AS v").fetchone()["v"])
 
-        plain = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
-        started = time.monotonic()
-        plain.execute(DIRECT % {"n": args.n, "c": cap})
-        direct_s = time.monotonic() - started
+        # 1. throughput, alternated: direct, pgbg, pgbg, direct, ...
+        for r in range(args.rounds):
+            order = ("direct", "pgbg") if r % 2 == 0 else ("pgbg", "direct")
+            for which in order:
+                print(f"  round {r + 1}/{args.rounds}: {which}", file=sys.stderr, flush=True)
+                if which == "direct":
+                    direct_s.append(run_direct(dsn, args.n, cap, names))
+                else:
+                    took, got = run_pgbg(conn, args.n)
+                    pgbg_s.append(took)
+                    for state, count in got.items():
+                        states[state] = states.get(state, 0) + count
 
-        started = time.monotonic()
-        with conn.transaction():
-            conn.execute("SELECT count(*) FROM generate_series(1, %s) g, "
-                         "LATERAL pgbg.submit('SELECT 1 /* ' || g || ' */') s", (args.n,))
+        # 2. isolated jobs, a live supervisor kept alive
+        conn.execute("SELECT * FROM pgbg.set_setting('supervisor_idle_ms', '600000')")
+        conn.execute("DELETE FROM pgbg.job WHERE state NOT IN ('queued', 'starting', 'running')")
         conn.execute("SELECT pgbg.ensure_supervisor()")
-        while conn.execute("SELECT count(*) AS n FROM pgbg.job WHERE state IN ('queued', 'starting', 'running')"
-                           ).fetchone()["n"]:
-            time.sleep(0.01)
-        pgbg_s = time.monotonic() - started
-        states = conn.execute("SELECT state, count(*) AS n FROM pgbg.job GROUP BY state").fetchall()
-        delays = [r["ms"] for r in conn.execute(
+        time.sleep(1.5)  # the supervisor reads its settings once a second
+        launch_ms: list[float] = []
+        with psycopg.connect(dsn, autocommit=True) as plain:
+            for i in range(args.isolated):
+                print(f"  isolated job {i + 1}/{args.isolated}", file=sys.stderr, flush=True)
+                time.sleep(0.02 + random.random() * 0.08)
+                job = conn.execute("SELECT (pgbg.submit('SELECT 1')).id").fetchone()["id"]
+                while conn.execute("SELECT state FROM pgbg.job WHERE id = %s", (job,)).fetchone()["state"] in (
+                        "queued", "starting", "running"):
+                    time.sleep(0.005)
+                time.sleep(0.02 + random.random() * 0.08)
+                t0 = time.monotonic()
+                plain.execute(f"SELECT {names['detach']}(h.pid, h.cookie) FROM {names['launch']}('SELECT 1') h")
+                launch_ms.append((time.monotonic() - t0) * 1000)
+        isolated = [float(r["ms"]) for r in conn.execute(
             "SELECT extract(epoch FROM started_at - queued_at) * 1000 AS ms FROM pgbg.job "
-            "WHERE started_at IS NOT NULL ORDER BY 1").fetchall()]
+            "WHERE started_at IS NOT NULL AND sql = 'SELECT 1'").fetchall()]
+
+        # 3. the idle supervisor's CPU, beside an idle client backend's
+        pid = conn.execute("SELECT pgbg.supervisor_pid() AS pid").fetchone()["pid"]
+        idle_client = psycopg.connect(dsn, autocommit=True)
+        client_pid = idle_client.execute("SELECT pg_backend_pid()").fetchone()[0]
+        time.sleep(0.5)
+        before = cpu_ticks(pid), cpu_ticks(client_pid)
+        time.sleep(5)
+        after = cpu_ticks(pid), cpu_ticks(client_pid)
+        alive = conn.execute("SELECT pgbg.supervisor_pid() AS pid").fetchone()["pid"] == pid
+        idle_client.close()
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
-    print(f"{args.n} jobs of SELECT 1, {cap} at a time")
-    print(f"  direct (one session, pg_background_launch/wait/detach): {args.n / direct_s:7.1f} jobs/s")
-    print(f"  pgbg supervisor (queued, then started and recorded):    {args.n / pgbg_s:7.1f} jobs/s")
-    print(f"  ratio pgbg / direct: {direct_s / pgbg_s:.2f}")
-    summary = ", ".join(f"{r['state']} {r['n']}" for r in states)
-    print(f"  states: {summary}")
-    if delays:
-        p95 = delays[min(len(delays) - 1, int(len(delays) * 0.95))]
-        print(f"  queued -> started: p50 {statistics.median(delays):.0f} ms, p95 {float(p95):.0f} ms "
-              "(all queued at once)")
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    total = args.n * args.rounds
+    print(f"1. {args.n} jobs of SELECT 1 queued at once, {cap} at a time, {args.rounds} alternated rounds")
+    print(f"  direct (one session, pg_background_launch/wait/detach): {total / sum(direct_s):7.1f} jobs/s")
+    print(f"  pgbg supervisor (queued, then started and recorded):    {total / sum(pgbg_s):7.1f} jobs/s")
+    print(f"  ratio pgbg / direct: {sum(direct_s) / sum(pgbg_s):.2f}   (target >= 0.90)")
+    print(f"  states: {', '.join(f'{k} {v}' for k, v in sorted(states.items()))}")
+    if isolated:
+        print(f"2. {len(isolated)} jobs queued one at a time to a live, idle supervisor")
+        print(f"  queued -> started: p50 {statistics.median(isolated):.1f} ms, p95 {pct(isolated, 0.95):.1f} ms"
+              "   (target p95 < 30 ms)")
+        print(f"  baseline, one direct pg_background_launch: p50 {statistics.median(launch_ms):.1f} ms, "
+              f"p95 {pct(launch_ms, 0.95):.1f} ms")
+    print("3. idle supervisor kept alive, CPU over 5 s (/proc/<pid>/stat, utime + stime)")
+    print(f"  supervisor: {(after[0] - before[0]) * tick_ms:.0f} ms ({(after[0] - before[0]) * tick_ms / 50:.2f}% "
+          f"of a core){'' if alive else ' (it left meanwhile!)'}")
+    print(f"  baseline, an idle client backend: {(after[1] - before[1]) * tick_ms:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ def _api_sql(conn: psycopg.Connection[Any], ext: extension.Extension) -> Any:
     """api.sql with the calls this version of pg_background offers (see extension.py)."""
     from psycopg import sql
 
-    needed = ("launch", "detach", "cancel", "get_progress", "result", "list", "stats")
+    needed = ("launch", "detach", "cancel", "get_progress", "result", "list", "stats", "wait")
     missing = [role for role in needed if not ext.has(role)]
     if missing:
         raise ExtensionProblem(
@@ -161,7 +161,7 @@ def _api_sql(conn: psycopg.Connection[Any], ext: extension.Extension) -> Any:
     def fn(role: str) -> Any:
         return sql.Identifier(ext.schema, ext.fn(role))
 
-    names: dict[str, Any] = {role: fn(role) for role in ("detach", "cancel", "get_progress", "result", "stats")}
+    names: dict[str, Any] = {role: fn(role) for role in ("detach", "cancel", "get_progress", "result", "stats", "wait")}
     label = sql.SQL(", p_label") if ext.labels else sql.SQL("")
     names["launch_call"] = sql.SQL("{}(p_sql || '', p_queue_size{})").format(fn("launch"), label)
     if ext.list_view:

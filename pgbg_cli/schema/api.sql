@@ -40,6 +40,14 @@ BEGIN ATOMIC
     SELECT {cancel}(p_pid, p_cookie, 0);
 END;
 
+-- Wait up to p_ms (at least 1: 0 would block for good on 2.0) for the worker to stop; true
+-- once it has. The supervisor sleeps here between passes, on its oldest running job.
+CREATE OR REPLACE FUNCTION pgbg._bg_wait(p_pid integer, p_cookie bigint, p_ms integer)
+RETURNS boolean LANGUAGE sql SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT {wait}(p_pid, p_cookie, GREATEST(p_ms, 1));
+END;
+
 -- The state pg_background's session list gives the handle (NULL: not listed).
 CREATE OR REPLACE FUNCTION pgbg._bg_state(p_pid integer, p_cookie bigint)
 RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp

@@ -146,17 +146,24 @@ $$;
 -- A lock it cannot get within lock_timeout_ms ends that step of the pass, is noted, and
 -- is tried again on the next pass; any other error ends the supervisor, and reconcile
 -- then tells the truth about its jobs.
+--
+-- Between passes it waits up to poll_ms on its oldest running job's worker (pg_background
+-- returns as soon as that worker stops), so a job's end is seen at once; with nothing
+-- running it sleeps poll_ms and looks only for a queued job, one cheap query. Every wait is
+-- one short statement of its own transaction (the CREATE INDEX CONCURRENTLY trap).
 CREATE OR REPLACE PROCEDURE pgbg.supervise()
 LANGUAGE plpgsql AS $$
 DECLARE
     idle_since timestamptz := pg_catalog.clock_timestamp();
     last_prune timestamptz := pg_catalog.clock_timestamp();
+    settings_read timestamptz := '-infinity';
     active integer;
     claimed bigint;
     launched boolean;
     started integer;
-    poll double precision := 0.025;
+    poll_ms integer := 25;
     idle_ms integer := 3000;
+    w record;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false);
     PERFORM pg_catalog.set_config('statement_timeout', '0', false);
@@ -168,8 +175,12 @@ BEGIN
     COMMIT;
     LOOP
         BEGIN
-            poll := pgbg._setting_int('poll_ms') / 1000.0;
-            idle_ms := pgbg._setting_int('supervisor_idle_ms');
+            IF pg_catalog.clock_timestamp() - settings_read > interval '1 second' THEN
+                -- a changed setting counts within a second; not read on every pass
+                poll_ms := pgbg._setting_int('poll_ms');
+                idle_ms := pgbg._setting_int('supervisor_idle_ms');
+                settings_read := pg_catalog.clock_timestamp();
+            END IF;
             active := pgbg._tend_all();
         EXCEPTION WHEN lock_not_available THEN
             PERFORM pgbg._supervisor_note(SQLERRM);
@@ -224,9 +235,32 @@ BEGIN
             idle_since := pg_catalog.clock_timestamp();
         END IF;
         IF started = 0 THEN
-            -- nothing started this pass: wait for the next; after starting jobs, look again
-            -- at once (short jobs may have ended, and more may be queued)
-            PERFORM pg_catalog.pg_sleep(poll);
+            -- Nothing started this pass (after starting jobs, look again at once: short jobs
+            -- may have ended, and more may be queued). Wait for the oldest running job's
+            -- worker to stop, at most poll_ms.
+            SELECT j.id, j.worker_pid, j.worker_cookie INTO w FROM pgbg.job j
+             WHERE j.owner = current_user AND j.state = 'running' AND j.worker_pid IS NOT NULL
+               AND j.supervisor_pid = pg_catalog.pg_backend_pid()
+             ORDER BY j.id LIMIT 1;
+            IF w.id IS NOT NULL THEN
+                BEGIN
+                    PERFORM pgbg._bg_wait(w.worker_pid, w.worker_cookie, poll_ms);
+                EXCEPTION WHEN OTHERS THEN
+                    -- not a usable handle of this session (pgbg._tend() tells on the next
+                    -- pass); OTHERS leaves out a cancel of this supervisor itself
+                    PERFORM pg_catalog.pg_sleep(poll_ms / 1000.0);
+                END;
+            ELSE
+                -- nothing runs: sleep, then look for a queued job with one query before a pass
+                LOOP
+                    COMMIT;
+                    PERFORM pg_catalog.pg_sleep(poll_ms / 1000.0);
+                    EXIT WHEN pg_catalog.clock_timestamp() - idle_since > pg_catalog.make_interval(secs => idle_ms / 1000.0)
+                           OR pg_catalog.clock_timestamp() - settings_read > interval '1 second'
+                           OR EXISTS (SELECT 1 FROM pgbg.job j
+                                       WHERE j.owner = current_user AND j.state IN ('queued', 'starting', 'running'));
+                END LOOP;
+            END IF;
         END IF;
         COMMIT;
     END LOOP;

@@ -15,10 +15,6 @@ DECLARE
     v_last text;
     consumed boolean := false;
     unreadable boolean := false;
-    -- Rows are read only in types made with the server (oid below 16384): reading a value runs its type's input function,
-    -- and a domain's CHECK or a composite's attributes would run their owner's code here,
-    -- with the job owner's rights. pgbg.submit() refuses --result for other types.
-    builtin boolean := pgbg._rows_nameable(j.result_types);
 BEGIN
     IF NOT pgbg._bg_outcome_info() THEN
         PERFORM pgbg._finish_by_reading(j);  -- pg_background 1.8 (fn_55_finish_read.sql)
@@ -30,7 +26,11 @@ BEGIN
         v_sqlstate := coalesce(e.sqlstate, o.sqlstate);
         v_message := coalesce(e.message, o.error_message);
         v_detail := e.detail; v_hint := e.hint; v_context := e.context;
-    ELSIF builtin AND (j.want_result OR NOT coalesce(o.completed, false)) THEN
+    ELSIF (j.want_result OR NOT coalesce(o.completed, false)) AND pgbg._rows_nameable(j.result_types) THEN
+        -- Rows are read only in types made with the server (oid below 16384): reading a
+        -- value runs its type's input function, and a domain's CHECK or a composite's
+        -- attributes would run their owner's code here, with the job owner's rights.
+        -- pgbg.submit() refuses --result for other types. (Asked only when rows are read.)
         -- the rows (--result), or a count of them to free a worker that waits on its full
         -- queue; built-in base types only (pseudo types such as void and record cannot be
         -- named in a column definition list)

@@ -1,0 +1,143 @@
+"""Job end -> ``pgbg wait`` returned, beside pg_background's own wait in the same run.
+
+Each round submits a job that blocks on an advisory lock this bench holds, runs ``pgbg wait``
+on it, lets the job end once the wait process sits listening, and takes the time the wait
+process exited, minus the job's recorded ``finished_at`` (the worker's own end, as pg_background 1.10 and later report
+it; on 1.8 pgbg only has the time it recorded the end, so the delay shows less than it is).
+The baseline, in alternated rounds: one session launches the same job and blocks in
+pg_background's wait on its handle (the lock let go 0.2 s later); the time that call returned, minus the worker's end as
+pg_background reports it. Figures only.
+
+Run with ``.venv/bin/python bench/bench_latency.py`` (``--runs``, default 15). It makes a
+scratch database on the sandbox server (``scripts/sandbox.sh dsn admin``) and installs pgbg
+there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=15, help="rounds of each (default 15)")
+    args = parser.parse_args()
+
+    import psycopg
+
+    from pgbg_cli import db, extension, install
+
+    server = subprocess.run(["bash", str(ROOT / "scripts" / "sandbox.sh"), "dsn", "admin"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    name = f"pgbg_bench_lat_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    params = psycopg.conninfo.conninfo_to_dict(server)
+    params["dbname"] = name
+    dsn = psycopg.conninfo.make_conninfo(**params)
+    pgbg = str(Path(sys.executable).with_name("pgbg"))
+    env = dict(os.environ, PGBG_DSN=dsn, NO_COLOR="1")
+    env.pop("PGSERVICE", None)
+    lock_key = 4747
+    job = f"SELECT pg_catalog.pg_advisory_xact_lock({lock_key})"
+    pgbg_delays: list[float] = []
+    direct_delays: list[float] = []
+    recorded_delays: list[float] = []
+    heard_delays: list[float] = []
+    try:
+        conn = db.connect(dsn)
+        conn.execute("CREATE EXTENSION pg_background SCHEMA public")
+        ext = extension.discover(conn)
+        install.install(conn, ext)
+        conn.execute("SELECT * FROM pgbg.set_setting('supervisor_idle_ms', '600000')")
+        plain = psycopg.connect(dsn, autocommit=True)
+        holder = psycopg.connect(dsn, autocommit=True)
+        listener = psycopg.connect(dsn, autocommit=True)
+        listener.execute("LISTEN pgbg_jobs")
+        heard: dict[int, dt.datetime] = {}
+
+        def listen() -> None:
+            for note in listener.notifies():
+                heard.setdefault(int(note.payload), dt.datetime.now(dt.timezone.utc))
+                if note.payload == "0":
+                    return
+
+        hearing = threading.Thread(target=listen, daemon=True)
+        hearing.start()
+        ours = [c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in (plain, holder)]
+        ours.append(listener.info.backend_pid)
+        ours.append(conn.execute("SELECT pg_backend_pid() AS p").fetchone()["p"])
+        for i in range(args.runs):
+            print(f"  round {i + 1}/{args.runs}", file=sys.stderr, flush=True)
+            # the job blocks on a lock this bench holds until `pgbg wait` sits listening
+            holder.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
+            row = conn.execute("SELECT (s).id, (s).cookie FROM (SELECT pgbg.submit(%s) AS s) x", (job,)).fetchone()
+            conn.execute("SELECT pgbg.ensure_supervisor()")
+            waiter = subprocess.Popen([pgbg, "wait", f"{row['id']}:{row['cookie']}"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            while not conn.execute(
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND backend_type = 'client backend' AND state = 'idle' AND NOT (pid = ANY(%s)) "
+                    "AND state_change < clock_timestamp() - interval '50 ms'", (ours,)).fetchone()["n"]:
+                time.sleep(0.01)
+            heard.pop(row["id"], None)  # its queued and running states
+            holder.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
+            waiter.wait(timeout=120)
+            returned = dt.datetime.now(dt.timezone.utc)
+            finished = conn.execute(
+                "SELECT j.finished_at, (SELECT max(e.at) FROM pgbg.job_event e WHERE e.job_id = j.id) AS recorded "
+                "FROM pgbg.job j WHERE j.id = %s", (row["id"],)).fetchone()
+            pgbg_delays.append((returned - finished["finished_at"]).total_seconds())
+            recorded_delays.append((finished["recorded"] - finished["finished_at"]).total_seconds())
+            if row["id"] in heard:
+                heard_delays.append((heard[row["id"]] - finished["finished_at"]).total_seconds())
+            if not ext.worker_times:
+                continue
+            # the baseline: pg_background's own blocking wait, in the launching session
+            holder.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
+            pid, hcookie = plain.execute(f"SELECT h.pid, h.cookie FROM {ext.fn('launch')}(%s) h", (job,)).fetchone()
+            threading.Timer(0.2, holder.execute, ("SELECT pg_advisory_unlock(%s)", (lock_key,))).start()
+            plain.execute(f"SELECT {ext.fn('wait')}(%s, %s)", (pid, hcookie))
+            returned = dt.datetime.now(dt.timezone.utc)
+            finished = plain.execute(f"SELECT (r).finished_at FROM (SELECT {ext.fn('result_info')}(%s, %s) AS r) x",
+                                     (pid, hcookie)).fetchone()[0]
+            plain.execute(f"SELECT {ext.fn('detach')}(%s, %s)", (pid, hcookie))
+            direct_delays.append((returned - finished).total_seconds())
+            time.sleep(0.1)  # the timer's unlock has returned
+        conn.execute("NOTIFY pgbg_jobs, '0'")
+        hearing.join(timeout=10)
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def line(label: str, values: list[float]) -> str:
+        return (f"  {label}: median {statistics.median(values) * 1000:6.1f} ms, "
+                f"min {min(values) * 1000:6.1f} ms, max {max(values) * 1000:6.1f} ms")
+
+    print(f"Job end -> wait returned ({args.runs} jobs each, pg_background {ext.version})")
+    print(line("pgbg wait (process exit)            ", pgbg_delays) + "   (target median <= 25 ms)")
+    print(line("  the supervisor recorded the end     ", recorded_delays))
+    if heard_delays:
+        print(line("  a LISTEN pgbg_jobs session heard it ", heard_delays))
+    if direct_delays:
+        print(line("baseline, pg_background's own wait", direct_delays))
+        extra = statistics.median(pgbg_delays) - statistics.median(direct_delays)
+        print(f"  pgbg's extra delay (medians): {extra * 1000:.1f} ms")
+    else:
+        print("  (pg_background 1.8 reports no end time: finished_at is when pgbg recorded the end; no baseline)")
+
+
+if __name__ == "__main__":
+    main()
