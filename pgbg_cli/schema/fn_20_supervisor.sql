@@ -156,7 +156,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     idle_since timestamptz := pg_catalog.clock_timestamp();
     last_prune timestamptz := pg_catalog.clock_timestamp();
-    settings_read timestamptz := '-infinity';
+    settings_read timestamptz := pg_catalog.clock_timestamp() - interval '1 hour';  -- read on the first pass
     active integer;
     claimed bigint;
     launched boolean;
