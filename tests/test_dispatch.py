@@ -287,3 +287,14 @@ def test_status_as_a_role(test_db, cli, dispatcher):
     assert res.exit_code == 0, res
     rows = {r["role"]: r for r in json.loads(res.stdout)}
     assert rows["pgbg_app"]["on"] is True and rows["pgbg_app"]["cron_job"] is None  # pg_cron's is not its to read
+
+
+def test_only_a_superuser_marks_the_dispatcher_on(test_db):
+    """An admin (not a superuser) cannot make launch believe a dispatcher runs."""
+    with sql_runner(test_db["boss"]) as boss, pytest.raises(psycopg.errors.InsufficientPrivilege,
+                                                             match="only a superuser"):
+        boss("SELECT * FROM pgbg.dispatch_mark(ARRAY['pgbg_app']::name[], true)")
+    with sql_runner(test_db["app"]) as app:
+        app("SELECT pgbg.dispatch()")  # a role's own run writes no row of its own making
+    with sql_runner(test_db["admin"]) as admin:
+        assert not admin("SELECT 1 FROM pgbg.meta WHERE key LIKE 'dispatch:%%'")

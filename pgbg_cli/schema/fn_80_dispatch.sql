@@ -49,15 +49,17 @@ BEGIN
 END
 $$;
 
--- Mark the dispatcher on (p_on) or off for roles here: admins only (`pgbg dispatch`, which
--- schedules or unschedules the pg_cron jobs in the same breath). Returns the roles changed.
+-- Mark the dispatcher on (p_on) or off for roles here: superusers only, as only they can
+-- schedule the pg_cron jobs that `pgbg dispatch` makes in the same breath (an admin who could
+-- mark it on without them would have `pgbg launch` say a job will start that nothing starts).
+-- Returns the roles changed.
 CREATE OR REPLACE FUNCTION pgbg.dispatch_mark(p_roles name[], p_on boolean, p_actor name DEFAULT current_user,
     p_proof text DEFAULT pgbg._proof())
 RETURNS SETOF name LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgbg._actor(p_actor, p_proof);
-    IF NOT pgbg._is_admin(p_actor) THEN
-        RAISE EXCEPTION 'pgbg: only a pgbg admin may turn the dispatcher on or off' USING ERRCODE = '42501';
+    IF NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = p_actor), false) THEN
+        RAISE EXCEPTION 'pgbg: only a superuser may turn the dispatcher on or off' USING ERRCODE = '42501';
     END IF;
     IF p_on THEN
         RETURN QUERY
