@@ -14,7 +14,8 @@ admin role; with and without ``--grace``), detached, waited for, and some ``laun
 clients are SIGKILLed mid-wait. Meanwhile it SIGKILLs random ``pgbg`` client processes (its
 own children, nothing else), terminates supervisors and job workers with
 ``pg_terminate_backend`` (never SIGKILL: a killed backend restarts the cluster), and restarts
-the server once, about halfway through.
+the server once, about halfway through, right after a burst of three long jobs per role (two
+may run at once: the third waits queued through the restart).
 
 Then every role runs ``pgbg list`` and ``pgbg wait`` (after a restart a role's queued jobs
 start at its next pgbg command) until every job is final, within the deadline, and it checks:
