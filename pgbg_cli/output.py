@@ -9,15 +9,10 @@ Rich never reads data as markup (cells, headers and titles are ``Text``).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import decimal
 import enum
-import io
-import json
 import re
 import sys
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -80,6 +75,9 @@ def printable(text: str) -> str:
 
 
 def jsonable(value: Any) -> Any:
+    import decimal  # here, not at the top: commands that print no JSON never load these
+    import uuid
+
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
@@ -109,6 +107,8 @@ def _text(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ", timespec="seconds")
     if isinstance(value, dict | list):
+        import json
+
         return json.dumps(jsonable(value), ensure_ascii=False)
     return str(value)
 
@@ -123,6 +123,8 @@ def _human(col: Column, row: dict[str, Any]) -> str:
 
 
 def dumps_json(data: Any) -> str:
+    import json
+
     return json.dumps(jsonable(data), ensure_ascii=False, indent=2)
 
 
@@ -166,6 +168,9 @@ def render_rows(
 def _csv_line(values: list[str]) -> str:
     """One CSV record ending in ``\\n``. The writer is told ``\\r\\n`` so that a field holding
     either character is quoted (with ``\\n`` alone, a lone ``\\r`` went out bare and split the row)."""
+    import csv
+    import io
+
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\r\n").writerow(values)
     return buf.getvalue()[:-2] + "\n"
@@ -173,6 +178,8 @@ def _csv_line(values: list[str]) -> str:
 
 def _csv_value(value: Any) -> str:
     if isinstance(value, dict | list):
+        import json
+
         return json.dumps(jsonable(value), ensure_ascii=False)
     if isinstance(value, dt.datetime):
         return value.isoformat()

@@ -41,6 +41,7 @@ class Slot:
         self.error: Exception | None = None
         self._rows: list[dict[str, Any]] | None = None
         self._tx: Any = None
+        self._parse: Slot | None = None  # a describe's: the answer to its Parse
 
     @property
     def ok(self) -> bool:
@@ -110,7 +111,9 @@ class Batch:
                     statement, name = arg
                     pgconn.send_prepare(name.encode(encoding), statement.encode(encoding))
                     pgconn.send_describe_prepared(name.encode(encoding))
-                    expected += [Slot(), slot]  # the Parse's own answer is not kept
+                    assert slot is not None
+                    slot._parse = Slot()  # the Parse's own answer, kept for its error
+                    expected += [slot._parse, slot]
                 else:
                     statement, params = arg
                     assert slot is not None
@@ -123,13 +126,11 @@ class Batch:
                         pgconn.send_query_params(text.encode(encoding), dumped, tx.types, tx.formats)
                     expected.append(slot)
             _flush(pgconn)
-            parse_error: Exception | None = None
             for done, slot in enumerate(expected):  # noqa: B007 (done: where an interruption stopped)
                 res = _next_result(pgconn)
                 if slot is None:
                     if res is None or res.status != pq.ExecStatus.PIPELINE_SYNC:
                         raise errors.InternalError("pgbg: the server's answers are out of step with the batch")
-                    parse_error = None
                     continue
                 while _next_result(pgconn) is not None:  # the end of this statement's answers
                     pass
@@ -137,10 +138,10 @@ class Batch:
                     raise errors.InternalError("pgbg: the server's answers are out of step with the batch")
                 if res.status == pq.ExecStatus.FATAL_ERROR:
                     slot.error = errors.error_from_result(res, encoding=encoding)
-                    parse_error = slot.error
                 elif res.status == pq.ExecStatus.PIPELINE_ABORTED:
                     # a describe whose Parse failed reports the Parse's error, as describing alone would
-                    slot.error = parse_error if parse_error is not None else Skipped(
+                    parsed = slot._parse
+                    slot.error = parsed.error if parsed is not None and parsed.error is not None else Skipped(
                         "skipped: an earlier statement failed")
                 else:
                     slot.result = res

@@ -1,0 +1,196 @@
+"""The ``pgbg`` command line: the only place that knows about Typer and exit codes.
+
+Command groups live in ``pgbg_cli.commands``; each core error becomes one line on
+stderr and its exit code (see ``errors.EXIT_CODES``), never a traceback. A command's
+module is imported, and its Typer command built, only when that command is asked for
+(``COMMANDS``): ``pgbg launch`` pays for launch alone; ``--help`` and shell completion
+load what they list. ``pgbg_cli.cli`` is the console script's entry point.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, MutableMapping
+from typing import Annotated, Any
+
+import typer
+from typer._click.exceptions import ClickException  # Typer vendors click from 0.26 on (pyproject.toml)
+from typer.core import TyperGroup
+from typer.exceptions import Abort
+
+from pgbg_cli import __version__
+from pgbg_cli.errors import EXIT_CODES, PgbgError
+from pgbg_cli.versions import WORKS_WITH
+
+EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()) + "."
+
+# Each command, and the module of pgbg_cli.commands whose register() defines it, in the
+# order --help lists them.
+COMMANDS: dict[str, str] = {
+    "launch": "launch",
+    "wait": "jobs",
+    "cancel": "jobs",
+    "detach": "jobs",
+    "show": "jobs",
+    "list": "jobs",
+    "capacity": "capacity",
+    "stats": "stats",
+    "prune": "stats",
+    "settings": "stats",
+    "init": "admin",
+    "grant": "admin",
+    "revoke": "admin",
+    "doctor": "doctor",
+}
+
+
+class PgbgGroup(TyperGroup):
+    """Turns pgbg's errors, database errors, usage errors and Ctrl-C into one line and an exit code;
+    builds each command when it is first asked for."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = _Commands(self.commands)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)  # the names, without building the commands
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as exc:
+            where = getattr(getattr(exc, "ctx", None), "command_path", None) or "pgbg"
+            hint = f" (see {where} --help)" if exc.exit_code == 2 else ""
+            _write(f"pgbg: {exc.format_message()}{hint}")
+            sys.exit(exc.exit_code)
+        except Abort:
+            sys.stderr.write("pgbg: interrupted\n")
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PgbgError as exc:
+            _fail(exc.message, exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg"):
+                from pgbg_cli.db import LOCK_TIMEOUT_MS, first_line, redact
+
+                code = getattr(getattr(exc, "diag", None), "sqlstate", None)
+                if code == "55P03":
+                    _fail(f"a lock pgbg needs is held by another session (waited {LOCK_TIMEOUT_MS // 1000} s, "
+                          "lock_timeout): nothing was changed; see pg_locks for who holds it, then retry", 3)
+                from pgbg_cli.errors import extension_trouble
+
+                trouble = extension_trouble(code, str(exc))
+                if trouble:
+                    _fail(trouble, 3)
+                where = f" [{code}]" if code else ""
+                _fail(f"database error{where}: {redact(first_line(exc))}", 3)
+            raise
+
+
+def _write(line: str) -> None:
+    """One line on stderr, escaped: messages quote what users typed and what the server said."""
+    from pgbg_cli.output import printable
+
+    sys.stderr.write(printable(line) + "\n")
+    sys.stderr.flush()
+
+
+def _fail(message: str, code: int) -> None:
+    _write(f"pgbg: {message}")
+    raise typer.Exit(code)
+
+
+app = typer.Typer(
+    name="pgbg",
+    cls=PgbgGroup,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    # Help in click's plain layout: Typer's Rich layout imports Rich and its Markdown support,
+    # which doubles the time of `pgbg --help` (README, "Speed": bench/bench_cli.py)
+    rich_markup_mode=None,
+    help=f"Run and track SQL in PostgreSQL background workers ({WORKS_WITH}).",
+    epilog=EXIT_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pgbg {__version__}")  # pgbg_cli.cli answers the plain `pgbg --version` alike
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Run and track SQL in PostgreSQL background workers (pg_background)."""
+
+
+class _Commands(MutableMapping[str, Any]):
+    """The group's commands by name: every name of COMMANDS is there; a command is built
+    when it is first read (TyperGroup and click read this mapping as a dict)."""
+
+    def __init__(self, built: MutableMapping[str, Any]) -> None:
+        self._built = dict(built)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self._built[name] = _build(name)
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*COMMANDS, *self._built]))
+
+    def __len__(self) -> int:
+        return len(set(COMMANDS) | set(self._built))
+
+    def __contains__(self, name: object) -> bool:
+        return name in COMMANDS or name in self._built
+
+
+def _build(name: str) -> Any:
+    """The click command of one pgbg command, from its module's register()."""
+    import importlib
+
+    module = importlib.import_module(f"pgbg_cli.commands.{COMMANDS[name]}")
+    one = typer.Typer(add_completion=False, rich_markup_mode=app.rich_markup_mode,
+                      pretty_exceptions_enable=False)
+    module.register(one)
+    one.registered_commands = [info for info in one.registered_commands if info.name == name]
+    (info,) = one.registered_commands
+    # Docstrings are wrapped for the source; help reflows each paragraph to the terminal.
+    if info.callback is not None and info.callback.__doc__:
+        info.callback.__doc__ = _reflow(info.callback.__doc__)
+        if info.short_help is None:  # pgbg --help lists the whole first paragraph, wrapped, not cut at 45
+            info.short_help = info.callback.__doc__.split("\n\n", 1)[0]
+    return typer.main.get_command(one)
+
+
+def _reflow(doc: str) -> str:
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)

@@ -1,0 +1,87 @@
+"""What pgbg loads before it works: --version without Typer, one command's module for one
+command, help with every command listed in full. (How long it takes: bench/bench_cli.py.)"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from pgbg_cli import __version__, commands
+from pgbg_cli.app import COMMANDS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROBE = """
+import json, sys
+sys.argv = ["pgbg", *json.loads(sys.argv[1])]
+from pgbg_cli.cli import run
+code = run()
+sys.stdout.flush()
+sys.stderr.write("\\nPROBE " + json.dumps({"code": code, "modules": sorted(sys.modules)}) + "\\n")
+"""
+
+
+def _probe(*args: str) -> tuple[int, list[str], str]:
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="100")
+    env.pop("PGBG_DSN", None)
+    res = subprocess.run([sys.executable, "-c", PROBE, json.dumps(list(args))], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=60)
+    marker = res.stderr.rsplit("PROBE ", 1)
+    assert len(marker) == 2, f"probe crashed:\n{res.stderr}"
+    info = json.loads(marker[1])
+    return info["code"], info["modules"], res.stdout
+
+
+def test_the_command_table_is_what_the_modules_register():
+    registered: dict[str, str] = {}
+    for info in pkgutil.iter_modules(commands.__path__):
+        module = importlib.import_module(f"pgbg_cli.commands.{info.name}")
+        if hasattr(module, "register"):
+            app = typer.Typer()
+            module.register(app)
+            registered.update({c.name: info.name for c in app.registered_commands})
+    assert registered == COMMANDS
+
+
+def test_version_answers_before_typer_loads():
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "pgbg_cli", "--version"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 0
+    assert res.stdout == f"pgbg {__version__}\n"
+    loaded = [line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if "|" in line]
+    assert "pgbg_cli.cli" in loaded
+    assert not [m for m in loaded if m.split(".")[0] in ("typer", "psycopg", "rich")], loaded
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_typers_version_option_prints_the_same_line(flag):
+    code, _, out = _probe(flag)  # run(): through Typer, as `pgbg -V --help` or CliRunner go
+    assert code == 0 and out == f"pgbg {__version__}\n"
+
+
+@pytest.mark.parametrize("command", ["launch", "list", "init"])
+def test_a_command_loads_its_own_module_only(command):
+    code, modules, out = _probe(command, "--help")
+    assert code == 0 and f"pgbg {command}" in out
+    loaded = {m.rsplit(".", 1)[-1] for m in modules if m.startswith("pgbg_cli.commands.")}
+    own = COMMANDS[command]
+    assert own in loaded
+    assert not loaded & (set(COMMANDS.values()) - {own, "stats"}), loaded  # jobs borrows stats' options
+    assert "rich" not in modules and "psycopg" not in modules
+
+
+def test_help_lists_every_command_with_its_whole_summary():
+    code, _, out = _probe("--help")
+    assert code == 0
+    listed = out.split("Commands:", 1)[1]
+    for name in COMMANDS:
+        assert f"\n  {name} " in listed
+    assert "..." not in listed
