@@ -3,7 +3,7 @@
 Command groups live in ``pgbg_cli.commands``; each core error becomes one line on
 stderr and its exit code (see ``errors.EXIT_CODES``), never a traceback. A command's
 module is imported, and its Typer command built, only when that command is asked for
-(``COMMANDS``): ``pgbg launch`` pays for launch alone; ``--help`` and shell completion
+(``commands.COMMANDS``): ``pgbg launch`` pays for launch alone; ``--help`` and shell completion
 load what they list. ``pgbg_cli.cli`` is the console script's entry point.
 """
 
@@ -19,30 +19,11 @@ from typer.core import TyperGroup
 from typer.exceptions import Abort
 
 from pgbg_cli import __version__
+from pgbg_cli.commands import COMMANDS
 from pgbg_cli.errors import EXIT_CODES, PgbgError
 from pgbg_cli.versions import WORKS_WITH
 
 EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()) + "."
-
-# Each command, and the module of pgbg_cli.commands whose register() defines it, in the
-# order --help lists them.
-COMMANDS: dict[str, str] = {
-    "launch": "launch",
-    "wait": "jobs",
-    "cancel": "jobs",
-    "detach": "jobs",
-    "show": "jobs",
-    "list": "jobs",
-    "capacity": "capacity",
-    "stats": "stats",
-    "prune": "stats",
-    "settings": "stats",
-    "init": "admin",
-    "grant": "admin",
-    "revoke": "admin",
-    "doctor": "doctor",
-}
-
 
 class PgbgGroup(TyperGroup):
     """Turns pgbg's errors, database errors, usage errors and Ctrl-C into one line and an exit code;

@@ -78,25 +78,16 @@ def connect(dsn: str | None, *, autocommit: bool = True, pin: bool = True) -> ps
 
     The search_path is pinned (``PIN_SQL`` with ``(PINNED_PATH,)``) unless ``pin`` is false:
     then the caller runs that before any statement of its own and hands its row to ``pinned``.
+    A connection ``start_connecting`` began for the same ``dsn`` is taken over.
     """
     import psycopg
-    from psycopg.rows import dict_row
-    from psycopg.types.json import set_json_loads
 
     secrets = _secrets_of(dsn)
+    params = _params(dsn, secrets)
     try:
-        from psycopg.conninfo import conninfo_to_dict
-
-        params = conninfo_to_dict(dsn or "")
-    except psycopg.ProgrammingError as exc:
-        raise UsageError(f"invalid connection string: {redact(first_line(exc), secrets)}") from None
-    params.setdefault("application_name", APPLICATION_NAME)
-    params.setdefault("connect_timeout", 10)
-    params["options"] = with_lock_timeout(params.get("options") or os.environ.get("PGOPTIONS", ""))
-    try:
-        conn = psycopg.connect(autocommit=autocommit, row_factory=dict_row, **params)
-        # jsonb numbers (stored --result rows) keep every digit: decimals, not floats
-        set_json_loads(_exact_json_loads, conn)
+        conn = _take_early(dsn) if autocommit else None
+        if conn is None:
+            conn = _open(params, autocommit=autocommit)
         if pin:
             pinned(conn, conn.execute(PIN_SQL, (PINNED_PATH,)).fetchone())
     except psycopg.OperationalError as exc:
@@ -108,6 +99,81 @@ def connect(dsn: str | None, *, autocommit: bool = True, pin: bool = True) -> ps
             "(set --dsn/-d, PGBG_DSN or the PG* environment variables)"
         ) from None
     return conn
+
+
+def _params(dsn: str | None, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """libpq's parameters for ``dsn``, with pgbg's application_name, connect_timeout and lock_timeout."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(dsn or "")
+    except psycopg.ProgrammingError as exc:
+        raise UsageError(f"invalid connection string: {redact(first_line(exc), secrets)}") from None
+    params.setdefault("application_name", APPLICATION_NAME)
+    params.setdefault("connect_timeout", 10)
+    params["options"] = with_lock_timeout(params.get("options") or os.environ.get("PGOPTIONS", ""))
+    return params
+
+
+def _open(params: dict[str, Any], *, autocommit: bool = True) -> psycopg.Connection[Any]:
+    import psycopg
+    from psycopg.rows import dict_row
+    from psycopg.types.json import set_json_loads
+
+    conn = psycopg.connect(autocommit=autocommit, row_factory=dict_row, **params)
+    # jsonb numbers (stored --result rows) keep every digit: decimals, not floats
+    set_json_loads(_exact_json_loads, conn)
+    return conn
+
+
+# The connection start_connecting began: {"dsn", "thread", "result"}.
+_early: dict[str, Any] = {}
+
+
+def start_connecting(dsn: str | None) -> None:
+    """Begin connecting to ``dsn`` in a thread, while the command line is still being read.
+
+    The console script calls this before it loads Typer (``cli.main``), with the DSN that
+    the command line names (--dsn, else PGBG_DSN): the server starts the session and checks
+    the password meanwhile, which on a server far away is several network round trips.
+    ``connect`` then takes the connection over when it is asked for that same DSN; a
+    failure is raised there, as if it had happened there. Any other DSN is connected anew.
+    """
+    import threading
+
+    try:
+        params = _params(dsn)
+    except UsageError:
+        return  # connect reports it
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        import signal
+
+        if hasattr(signal, "pthread_sigmask"):  # Ctrl-C is the main thread's (launch holds it there)
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            result["conn"] = _open(params)
+        except BaseException as exc:  # handed to connect(), which reports it
+            result["error"] = exc
+
+    thread = threading.Thread(target=work, name="pgbg-connect", daemon=True)
+    _early.update(dsn=dsn or "", thread=thread, result=result)
+    thread.start()
+
+
+def _take_early(dsn: str | None) -> psycopg.Connection[Any] | None:
+    if not _early:
+        return None
+    early = dict(_early)
+    _early.clear()
+    if early["dsn"] != (dsn or ""):
+        return None  # another DSN after all (the command line said otherwise): left to the exit
+    early["thread"].join()
+    if "error" in early["result"]:
+        raise early["result"]["error"]
+    return early["result"]["conn"]
 
 
 def pinned(conn: psycopg.Connection[Any], row: Any) -> None:

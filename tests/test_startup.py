@@ -85,3 +85,53 @@ def test_help_lists_every_command_with_its_whole_summary():
     for name in COMMANDS:
         assert f"\n  {name} " in listed
     assert "..." not in listed
+
+
+@pytest.mark.parametrize("args, env, expected", [
+    (["list", "-d", "host=a"], None, "host=a"),
+    (["list", "--dsn", "host=a"], "host=env", "host=a"),
+    (["list", "--dsn=host=a"], None, "host=a"),
+    (["list", "-dhost=a"], None, "host=a"),
+    (["list", "-d", "host=a", "--dsn", "host=b"], None, "host=b"),  # click keeps the last one
+    (["launch", "--", "-d", "host=a"], "host=env", "host=env"),  # after --: arguments
+    (["list"], "host=env", "host=env"),
+    (["list"], "", None),
+])
+def test_the_dsn_a_command_line_names(monkeypatch, args, env, expected):
+    from pgbg_cli.cli import dsn_named
+
+    if env is None:
+        monkeypatch.delenv("PGBG_DSN", raising=False)
+    else:
+        monkeypatch.setenv("PGBG_DSN", env)
+    assert dsn_named(args) == expected
+
+
+@pytest.mark.parametrize("args, connects", [
+    (["launch", "SELECT 1"], True), (["list", "--help"], False), (["list", "-h"], False),
+    (["launch", "--", "--help"], True), (["--help"], False), (["nosuch"], False), ([], False),
+])
+def test_which_command_lines_connect_early(monkeypatch, args, connects):
+    from pgbg_cli.cli import _connects
+
+    monkeypatch.delenv("_PGBG_COMPLETE", raising=False)
+    assert _connects(args) is connects
+
+
+def test_a_wrong_guess_of_the_dsn_costs_nothing_but_time(pgbg_proc, test_db, sql_admin):
+    # "-d" is the label here; the early connection (to "SELECT 1", not a DSN) is not made
+    res = pgbg_proc("launch", "--wait", "--format", "json", "-l", "-d", "SELECT 1", dsn=test_db["app"])
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["label"] == "-d"
+    # a DSN that names another role: the early connection is the one used, as the server says
+    res = pgbg_proc("launch", "--wait", "--format", "json", "-d", test_db["other"], "SELECT 1", dsn=test_db["app"])
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["owner"] == "pgbg_other"
+
+
+def test_a_failed_early_connection_reads_as_any(pgbg_proc):
+    res = pgbg_proc("list", "-d", "host=/nonexistent-pgbg port=5999 connect_timeout=2")
+    assert res.returncode == 3
+    assert res.stderr.startswith("pgbg: cannot connect to PostgreSQL: ")
+    assert "(set --dsn/-d, PGBG_DSN or the PG* environment variables)" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -7,19 +7,20 @@ always bound parameters.
 
 from __future__ import annotations
 
+import os
 from functools import cache
-from importlib import resources
+
+# the package's own folder: the files ship beside this module (plain reads, without
+# importlib.resources, which every command would otherwise import)
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @cache
 def text(name: str) -> str:
     """The raw text of ``queries/<name>.sql``."""
-    return resources.files(__package__).joinpath(f"{name}.sql").read_text(encoding="utf-8")
+    with open(os.path.join(_HERE, f"{name}.sql"), encoding="utf-8") as f:
+        return f.read()
 
 
 def names() -> list[str]:
-    return sorted(
-        p.name[: -len(".sql")]
-        for p in resources.files(__package__).iterdir()
-        if p.name.endswith(".sql")
-    )
+    return sorted(entry[: -len(".sql")] for entry in os.listdir(_HERE) if entry.endswith(".sql"))

@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from functools import cache
-from importlib import resources
 
 SCHEMA = "pgbg"
+_HERE = os.path.dirname(os.path.abspath(__file__))  # the SQL files ship beside this module
 
 
 @cache
 def read(name: str) -> str:
-    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    with open(os.path.join(_HERE, name), encoding="utf-8") as f:
+        return f.read()
 
 
 @cache
 def migrations() -> list[tuple[int, str]]:
     """``(version, file name)`` of every ``vNNN_*.sql``, in order."""
     found = []
-    for entry in resources.files(__package__).iterdir():
-        match = re.fullmatch(r"v(\d{3})_[a-z0-9_]+\.sql", entry.name)
+    for entry in os.listdir(_HERE):
+        match = re.fullmatch(r"v(\d{3})_[a-z0-9_]+\.sql", entry)
         if match:
-            found.append((int(match.group(1)), entry.name))
+            found.append((int(match.group(1)), entry))
     return sorted(found)
 
 
@@ -30,8 +32,7 @@ def migrations() -> list[tuple[int, str]]:
 def function_files() -> list[str]:
     """The re-applied files, in order: the extension wrappers, then ``fn_NN_*.sql``."""
     names = sorted(
-        entry.name for entry in resources.files(__package__).iterdir()
-        if re.fullmatch(r"fn_\d{2}_[a-z0-9_]+\.sql", entry.name)
+        entry for entry in os.listdir(_HERE) if re.fullmatch(r"fn_\d{2}_[a-z0-9_]+\.sql", entry)
     )
     return ["api.sql", *names]
 
