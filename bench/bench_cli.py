@@ -160,11 +160,31 @@ def ensure_ready(runner: Runner, admin_dsn: str, app_role: str) -> None:
         subprocess.run([runner.pgbg, "grant", app_role], check=True, capture_output=True, env=admin_env)
 
 
-def commands(runner: Runner, psql: str | None, app_dsn: str, ended: str) -> dict[str, list[str] | None]:
-    """Every command timed, by name; None where a tool is missing."""
+def typer_of(pgbg: str) -> str:
+    """The Typer version the interpreter of a pgbg console script has."""
+    with open(pgbg, encoding="utf-8", errors="replace") as f:
+        first = f.readline()
+    python = first[2:].strip() if first.startswith("#!") else sys.executable
+    res = subprocess.run([python, "-c", "import typer; print(typer.__version__)"], capture_output=True, text=True)
+    return res.stdout.strip() or "?"
+
+
+def compared(name: str, label: str) -> str:
+    return f"{name} [{label}]"
+
+
+def commands(runner: Runner, psql: str | None, app_dsn: str, ended: str,
+             others: Sequence[tuple[str, str]] = ()) -> dict[str, list[str] | None]:
+    """Every command timed, by name; None where a tool is missing. ``others``: (label, pgbg
+    executable) of other installs whose pgbg commands are timed too."""
     def psql_cmd(sql: str) -> list[str] | None:
         return [psql, "-X", "-Atq", app_dsn, "-c", sql] if psql else None
 
+    extra: dict[str, list[str] | None] = {}
+    for label, pgbg in others:
+        for name, args in (("pgbg --version", ["--version"]), ("pgbg --help", ["--help"]),
+                           (LAUNCH, ["launch", "SELECT 1"]), (LIST, ["list"]), (WAIT, ["wait", ended])):
+            extra[compared(name, label)] = [pgbg, *args]
     return {
         PASS: [sys.executable, "-c", "pass"],
         FLOOR_NAME: [sys.executable, str(FLOOR)],
@@ -177,7 +197,13 @@ def commands(runner: Runner, psql: str | None, app_dsn: str, ended: str) -> dict
         'psql -c "SELECT 1"': psql_cmd("SELECT 1"),
         "psql: launch + wait + detach": psql_cmd(PSQL_RUN),
         "psql: pg_background_launch": psql_cmd(PSQL_LAUNCH),
-    }
+    } | extra
+
+
+def comparisons(others: Sequence[tuple[str, str]]) -> list[tuple[str, str, float | None]]:
+    """TARGETS' lines for the other installs (no target: they are there to compare)."""
+    return [(compared(name, label), base, None) for label, _ in others for name, base, target in TARGETS
+            if name in ("pgbg --version", "pgbg --help", LAUNCH, LIST, WAIT)]
 
 
 def bench_rounds(runner: Runner, cmds: dict[str, list[str] | None],
@@ -280,10 +306,11 @@ def print_timings(timings: dict[str, tuple[list[float], list[float]] | None], ro
     print_table(["command", "median", "min", "max", "median CPU"], rows)
 
 
-def ratios(timings: dict[str, tuple[list[float], list[float]] | None]) -> list[dict[str, object]]:
+def ratios(timings: dict[str, tuple[list[float], list[float]] | None],
+           lines: Sequence[tuple[str, str, float | None]] = TARGETS) -> list[dict[str, object]]:
     """Each target command's median over its baseline's median (wall and CPU), beside the target."""
     out = []
-    for name, base, target in TARGETS:
+    for name, base, target in lines:
         t, b = timings.get(name), timings.get(base)
         if not t or not b:
             continue
@@ -325,6 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sleep", type=float, default=1.0, help="length of the job pgbg wait waits for (s)")
     parser.add_argument("--quick", action="store_true",
                         help="only the timed rounds, ratios and round trips (no wait delay, no slot count)")
+    parser.add_argument("--compare", action="append", default=[], metavar="PGBG",
+                        help="also time the pgbg console script of another install (another Typer, say), "
+                             "in the same rounds; repeatable")
     parser.add_argument("--json", action="store_true", help="also print every figure as JSON")
     parser.add_argument("--dsn", default=None, help="application role conninfo (default: the sandbox's)")
     parser.add_argument("--admin-dsn", default=None, help="superuser conninfo (default: the sandbox's)")
@@ -350,8 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"pgbg bench: {redact(app_dsn)}", file=sys.stderr)
     print(f"  PostgreSQL {server}, pg_background {ext[0] if ext else '?'}, {os.cpu_count()} CPUs, "
-          f"{args.runs} rounds; Python {sys.version.split()[0]}, Typer {typer.__version__}, "
-          f"psycopg {psycopg.__version__}; psql: {psql or 'not found'}", file=sys.stderr)
+          f"load average {os.getloadavg()[0]:.1f}, {args.runs} rounds; Python {sys.version.split()[0]}, "
+          f"Typer {typer.__version__}, psycopg {psycopg.__version__}; psql: {psql or 'not found'}", file=sys.stderr)
     ensure_ready(runner, admin_dsn, app_role)
 
     delays: list[float] = []
@@ -359,9 +389,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ended = runner.run(runner.pgbg_cmd("launch", "--wait", "--format", "json", "SELECT 1")).stdout
         ended_handle = json.loads(ended)["handle"]
-        cmds = commands(runner, psql, app_dsn, ended_handle)
+        others = [(f"{Path(p).resolve().parent.parent.name}, Typer {typer_of(p)}", p) for p in args.compare]
+        cmds = commands(runner, psql, app_dsn, ended_handle, others)
         timings = bench_rounds(runner, cmds, args.runs)
-        trips = round_trips(runner, cmds, app_dsn)
+        trips = round_trips(runner, {k: v for k, v in cmds.items() if not k.endswith("]")}, app_dsn)
         if not args.quick:
             delays = bench_wait_delay(runner, app_dsn, args.runs, args.sleep)
             slots = bench_slots(runner, admin_dsn, app_role, args.jobs)
@@ -372,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print_timings(timings, args.runs)
     print()
-    found = ratios(timings)
+    found = ratios(timings, [*TARGETS, *comparisons(others)])
     print_ratios(found)
     print()
     print_round_trips(trips)
