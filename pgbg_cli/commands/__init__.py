@@ -17,5 +17,6 @@ COMMANDS: dict[str, str] = {
     "init": "admin",
     "grant": "admin",
     "revoke": "admin",
+    "dispatch": "admin",
     "doctor": "doctor",
 }
