@@ -358,7 +358,15 @@ def wait(
                 listening = True
     finally:
         if listening and not conn.closed:
-            conn.execute(f"UNLISTEN {CHANNEL}")
+            import psycopg
+
+            try:
+                conn.execute(f"UNLISTEN {CHANNEL}")
+            except psycopg.Error:
+                # the server dropped the connection after the last look: every outcome is read
+                # already, and a dropped connection listens to nothing
+                if not dropped(conn):
+                    raise
 
 
 def dropped(conn: psycopg.Connection[Any]) -> bool:

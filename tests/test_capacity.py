@@ -92,8 +92,9 @@ def test_running_job_counts_as_job_worker_and_its_supervisor(cli, test_db, sql_a
     try:
         pid = retry(lambda: sql_admin("SELECT worker_pid FROM pgbg.job WHERE id = %s AND state = 'running'",
                                       (job_id,)), "the job never ran")[0]["worker_pid"]
-        name = sql_admin("SELECT application_name FROM pg_stat_activity WHERE pid = %s", (pid,))[0]
-        assert name["application_name"].startswith(f"pg_background:pgbg:{job_id}:")
+        # the worker names itself once it has started (pg_background 2.0): wait for it
+        retry(lambda: sql_admin("SELECT application_name FROM pg_stat_activity WHERE pid = %s", (pid,))[0]
+              ["application_name"].startswith(f"pg_background:pgbg:{job_id}:"), "the worker carries its label", 20)
         data = _agrees(cli, sql_admin, test_db["app"], "pgbg_job_workers", JOB_WORKERS)
         assert data["pgbg_job_workers"] >= 1
         assert data["role_running_jobs"] >= 1 and data["running_jobs"] >= data["role_running_jobs"]

@@ -94,6 +94,9 @@ def test_drop_and_create_extension_in_another_schema(db, cli):
         assert _job(admin, queued)["state"] == "queued"
         # no CASCADE needed: pgbg lets go of the extension before it is dropped
         admin("DROP EXTENSION pg_background")
+        # the supervisor, which can no longer call pg_background, stops rather than guess
+        retry(lambda: admin("SELECT pgbg.supervisor_pid('pgbg_app') AS p")[0]["p"] is None,
+              "the supervisor stops", 30)
         holder.execute("SELECT pg_advisory_unlock(%s)", (gate,))
         admin("CREATE SCHEMA bg")
         admin("CREATE EXTENSION pg_background SCHEMA bg")

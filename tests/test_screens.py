@@ -187,6 +187,11 @@ def test_vacuum_shows_overall_progress_pace_and_time_left(test_db, sql_admin, cl
     table = f"screen_vacuum_{uuid.uuid4().hex[:8]}"
     sql_admin(f'ALTER ROLE pgbg_other IN DATABASE "{db}" SET vacuum_cost_delay = \'2ms\'')
     sql_admin(f'ALTER ROLE pgbg_other IN DATABASE "{db}" SET vacuum_cost_limit = 5')
+    # a job inherits its supervisor's settings: a supervisor started before these would run the
+    # VACUUM at full speed, done before the screen could show it
+    sql_admin("SELECT pg_terminate_backend(pgbg.supervisor_pid('pgbg_other'))")
+    retry(lambda: sql_admin("SELECT pgbg.supervisor_pid('pgbg_other') AS p")[0]["p"] is None,
+          "pgbg_other's supervisor gone", 30)
     term = None
     try:
         with psycopg.connect(test_db["other"], autocommit=True) as conn:
@@ -238,7 +243,9 @@ def test_list_watch_shows_running_then_queued_then_ended(test_db, sql_admin, cli
     try:
         retry(lambda: all(job_row(sql_admin, h)["state"] == "running" for h in running), "2 running", 30, 0.2)
         term = Terminal(tmp_path, ["list", "--watch", "--interval", "0.3", "--label", label], dsn)
-        screen = term.wait_for(lambda s: s.count("42%") == 2, "both running jobs' progress")
+        # a frame drawn while the jobs change may be short: wait for a whole one
+        screen = term.wait_for(lambda s: s.count("42%") == 2 and len(fits(s)) == 24 and "more" in fits(s)[-1],
+                               "both running jobs' progress on a full screen")
         lines = fits(screen)
         assert re.fullmatch(r"\d\d:\d\d:\d\d  2 running, 3 queued · slots \d+/24", lines[0]), lines[0]
         assert lines[1] == "last 1h: 30 succeeded, 1 failed, 1 canceled, 1 timed_out, 1 lost, 1 detached"
@@ -268,7 +275,10 @@ def test_stats_watch_fits_and_keeps_labels_whole(test_db, sql_admin, cli, tmp_pa
     try:
         # a short window keeps other tests' labels off the screen
         term = Terminal(tmp_path, ["stats", "--watch", "--interval", "0.3", "--by", "label", "--since", "1m"], dsn)
-        screen = term.wait_for("42%")
+        job_id = handle.split(":")[0]
+        # the first frames may come before the pace is known: wait for the one that has it
+        screen = term.wait_for(lambda s: re.search(rf"(?m)^{job_id} .* 42% \S+ left", s) is not None,
+                               "the job's progress with the time left")
         lines = fits(screen)
         assert re.match(r"\d\d:\d\d:\d\d · last 1m · slots \d+/24, \d+ pg_background · max_workers 16", lines[0])
         assert lines[1].split() == ["LABEL", "OK", "FAILED", "CANCELED", "T/OUT", "ACTIVE", "QUEUED", "AVG", "P95"]
@@ -276,7 +286,6 @@ def test_stats_watch_fits_and_keeps_labels_whole(test_db, sql_admin, cli, tmp_pa
         assert set(mine) == set(labels), screen  # whole: not three "sw-…-1"
         assert mine[labels[0]] == ["1", "0", "0", "0", "1", "0", "1.5s", "1.5s"]
         assert mine[labels[2]] == ["1", "0", "0", "0", "0", "0", "1.5s", "1.5s"]
-        job_id = handle.split(":")[0]
         assert any(re.match(rf"{job_id} .* \[####------\]  42% \S+ left halfway", line) for line in lines), screen
         _ctrl_c_ends_cleanly(term)
     finally:
