@@ -6,7 +6,6 @@ RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     e record;
     ri record;
-    coldef text;
     res jsonb;
     nrows bigint;
     v_sqlstate text; v_message text; v_detail text; v_hint text; v_context text;
@@ -34,18 +33,8 @@ BEGIN
         -- the rows (--result), or a count of them to free a worker that waits on its full
         -- queue; built-in base types only (pseudo types such as void and record cannot be
         -- named in a column definition list)
-        SELECT pg_catalog.string_agg(pg_catalog.format('c%s %s', u.i, pg_catalog.format_type(u.t, u.m)), ', ' ORDER BY u.i)
-          INTO coldef
-          FROM unnest(j.result_types, j.result_typmods) WITH ORDINALITY AS u(t, m, i);
         BEGIN
-            IF j.want_result THEN
-                EXECUTE pg_catalog.format('SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)), ''[]''::pg_catalog.jsonb), pg_catalog.count(*) '
-                               'FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
-                   INTO res, nrows USING j.worker_pid, j.worker_cookie;
-            ELSE
-                EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
-                   INTO nrows USING j.worker_pid, j.worker_cookie;
-            END IF;
+            SELECT r.rows, r.n INTO res, nrows FROM pgbg._read_rows(j) r;  -- fn_55_finish_read.sql
             consumed := true;
             v_rows := nrows;
             v_tag := coalesce(v_tag, 'SELECT');

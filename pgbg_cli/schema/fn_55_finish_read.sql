@@ -77,10 +77,31 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      WHERE l.n < coalesce(pgbg._worker_line(p_context), 0)
 $$;
 
+-- The rows of a job's one statement, read with the column list its described types make
+-- (built-in types only: see pgbg._rows_nameable): kept as JSON with --result, else only
+-- counted. Used by both ways of finishing (fn_50_finish.sql and below).
+CREATE OR REPLACE FUNCTION pgbg._read_rows(j pgbg.job, OUT rows jsonb, OUT n bigint)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    coldef text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.format('c%s %s', u.i, pg_catalog.format_type(u.t, u.m)), ', ' ORDER BY u.i)
+      INTO coldef
+      FROM unnest(j.result_types, j.result_typmods) WITH ORDINALITY AS u(t, m, i);
+    IF j.want_result THEN
+        EXECUTE pg_catalog.format('SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)), ''[]''::pg_catalog.jsonb), pg_catalog.count(*) '
+                       'FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
+           INTO rows, n USING j.worker_pid, j.worker_cookie;
+    ELSE
+        EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
+           INTO n USING j.worker_pid, j.worker_cookie;
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION pgbg._finish_by_reading(j pgbg.job)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    coldef text;
     res jsonb;
     nrows bigint;
     tags text[];
@@ -94,17 +115,7 @@ BEGIN
     BEGIN
         IF NOT appended AND pgbg._rows_nameable(j.result_types) THEN
             -- rows of one statement, of built-in types: kept (--result), or counted (a CALL)
-            SELECT pg_catalog.string_agg(pg_catalog.format('c%s %s', u.i, pg_catalog.format_type(u.t, u.m)), ', ' ORDER BY u.i)
-              INTO coldef
-              FROM unnest(j.result_types, j.result_typmods) WITH ORDINALITY AS u(t, m, i);
-            IF j.want_result THEN
-                EXECUTE pg_catalog.format('SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)), ''[]''::pg_catalog.jsonb), pg_catalog.count(*) '
-                               'FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
-                   INTO res, nrows USING j.worker_pid, j.worker_cookie;
-            ELSE
-                EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s($1, $2) AS r(%s)', pgbg._bg_result_fn(), coldef)
-                   INTO nrows USING j.worker_pid, j.worker_cookie;
-            END IF;
+            SELECT r.rows, r.n INTO res, nrows FROM pgbg._read_rows(j) r;
             v_tag := 'SELECT';
             v_rows := nrows;
         ELSE
