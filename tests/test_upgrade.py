@@ -100,7 +100,8 @@ def test_init_upgrades_version_1_with_jobs_running_and_queued(v1_db, cli):
 
         res = cli("init", dsn=v1_db["admin"])
         assert res.exit_code == 0, res
-        assert "applied v002_trust.sql" in res.stderr and "version 2, current" in res.stderr
+        assert "applied v002_trust.sql" in res.stderr and "applied v003_messages_groups.sql" in res.stderr \
+            and "version 3, current" in res.stderr
 
         legacy = admin("SELECT pid, role, legacy FROM pgbg.supervisor")
         assert legacy == [{"pid": old, "role": "pgbg_app", "legacy": True}]
