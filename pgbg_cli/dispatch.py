@@ -130,6 +130,24 @@ def enable(conn: psycopg.Connection[Any], dsn: str | None, roles: list[str] | No
     return chosen, notes
 
 
+def follow_grant(conn: psycopg.Connection[Any], dsn: str | None, role: str) -> str | None:
+    """After ``pgbg grant ROLE``: where the dispatcher runs for other roles of this database,
+    run it for ROLE too (a superuser may; otherwise say who can). What was done, or None."""
+    marked = [r["key"][len("dispatch:"):] for r in conn.execute(
+        "SELECT key FROM pgbg.meta WHERE key LIKE 'dispatch:%'").fetchall()]
+    if not marked or role in marked:
+        return None
+    login = conn.execute("SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = %s", (role,)).fetchone()
+    if not (login and login["rolcanlogin"]):
+        return f"{role} cannot log in: the dispatcher, which runs for {', '.join(marked)} here, cannot run as it"
+    try:
+        enable(conn, dsn, [role])
+    except (PrivilegeProblem, ExtensionProblem) as exc:
+        return (f"the dispatcher runs for {', '.join(marked)} here but could not be turned on for {role} "
+                f"({exc.message}): a superuser runs pgbg dispatch enable {role}")
+    return f"the dispatcher now runs every {SCHEDULE} for {role} too"
+
+
 def disable(conn: psycopg.Connection[Any], dsn: str | None, roles: list[str] | None) -> list[str]:
     """Unschedule the dispatcher of ``roles`` (default: all) in this database; the roles it stopped for."""
     _superuser(conn, "disable")

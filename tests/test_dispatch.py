@@ -298,3 +298,61 @@ def test_only_a_superuser_marks_the_dispatcher_on(test_db):
         app("SELECT pgbg.dispatch()")  # a role's own run writes no row of its own making
     with sql_runner(test_db["admin"]) as admin:
         assert not admin("SELECT 1 FROM pgbg.meta WHERE key LIKE 'dispatch:%%'")
+
+
+def test_grant_turns_the_dispatcher_on_for_a_new_role(test_db, cli, sql_admin, dispatcher, cron_sql, server_dsn):
+    newbie = "pgbg_dispatch_newbie"
+    with sql_runner(server_dsn) as run:
+        run(f"DROP ROLE IF EXISTS {newbie}")
+        run(f"CREATE ROLE {newbie} LOGIN")
+    try:
+        res = cli("grant", newbie, dsn=test_db["admin"])
+        assert res.exit_code == 0, res
+        assert res.stderr == f"pgbg: the dispatcher now runs every 5 seconds for {newbie} too\n"
+        users = {r["username"] for r in cron_sql("SELECT username FROM cron.job WHERE database = %s",
+                                                 (test_db["name"],))}
+        assert users == {"pgbg_app", newbie}
+        res = cli("dispatch", "status", "-F", "json", dsn=test_db["admin"])
+        assert {r["role"]: r["on"] for r in json.loads(res.stdout)}[newbie] is True
+        res = cli("grant", newbie, dsn=test_db["admin"])  # granted again: scheduled once
+        assert res.exit_code == 0 and "dispatcher" not in res.stderr, res
+        assert len(cron_sql("SELECT 1 FROM cron.job WHERE username = %s", (newbie,))) == 1
+    finally:
+        cli("dispatch", "disable", newbie, dsn=test_db["admin"])
+        cli("revoke", newbie, dsn=test_db["admin"])
+        with sql_runner(server_dsn) as run:
+            run(f"DROP OWNED BY {newbie}")
+            run(f"DROP ROLE IF EXISTS {newbie}")
+
+
+def test_grant_without_a_dispatcher_says_nothing_of_it(test_db, cli, no_dispatcher, server_dsn):
+    newbie = "pgbg_dispatch_quiet"
+    with sql_runner(server_dsn) as run:
+        run(f"DROP ROLE IF EXISTS {newbie}")
+        run(f"CREATE ROLE {newbie} LOGIN")
+    try:
+        res = cli("grant", newbie, dsn=test_db["admin"])
+        assert res.exit_code == 0 and "dispatcher" not in res.stderr, res
+    finally:
+        cli("revoke", newbie, dsn=test_db["admin"])
+        with sql_runner(server_dsn) as run:
+            run(f"DROP OWNED BY {newbie}")
+            run(f"DROP ROLE IF EXISTS {newbie}")
+
+
+def test_grant_to_a_role_that_cannot_log_in_says_the_dispatcher_cannot_run_as_it(test_db, cli, dispatcher,
+                                                                               server_dsn):
+    nologin = "pgbg_dispatch_nologin"
+    with sql_runner(server_dsn) as run:
+        run(f"DROP ROLE IF EXISTS {nologin}")
+        run(f"CREATE ROLE {nologin} NOLOGIN")
+    try:
+        res = cli("grant", nologin, dsn=test_db["admin"])
+        assert res.exit_code == 0, res
+        assert res.stderr == (f"pgbg: {nologin} cannot log in: the dispatcher, which runs for pgbg_app here, "
+                              "cannot run as it\n")
+    finally:
+        cli("revoke", nologin, dsn=test_db["admin"])
+        with sql_runner(server_dsn) as run:
+            run(f"DROP OWNED BY {nologin}")
+            run(f"DROP ROLE IF EXISTS {nologin}")

@@ -55,15 +55,23 @@ def grant(
     admin: Annotated[bool, typer.Option("--admin", help="Also let it see and cancel every role's jobs.")] = False,
     dsn: DsnOpt = None,
 ) -> None:
-    """Give a role what it needs: pgbackground_role and pgbg_user (and pgbg_admin with --admin)."""
+    """Give a role what it needs: pgbackground_role and pgbg_user (and pgbg_admin with --admin).
+
+    Where the dispatcher runs for other roles of this database (pgbg dispatch), it is turned
+    on for this one too (a superuser's grant), or the command that does it is named.
+    """
+    from pgbg_cli import dispatch as dispatcher
     from pgbg_cli import install
     from pgbg_cli.commands.common import database
-    from pgbg_cli.output import printable
+    from pgbg_cli.output import printable, say
 
     with database(dsn) as conn:
         done = install.grant(conn, role, admin=admin)
-    for stmt in done:
-        typer.echo(printable(stmt) + ";")  # a role name may hold anything
+        for stmt in done:
+            typer.echo(printable(stmt) + ";")  # a role name may hold anything
+        note = dispatcher.follow_grant(conn, dsn, role)
+    if note:
+        say(f"pgbg: {note}")
 
 
 def revoke(
