@@ -18,8 +18,9 @@ export PYTEST_ARGS
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
 ROLE ?= admin
+DB ?= pgbg
 
-.PHONY: help venv tools sandbox sandbox-stop dsn test test-matrix lint demo bench chaos completions clean
+.PHONY: help venv tools sandbox sandbox-stop dsn shop test test-matrix lint demo bench chaos completions clean
 
 help:
 	@echo "make demo          sandbox server + a VACUUM of a 3M-row table through pgbg, with progress"
@@ -32,7 +33,8 @@ help:
 	@echo "make tools         Debian tools the tests drive (tmux, zsh, fish, psql), installed if missing"
 	@echo "make sandbox       build (once) and start the sandbox server (PGBG_SANDBOX_SERVER picks one)"
 	@echo "make sandbox-stop  stop it"
-	@echo "make dsn           print the sandbox's connection URI (ROLE=admin|app|plain)"
+	@echo "make dsn           print the sandbox's connection URI (ROLE=admin|app|plain, DB=pgbg|shop)"
+	@echo "make shop          database shop with the README's sample tables, pgbg installed (make dsn DB=shop)"
 	@echo "make completions   write shell completion scripts into completions/"
 	@echo "make clean         remove the virtualenv and build leftovers (the sandbox stays)"
 
@@ -51,7 +53,13 @@ sandbox-stop:
 	$(SANDBOX) stop
 
 dsn:
-	@$(SANDBOX) dsn $(ROLE)
+	@PGBG_SANDBOX_DB=$(DB) $(SANDBOX) dsn $(ROLE)
+
+# The README's examples run against this: database shop with its sample tables, pgbg in it.
+shop: venv
+	$(SANDBOX) shop
+	PGBG_DSN="$$(PGBG_SANDBOX_DB=shop $(SANDBOX) dsn admin)" $(VENV)/bin/pgbg init
+	PGBG_DSN="$$(PGBG_SANDBOX_DB=shop $(SANDBOX) dsn admin)" $(VENV)/bin/pgbg grant pgbg_app
 
 tools:
 	bash scripts/test-tools.sh

@@ -16,6 +16,8 @@
 #   scripts/sandbox.sh destroy   stop and delete the cluster (the root is kept)
 #   scripts/sandbox.sh servers   list the servers below
 #   scripts/sandbox.sh describe  say which PostgreSQL and pg_background the server runs
+#   scripts/sandbox.sh shop      start, then (re)make database shop and the README's sample
+#                                tables in it (scripts/shop.sql; PGBG_SHOP_ROWS orders per status)
 #
 # PGBG_SANDBOX_SERVER picks the server (each has its own root, clusters and ports):
 #   pg18-bg20  PostgreSQL 18 + pg_background 2.0.3, Debian sid packages, pg_cron (default)
@@ -353,6 +355,10 @@ case "${1:-}" in
   extdir) echo "$ROOT/usr/share/postgresql/$PGV/extension" ;;
   servers) echo "pg18-bg20 pg18-bg18 pg17-bg18 pg15-bg18" ;;
   describe) versions ;;
+  shop)
+    DB=shop; start
+    psql_root -d shop -c "SET shop.rows = ${PGBG_SHOP_ROWS:-500000}" -f - <"$REPO/scripts/shop.sql"
+    log "database shop: $(psql_root -d shop -tA -c 'SELECT count(*) FROM orders') orders" ;;
   destroy) stop; rm -rf "$ROOT$BASE_IN_ROOT" "$PORTFILE" ;;
   *) sed -n '2,30p' "$0" >&2; exit 2 ;;
 esac
