@@ -10,6 +10,7 @@ COMMANDS: dict[str, str] = {
     "detach": "jobs",
     "show": "jobs",
     "list": "jobs",
+    "fanout": "fanout",
     "capacity": "capacity",
     "stats": "stats",
     "prune": "stats",

@@ -1,0 +1,115 @@
+"""Table fan-out (``pgbg fanout``): one statement template, expanded over the tables that match.
+
+What vacuumdb and reindexdb do from the client, done as pgbg jobs: the tables are chosen by the
+server (``queries/fanout_tables.sql``), most urgent first, and each becomes one job of a group
+that runs at most N at a time. A table's name reaches the SQL only as the server quoted it
+(``format('%I.%I')``), so no name, however odd, can change the statement.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pgbg_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    import psycopg
+
+ORDERS = ("size", "dead", "xid-age", "name")
+# {table}: schema.name, both quoted; {schema} and {name}: each quoted on its own
+PLACEHOLDERS = ("{table}", "{schema}", "{name}")
+HIDDEN_SCHEMAS = ["pg_catalog", "information_schema", "pgbg", "pgbg_bind"]
+_SIZE = re.compile(r"([0-9]+)\s*(B|kB|KB|MB|GB|TB)?", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+BYTES_MAX = 1024**5  # a petabyte: larger is no floor anyone means
+
+
+@dataclass(frozen=True)
+class Table:
+    target: str  # schema.name, quoted as the server quotes identifiers
+    schema: str
+    name: str
+    kind: str
+    bytes: int
+    dead_tuples: int
+    xid_age: int
+    sql: str  # the template, expanded for this table
+
+
+def pattern(text: str, what: str) -> str:
+    """A shell-style pattern (``*`` any characters, ``?`` one) as an anchored regular expression."""
+    if not text or len(text) > 200 or "\x00" in text:
+        raise UsageError(f"invalid {what} pattern {text!r}: give a name, or a pattern such as 'orders_*'")
+    parts = []
+    for ch in text:
+        parts.append(".*" if ch == "*" else "." if ch == "?" else re.escape(ch))
+    return "^" + "".join(parts) + "$"
+
+
+def parse_bytes(text: str, what: str) -> int:
+    """``10MB``, ``512kB``, ``1GB`` or a bare number of bytes (units of 1024, as PostgreSQL's)."""
+    match = _SIZE.fullmatch(text.strip()) if text and len(text) < 40 else None
+    if not match:
+        raise UsageError(f"invalid {what} {text!r}: use a size such as 500kB, 10MB or 2GB")
+    value = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+    if value > BYTES_MAX:
+        raise UsageError(f"invalid {what} {text!r}: at most 1024TB")
+    return value
+
+
+def check_template(template: str) -> None:
+    if not any(p in template for p in PLACEHOLDERS):
+        raise UsageError("the statement template names no table: put {table} (or {schema} and {name}) where "
+                         "the table goes, e.g. 'VACUUM (ANALYZE) {table}'")
+
+
+MAINTENANCE = {"vacuum", "analyze", "analyse", "reindex", "cluster"}
+
+
+def _first_word(sql_text: str) -> str:
+    match = re.match(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*([A-Za-z]+)", sql_text, re.S)
+    return match.group(1).lower() if match else ""
+
+
+def expand(template: str, schema_q: str, name_q: str) -> str:
+    return (template.replace("{table}", f"{schema_q}.{name_q}")
+            .replace("{schema}", schema_q).replace("{name}", name_q))
+
+
+def find(conn: psycopg.Connection[Any], template: str, *, schemas: list[str], tables: list[str],
+         excluded: list[str], min_bytes: int, min_dead: int, min_xid_age: int,
+         order: str) -> tuple[list[Table], list[Table]]:
+    """(the tables to run the template on, the matching ones the role may not maintain, for a
+    template that maintains tables: VACUUM, ANALYZE, REINDEX, CLUSTER)."""
+    from pgbg_cli import queries
+    from pgbg_cli.db import server_version
+
+    check_template(template)
+    maintains = _first_word(template) in MAINTENANCE
+    rows = conn.execute(queries.text("fanout_tables"), {
+        "maintain": server_version(conn) >= 170000,
+        "schemas": [pattern(s, "schema") for s in schemas],
+        "hidden": HIDDEN_SCHEMAS,
+        "tables": [pattern(t, "table") for t in tables],
+        "excluded": [pattern(t, "--exclude-table") for t in excluded],
+        "min_bytes": min_bytes, "min_dead": min_dead, "min_xid_age": min_xid_age, "order": order,
+    }).fetchall()
+    chosen: list[Table] = []
+    refused: list[Table] = []
+    for row in rows:
+        table = Table(row["target"], row["schema"], row["name"], row["kind"], row["bytes"],
+                      row["dead_tuples"], row["xid_age"], expand(template, row["schema_q"], row["name_q"]))
+        (chosen if row["may_maintain"] or not maintains else refused).append(table)
+    return chosen, refused
+
+
+def spell_bytes(n: int) -> str:
+    """``8.0 kB``, ``1.2 MB``, ``3.4 GB``: PostgreSQL's units (of 1024)."""
+    value = float(n)
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} bytes"
