@@ -130,6 +130,20 @@ def test_cancel_running_job_stops_the_worker(test_db, cli, sql_admin):
     assert not _alive(sql_admin, job["worker_pid"])
 
 
+@pytest.mark.parametrize("signal", ["pg_cancel_backend", "pg_terminate_backend"])
+def test_a_worker_stopped_from_outside_pgbg_says_so(test_db, cli, sql_admin, signal):
+    dsn = test_db["app"]
+    handle = _launch(cli, dsn, "SELECT pg_sleep(60)")
+    job = _running(sql_admin, handle)
+    sql_admin(f"SELECT {signal}(%s)", (job["worker_pid"],))
+    after = retry(lambda: (r := _job(sql_admin, handle))["state"] not in ("queued", "starting", "running") and r,
+                  "the job ended", 30)
+    assert after["state"] == "failed" and after["sqlstate"] in ("57014", "57P01"), after
+    assert after["reason"].startswith("stopped from outside pgbg: its worker was canceled or terminated"), after
+    res = cli("show", handle, dsn=dsn)
+    assert "stopped from outside pgbg" in res.stdout
+
+
 def test_cancel_with_grace_stops_the_statement_first(test_db, cli, sql_admin):
     dsn = test_db["app"]
     handle = _launch(cli, dsn, "SELECT pg_sleep(60)")

@@ -278,6 +278,14 @@ BEGIN
                WHEN p_unreadable THEN coalesce(p_message,
                    'it returned rows pgbg could not describe at launch (several statements?) '
                    || 'and they filled its queue: pgbg let it finish unread, so its outcome is unknown')
+               -- a signal pgbg did not send: 57P01 is a terminate; 57014 also comes from a
+               -- statement_timeout, told apart by its message (pg_background turns SIGTERM into
+               -- a cancel of the statement)
+               WHEN final_state = 'failed' AND j.cancel_requested_at IS NULL
+                    AND (p_sqlstate = '57P01'
+                         OR (p_sqlstate = '57014' AND p_message = 'canceling statement due to user request'))
+                   THEN 'stopped from outside pgbg: its worker was canceled or terminated (pg_cancel_backend, '
+                        || 'pg_terminate_backend or a server shutdown), not by pgbg cancel'
                ELSE j.reason END
      WHERE id = j.id;
     RETURN final_state;
