@@ -20,6 +20,7 @@ from typer.exceptions import Abort
 
 from pgbg_cli import __version__
 from pgbg_cli.commands import COMMANDS
+from pgbg_cli.commands.common import DsnOpt, HostOpt, PortOpt, UserOpt
 from pgbg_cli.errors import EXIT_CODES, PgbgError
 from pgbg_cli.versions import WORKS_WITH
 
@@ -102,7 +103,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     help=f"Run and track SQL in PostgreSQL background workers ({WORKS_WITH}).",
     epilog=EXIT_HELP,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["--help", "-?"]},  # -h is the host, as in psql
 )
 
 
@@ -112,14 +113,26 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# ctx.meta key: the connection options given before the command
+_BEFORE = "pgbg.connection_before"
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = False,
+    dbname: DsnOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    username: UserOpt = None,
 ) -> None:
     """Run and track SQL in PostgreSQL background workers (pg_background)."""
+    from pgbg_cli.connopts import ConnOptions
+
+    ctx.meta[_BEFORE] = ConnOptions(dbname=dbname, host=host, port=port, username=username)
 
 
 class _Commands(MutableMapping[str, Any]):
@@ -167,7 +180,42 @@ def _build(name: str) -> Any:
         info.callback.__doc__ = _reflow(info.callback.__doc__)
         if info.short_help is None:  # pgbg --help lists the whole first paragraph, wrapped, not cut at 45
             info.short_help = info.callback.__doc__.split("\n\n", 1)[0]
-    return typer.main.get_command(one)
+    command = typer.main.get_command(one)
+    if any(param.name == "dsn" for param in command.params):
+        _add_connection_options(command)
+    return command
+
+
+def _add_connection_options(command: Any) -> None:
+    """Give a command psql's -h, -p and -U beside its -d (``dsn``), and hand its callback the
+    connection string they make with those given before the command (connopts.resolve)."""
+    from typer._click.globals import get_current_context
+
+    at = next(i for i, param in enumerate(command.params) if param.name == "dsn")
+    command.params[at + 1:at + 1] = _connection_params()
+    inner = command.callback
+
+    def callback(**kwargs: Any) -> Any:
+        from pgbg_cli.connopts import ConnOptions, resolve
+
+        after = ConnOptions(dbname=kwargs["dsn"], host=kwargs.pop("host"), port=kwargs.pop("port"),
+                            username=kwargs.pop("username"))
+        before = get_current_context().meta.get(_BEFORE, ConnOptions())
+        kwargs["dsn"] = resolve(after.over(before))
+        return inner(**kwargs)
+
+    command.callback = callback
+
+
+def _connection_params() -> list[Any]:
+    """The click options of -h, -p and -U, declared once (commands.common) for the root and each command."""
+    one = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+    @one.command()
+    def options(host: HostOpt = None, port: PortOpt = None, username: UserOpt = None) -> None:
+        """-h, -p, -U."""
+
+    return list(typer.main.get_command(one).params)
 
 
 def _reflow(doc: str) -> str:

@@ -56,33 +56,59 @@ def main() -> None:
     os._exit(code)
 
 
+# psql's connection options, each as connopts.ConnOptions names it
+_CONNECTION = {"-d": "dbname", "--dbname": "dbname", "--dsn": "dbname", "-h": "host", "--host": "host",
+               "-p": "port", "--port": "port", "-U": "username", "--username": "username"}
+_HELP = {"--help", "-?"}
+
+
 def _connects(args: list[str]) -> bool:
     """Whether this command line runs a command (each connects), not help or completion."""
     from pgbg_cli.commands import COMMANDS
 
-    if not args or args[0] not in COMMANDS or "_PGBG_COMPLETE" in os.environ:
+    command, _, options = _read(args)
+    if command not in COMMANDS or "_PGBG_COMPLETE" in os.environ:
         return False
+    return not (_HELP & set(options))
+
+
+def _read(args: list[str]) -> tuple[str | None, dict[str, str], list[str]]:
+    """The command a command line names, its connection options (the last of each: after the
+    command wins over before it) and its words before ``--``. A guess that may be wrong (``-d``
+    as another option's value, say): the command line is read again by Typer."""
     options = args[: args.index("--")] if "--" in args else args
-    return not ({"-h", "--help"} & set(options))
+    command = None
+    named: dict[str, str] = {}
+    i = 0
+    while i < len(options):
+        arg = options[i]
+        name, eq, value = arg.partition("=")
+        if arg in _CONNECTION:
+            if i + 1 < len(options):
+                named[_CONNECTION[arg]] = options[i + 1]
+            i += 1  # the value, whatever it looks like
+        elif arg.startswith("--") and eq and name in _CONNECTION:
+            named[_CONNECTION[name]] = value
+        elif not arg.startswith("--") and arg[:2] in _CONNECTION:
+            named[_CONNECTION[arg[:2]]] = arg[2:]
+        elif command is None and not arg.startswith("-"):
+            command = arg
+        i += 1
+    return command, named, options
 
 
 def dsn_named(args: list[str]) -> str | None:
-    """The DSN a command line names, as its --dsn/-d option reads it (the last one given),
-    else PGBG_DSN. A guess that may be wrong (``-d`` as another option's value, say):
-    ``db.connect`` then connects anew."""
-    named = None
-    i = 0
-    while i < len(args) and args[i] != "--":
-        arg = args[i]
-        if arg in ("--dsn", "-d"):
-            named = args[i + 1] if i + 1 < len(args) else None
-            i += 1  # the value, whatever it looks like
-        elif arg.startswith("--dsn="):
-            named = arg[len("--dsn="):]
-        elif arg.startswith("-d") and not arg.startswith("--"):
-            named = arg[2:]
-        i += 1
-    return named if named is not None else (os.environ.get("PGBG_DSN") or None)
+    """The connection string a command line names (``-d``, ``-h``, ``-p``, ``-U`` before and
+    after the command, PGBG_DSN), as the command will make it (connopts.resolve); a bad port is
+    left for the command line to refuse. ``db.connect`` connects anew if the guess was wrong."""
+    from pgbg_cli.connopts import ConnOptions, check_port, resolve
+
+    named = _read(args)[1]
+    try:
+        check_port(named.get("port"))
+    except ValueError:
+        return None
+    return resolve(ConnOptions(**named))
 
 
 def __getattr__(name: str) -> Any:

@@ -96,7 +96,7 @@ def connect(dsn: str | None, *, autocommit: bool = True, pin: bool = True) -> ps
             raise PrivilegeProblem(f"cannot connect: {message}") from None
         raise ConnectionProblem(
             f"cannot connect to PostgreSQL: {message} "
-            "(set --dsn/-d, PGBG_DSN or the PG* environment variables)"
+            "(set -h, -p, -U, -d, PGBG_DSN or the PG* environment variables)"
         ) from None
     return conn
 

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 
+import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 
@@ -53,3 +54,95 @@ def test_application_name_is_pgbg(test_db, cli, sql_admin):
     job = json.loads(res.stdout)
     row = sql_admin("SELECT client_app FROM pgbg.job WHERE id = %s", (int(job["handle"].split(":")[0]),))
     assert row[0]["client_app"] == "pgbg"
+
+
+# psql's connection options: -h, -p, -U, -d, before and after the command (README, "Connecting")
+
+def _psql_env(test_db, **extra: str) -> tuple[dict[str, str], dict[str, str]]:
+    """No PG* variable but the password; the parts of the app role's URI, as psql's options."""
+    params = conninfo_to_dict(test_db["app"])
+    env = _env_without_dsn(PGPASSWORD=params["password"], **extra)
+    return env, params
+
+
+def _owner(res) -> str:
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)["owner"]
+
+
+def test_psql_options_after_the_command(test_db, pgbg_proc):
+    env, p = _psql_env(test_db)
+    res = pgbg_proc("launch", "--wait", "--format", "json", "SELECT 1",
+                    "-h", p["host"], "-p", str(p["port"]), "-U", "pgbg_other", "-d", p["dbname"], env=env)
+    assert _owner(res) == "pgbg_other"
+    res = pgbg_proc("list", "--format", "json", f"--host={p['host']}", f"-p{p['port']}", "--username", "pgbg_app",
+                    "--dbname", p["dbname"], env=env)
+    assert res.returncode == 0, res.stderr
+
+
+def test_psql_options_before_the_command_and_after_wins(test_db, pgbg_proc):
+    env, p = _psql_env(test_db)
+    before = ["-h", p["host"], "-p", str(p["port"]), "-U", "pgbg_app", "-d", p["dbname"]]
+    assert _owner(pgbg_proc(*before, "launch", "--wait", "--format", "json", "SELECT 1", env=env)) == "pgbg_app"
+    res = pgbg_proc(*before, "launch", "--wait", "--format", "json", "SELECT 1", "-U", "pgbg_other", env=env)
+    assert _owner(res) == "pgbg_other"
+    # -d after the command replaces the name before it; the host and port before still apply
+    res = pgbg_proc(*before, "list", "-d", "pgbg_no_such_db", env=env)
+    assert res.returncode == 3
+    assert 'database "pgbg_no_such_db" does not exist' in res.stderr
+
+
+def test_a_database_name_in_d_keeps_the_rest_of_pgbg_dsn(test_db, pgbg_proc):
+    res = pgbg_proc("list", "-d", "pgbg_no_such_db", dsn=test_db["app"], env=_env_without_dsn())
+    assert res.returncode == 3
+    assert 'database "pgbg_no_such_db" does not exist' in res.stderr  # PGBG_DSN's host, port and role
+    assert conninfo_to_dict(test_db["app"])["password"] not in res.stderr + res.stdout
+    ok = pgbg_proc("list", "--format", "json", "-d", test_db["name"], dsn=test_db["app"], env=_env_without_dsn())
+    assert ok.returncode == 0, ok.stderr
+    # -U changes the role of PGBG_DSN, and nothing else
+    assert _owner(pgbg_proc("launch", "--wait", "--format", "json", "SELECT 1", "-U", "pgbg_other",
+                            dsn=test_db["app"], env=_env_without_dsn())) == "pgbg_other"
+
+
+def test_a_connection_string_in_d_wins_over_h_p_u_as_in_psql(test_db, pgbg_proc):
+    # psql -h A -d "host=B ..." connects to B: libpq lets the string's fields override
+    res = pgbg_proc("launch", "--wait", "--format", "json", "SELECT 1", "-h", "/nonexistent-pgbg", "-p", "1",
+                    "-U", "pgbg_other", "-d", test_db["app"], env=_env_without_dsn())
+    assert _owner(res) == "pgbg_app"
+    # ... and they fill in what it leaves out
+    p = conninfo_to_dict(test_db["app"])
+    partial = f"dbname={p['dbname']} password={p['password']}"
+    res = pgbg_proc("launch", "--wait", "--format", "json", "SELECT 1", "-h", p["host"], "-p", str(p["port"]),
+                    "-U", "pgbg_other", "-d", partial, env=_env_without_dsn())
+    assert _owner(res) == "pgbg_other"
+
+
+def test_in_process_too(test_db, cli):
+    # the Typer app alone (no console script, so no early connection): the same options
+    p = conninfo_to_dict(test_db["app"])
+    res = cli("-U", "pgbg_other", "launch", "--wait", "--format", "json", "SELECT 1", dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    assert json.loads(res.stdout)["owner"] == "pgbg_other"
+    res = cli("-d", p["dbname"], "-h", "/nonexistent-pgbg", "list", "-h", p["host"], dsn=test_db["app"])
+    assert res.exit_code == 0, res
+
+
+@pytest.mark.parametrize("args", [
+    ["list", "-p", "abc"], ["-p", "abc", "list"], ["list", "-p", "70000"], ["list", "--port", ""],
+    ["list", "-h"], ["-U"], ["list", "-d"],
+], ids=" ".join)
+def test_bad_connection_options_are_one_line_and_exit_2(pgbg_proc, args):
+    res = pgbg_proc(*args, env=_env_without_dsn())
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("pgbg: ") and res.stderr.count("\n") == 1, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_help_is_question_mark_and_h_is_the_host(pgbg_proc):
+    for args in (["-?"], ["list", "-?"], ["-h", "db1", "--help"]):
+        res = pgbg_proc(*args, env=_env_without_dsn())
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.startswith("Usage: ")
+        assert "-h, --host HOST" in res.stdout and "-U, --username USER" in res.stdout
+    res = pgbg_proc("list", "-h", env=_env_without_dsn())
+    assert "requires an argument" in res.stderr

@@ -126,7 +126,7 @@ def _commands() -> list[str]:
     return sorted(typer.main.get_command(app).commands)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["-h"], ["--version"], ["-V"]], ids=" ".join)
+@pytest.mark.parametrize("args", [["--help"], ["-?"], ["--version"], ["-V"]], ids=" ".join)
 def test_help_and_version_do_not_import_psycopg(args):
     code, loaded, out = _probe(*args)
     assert code == 0

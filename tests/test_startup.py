@@ -96,6 +96,12 @@ def test_help_lists_every_command_with_its_whole_summary():
     (["launch", "--", "-d", "host=a"], "host=env", "host=env"),  # after --: arguments
     (["list"], "host=env", "host=env"),
     (["list"], "", None),
+    (["-h", "db1", "list", "-d", "shop"], None, "host=db1 dbname=shop"),  # before and after the command
+    (["-h", "db1", "list", "--host=db2", "-p5433", "-U", "me"], None, "host=db2 port=5433 user=me"),  # after wins
+    (["list", "-d", "shop"], "host=env user=u", "host=env user=u dbname=shop"),  # a name: PGBG_DSN's dbname
+    (["list", "-h", "db1", "-d", "host=a"], "host=env", "host=a"),  # a conninfo's fields win, as in psql
+    (["list", "-p", "5433", "-d", "host=a"], "host=env", "port=5433 host=a"),  # ... options fill in the rest
+    (["list", "-p", "abc"], "host=env", None),  # refused by the command line, not guessed
 ])
 def test_the_dsn_a_command_line_names(monkeypatch, args, env, expected):
     from pgbg_cli.cli import dsn_named
@@ -104,11 +110,15 @@ def test_the_dsn_a_command_line_names(monkeypatch, args, env, expected):
         monkeypatch.delenv("PGBG_DSN", raising=False)
     else:
         monkeypatch.setenv("PGBG_DSN", env)
-    assert dsn_named(args) == expected
+    from psycopg.conninfo import conninfo_to_dict
+
+    got = dsn_named(args)
+    assert (got and conninfo_to_dict(got)) == (expected and conninfo_to_dict(expected)), got
 
 
 @pytest.mark.parametrize("args, connects", [
-    (["launch", "SELECT 1"], True), (["list", "--help"], False), (["list", "-h"], False),
+    (["launch", "SELECT 1"], True), (["list", "--help"], False), (["list", "-?"], False), (["list", "-h", "db1"], True),
+    (["-h", "db1", "list"], True), (["-U", "me", "-?"], False), (["-d", "x"], False),
     (["launch", "--", "--help"], True), (["--help"], False), (["nosuch"], False), ([], False),
 ])
 def test_which_command_lines_connect_early(monkeypatch, args, connects):
@@ -133,5 +143,5 @@ def test_a_failed_early_connection_reads_as_any(pgbg_proc):
     res = pgbg_proc("list", "-d", "host=/nonexistent-pgbg port=5999 connect_timeout=2")
     assert res.returncode == 3
     assert res.stderr.startswith("pgbg: cannot connect to PostgreSQL: ")
-    assert "(set --dsn/-d, PGBG_DSN or the PG* environment variables)" in res.stderr
+    assert "(set -h, -p, -U, -d, PGBG_DSN or the PG* environment variables)" in res.stderr
     assert "Traceback" not in res.stderr

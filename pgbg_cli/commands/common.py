@@ -13,16 +13,40 @@ import typer
 from pgbg_cli.errors import UsageError
 from pgbg_cli.output import Format
 
+
+def _port(value: str | None) -> str | None:
+    from pgbg_cli.connopts import check_port
+
+    try:
+        return check_port(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+# psql's connection options, on every command and before it (app.py adds -h, -p and -U to each
+# command; connopts.py says how they, PGBG_DSN and libpq's environment combine).
 DsnOpt = Annotated[
     str | None,
     typer.Option(
-        "--dsn",
+        "--dbname",
         "-d",
-        envvar="PGBG_DSN",
-        show_envvar=True,
-        help="Connection string or URI (libpq's PG* variables, service file and .pgpass apply too).",
+        "--dsn",
+        metavar="DBNAME|CONNINFO",
+        help="Database name, or a connection string or URI (default: PGBG_DSN; README: Connecting).",
         show_default=False,
     ),
+]
+HostOpt = Annotated[
+    str | None,
+    typer.Option("--host", "-h", metavar="HOST", help="Server host name or socket directory.", show_default=False),
+]
+PortOpt = Annotated[
+    str | None,
+    typer.Option("--port", "-p", metavar="PORT", callback=_port, help="Server port.", show_default=False),
+]
+UserOpt = Annotated[
+    str | None,
+    typer.Option("--username", "-U", metavar="USER", help="Role to connect as.", show_default=False),
 ]
 
 FormatOpt = Annotated[
