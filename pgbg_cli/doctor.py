@@ -30,6 +30,7 @@ class Report:
     bound_to: str | None = None
     role: str | None = None
     supervisor_pid: int | None = None
+    messages: str | None = None  # are a job's WARNING/NOTICE/INFO kept (pgbg_messages)?
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -39,7 +40,7 @@ class Report:
             "features": dict(self.features), "schema_version": self.schema_version,
             "schema_wanted": self.schema_wanted, "schema_state": self.schema_state,
             "bound_to": self.bound_to, "role": self.role, "supervisor_pid": self.supervisor_pid,
-            "problems": list(self.problems),
+            "messages": self.messages, "problems": list(self.problems),
         }
 
 
@@ -114,4 +115,11 @@ def examine(conn: psycopg.Connection[Any]) -> Report:
         rep.problems.append(f"pgbg's functions were made for another version of pg_background than {ext.version}: "
                             "run pgbg init")
     rep.supervisor_pid = conn.execute("SELECT pgbg.supervisor_pid() AS p").fetchone()["p"]
+    kept = conn.execute("SELECT pgbg._messages_available() AS k").fetchone()["k"]
+    rep.messages = MESSAGES_KEPT if kept else MESSAGES_NOT_KEPT
     return rep
+
+
+MESSAGES_KEPT = "kept with each job's outcome (pgbg_messages)"
+MESSAGES_NOT_KEPT = ("not kept: the server has no pgbg_messages library, or pgbg init was not run by a superuser "
+                     "(README: Messages)")

@@ -10,6 +10,7 @@ OK = 0
 JOB_FAILED = 1  # a job failed, was canceled, timed out or was lost
 USAGE = 2  # bad usage or bad input
 ENVIRONMENT = 3  # connection, extension, schema or privilege problem
+WARNED = 4  # wait/launch --wait --strict: every job succeeded, and one said WARNING
 NOT_STARTED = 75  # launch: the job is queued and nothing will start it (EX_TEMPFAIL: try again later)
 WAIT_TIMEOUT = 124  # a wait ran out of time (as timeout(1) does)
 
@@ -18,6 +19,7 @@ EXIT_CODES: dict[int, str] = {
     JOB_FAILED: "a job failed, was canceled, timed out or was lost",
     USAGE: "bad usage or bad input",
     ENVIRONMENT: "connection, extension, schema or privilege problem",
+    WARNED: "with --strict: the jobs succeeded, but one emitted a WARNING",
     NOT_STARTED: "a job is queued and nothing will start it (no worker slot, no dispatcher)",
     WAIT_TIMEOUT: "a wait timed out",
 }

@@ -23,6 +23,9 @@ OWNER_ROLE = "pgbg_owner"  # NOLOGIN: owns the schema; its SECURITY DEFINER func
 GROUP_ROLES = (USER_ROLE, ADMIN_ROLE, OWNER_ROLE, "pgbackground_role")  # never own jobs
 # SECURITY DEFINER helpers that only other functions of the schema (running as pgbg_owner)
 # call: no role may call them, since each trusts its arguments.
+MESSAGES_NOT_KEPT = (
+    "job messages (WARNING, NOTICE, INFO) are not kept: the server lacks pgbg's pgbg_messages library, "
+    "or a non-superuser ran pgbg init (README: Messages)")
 INTERNAL = ("pgbg._backend_alive(integer, timestamp with time zone)", "pgbg._live_worker(pgbg.job)",
             "pgbg._actor(name, text)", "pgbg._supervised_job(bigint, text[])")
 
@@ -310,6 +313,7 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
             if ext.is_superuser:
                 conn.execute(_rebind_sql(conn))
                 _event_triggers(conn)
+                _message_functions(conn)
 
             conn.execute("SELECT pgbg._settings_repair()")
             _own(conn)
@@ -337,9 +341,24 @@ def install(conn: psycopg.Connection[Any], ext: extension.Extension) -> Status:
     return after
 
 
+def _message_functions(conn: psycopg.Connection[Any]) -> None:
+    """The C functions that keep a job's messages (ext/pgbg_messages), when the server has the
+    library; a superuser's init only. Without it they are dropped, and messages are not kept."""
+    import psycopg
+
+    try:
+        with conn.transaction():  # a savepoint: a missing library leaves nothing behind
+            conn.execute(schema.read("messages_c.sql"))
+    except (psycopg.errors.UndefinedFile, psycopg.errors.UndefinedFunction):
+        conn.execute("DROP FUNCTION IF EXISTS pgbg._messages_begin(integer, integer)")
+        conn.execute("DROP FUNCTION IF EXISTS pgbg._messages_take()")
+
+
 def _warnings(conn: psycopg.Connection[Any], ext: extension.Extension) -> list[str]:
     """What makes the install less safe than it could be, in one line each."""
     found = []
+    if not conn.execute("SELECT pgbg._messages_available() AS ok").fetchone()["ok"]:
+        found.append(MESSAGES_NOT_KEPT)
     if conn.execute("SELECT to_regnamespace('pgbg_bind') IS NULL AS none").fetchone()["none"]:
         found.append("no event triggers were made (only a superuser can): after CREATE, DROP or ALTER EXTENSION "
                      "pg_background, run pgbg init again")

@@ -19,6 +19,10 @@ def _time(value: Any, row: dict[str, Any]) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _lines(value: Any, row: dict[str, Any]) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else [] if value is None else [str(value)]
+
+
 def _progress(value: Any, row: dict[str, Any]) -> str:
     if not value:
         return ""
@@ -62,6 +66,9 @@ RECORD_FIELDS = [
     Column("worker_pid", "worker pid"),
     Column("progress", "progress", _progress),
     Column("reason", "reason"),
+    # what the job said: for people, its lines (messages.for_people)
+    Column("messages", "messages", _lines),
+    Column("messages_dropped", "messages dropped"),
     Column("client_addr", "launched from"),
     Column("sql", "sql"),
 ]
@@ -117,5 +124,7 @@ def summary(job: dict[str, Any]) -> str:
     elapsed = enrich(job).get("elapsed_ms")
     if elapsed is not None and job["state"] not in ("queued", "starting", "running"):
         details.append(f"in {format_ms(elapsed)}")
-    head = f"job {job['id']}:{job['cookie']} {job['state']}"
+    from pgbg_cli.messages import state_text
+
+    head = f"job {job['id']}:{job['cookie']} {state_text(job)}"
     return head + (": " + "; ".join(details) if details else "")

@@ -18,6 +18,7 @@
 #   scripts/sandbox.sh describe  say which PostgreSQL and pg_background the server runs
 #   scripts/sandbox.sh shop      start, then (re)make database shop and the README's sample
 #                                tables in it (scripts/shop.sql; PGBG_SHOP_ROWS orders per status)
+#   scripts/sandbox.sh messages  build if needed; exit 0 when pgbg_messages (ext/) is in the root
 #
 # PGBG_SANDBOX_SERVER picks the server (each has its own root, clusters and ports):
 #   pg18-bg20  PostgreSQL 18 + pg_background 2.0.3, Debian sid packages, pg_cron (default)
@@ -63,6 +64,8 @@ DATA=$ROOT$DATA_IN_ROOT
 INITLOG=$CACHE/initdb-$INSTANCE.log
 [ "$SERVER" = pg18-bg20 ] || INITLOG=$CACHE/initdb-$SERVER-$INSTANCE.log
 STAMP=$ROOT/.pgbg-sandbox-ready
+MSG_SRC=$REPO/ext/pgbg_messages          # pgbg's own C module, built into every root
+MSG_STAMP=$ROOT/.pgbg-messages-built     # the digest of the source it was built from
 DB=${PGBG_SANDBOX_DB:-pgbg}
 # Sandbox-only passwords: the server is bound to 127.0.0.1 and thrown away.
 ADMIN_PW=${PGBG_SANDBOX_ADMIN_PASSWORD:-sandbox-admin-secret}
@@ -108,6 +111,7 @@ unmount_under() {
 build() {
   if ready; then
     if [ "$BG" = 2.0 ] && ! have_cron; then need_root; build_lock; add_cron; fi
+    add_messages
     if [ "$BG" = 1.8 ] && [ -f "$TARBALL" ] && [ "$(cat "$STAMP")" != "$(tarball_sum)" ]; then
       need_root; build_lock
       log "the pg_background 1.8 tarball changed: building it again into $ROOT"
@@ -125,7 +129,7 @@ build() {
     apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
   fi
   build_lock
-  ready && return 0  # built by another run while this one waited
+  ready && { add_messages; return 0; }  # built by another run while this one waited
   local tmp=$ROOT.partial
   unmount_under "$tmp"
   rm -rf "$tmp"
@@ -144,6 +148,54 @@ build() {
   rm -rf "$ROOT"
   mv "$tmp" "$ROOT"
   log "root ready"
+  add_messages
+}
+
+messages_sum() { cat "$MSG_SRC/Makefile" "$MSG_SRC"/*.c | sha256sum | cut -d' ' -f1; }
+messages_built() {
+  [ -f "$MSG_STAMP" ] && [ "$(cat "$MSG_STAMP")" = "$(messages_sum)" ] \
+    && [ -f "$ROOT/usr/lib/postgresql/$PGV/lib/pgbg_messages.so" ]
+}
+
+add_messages() {
+  # ext/pgbg_messages (pgbg's C module that keeps a job's messages) built with the root's own
+  # pg_config and compiler, and installed into it; again only when its source changed. A
+  # root without server headers (the sid root of pg18-bg20) gets them first, if that adds
+  # packages and changes none. Without the module the server runs, and pgbg says that it
+  # keeps no messages there.
+  [ -f "$MSG_SRC/Makefile" ] || return 0
+  messages_built && return 0
+  need_root; build_lock
+  messages_built && return 0  # built by another run while this one waited
+  local src=/usr/src/pgbg_messages mlog=$CACHE/pgbg_messages-$SERVER.log lib=/usr/lib/postgresql/$PGV/lib
+  if [ ! -f "$ROOT/usr/include/postgresql/$PGV/server/postgres.h" ] || [ ! -x "$ROOT/usr/bin/make" ]; then
+    local pkgs=(postgresql-server-dev-$PGV make gcc libc6-dev) opt=(-o Acquire::Check-Valid-Until=false -q) plan
+    log "adding ${pkgs[*]} to $ROOT (to build pgbg_messages)"
+    [ -s "$ROOT/etc/apt/sources.list" ] || printf 'deb %s %s main\n' "$(mirror)" "$SUITE" >"$ROOT/etc/apt/sources.list"
+    if ! chroot "$ROOT" apt-get "${opt[@]}" update >"$mlog" 2>&1; then
+      log "pgbg_messages not built (apt-get update failed, log: $mlog): this server keeps no job messages"; return 0
+    fi
+    plan=$(chroot "$ROOT" apt-get "${opt[@]}" -s install --no-install-recommends "${pkgs[@]}" 2>>"$mlog" | grep -E '^(Inst|Remv) ' || true)
+    if printf '%s\n' "$plan" | grep -qE '^Remv |^Inst [^ ]+ \['; then
+      printf '%s\n' "$plan" >>"$mlog"
+      log "pgbg_messages not built: its build tools would change packages of the root (log: $mlog)"; return 0
+    fi
+    chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get "${opt[@]}" install -y --no-install-recommends "${pkgs[@]}" >>"$mlog" 2>&1 \
+      || { log "pgbg_messages not built (apt-get install failed, log: $mlog): this server keeps no job messages"; return 0; }
+    chroot "$ROOT" apt-get clean >/dev/null 2>&1 || true
+  fi
+  rm -rf "${ROOT:?}$src"
+  mkdir -p "$ROOT$src"
+  cp "$MSG_SRC/Makefile" "$MSG_SRC"/*.c "$ROOT$src/"
+  log "building pgbg_messages against PostgreSQL $PGV"
+  # installed beside, then renamed: servers of the root may have the old library loaded
+  if chroot "$ROOT" /bin/sh -c "cd $src && make with_llvm=no PG_CONFIG=$PGBIN/pg_config && install -m 755 pgbg_messages.so $lib/pgbg_messages.so.new && mv -f $lib/pgbg_messages.so.new $lib/pgbg_messages.so" >>"$mlog" 2>&1; then
+    messages_sum >"$MSG_STAMP"
+  else
+    tail -n 20 "$mlog" >&2
+    log "pgbg_messages did not build (log: $mlog): this server keeps no job messages"
+  fi
+  rm -rf "${ROOT:?}$src"
 }
 
 install_bg18() {
@@ -353,6 +405,7 @@ case "${1:-}" in
   env) printf 'export PGHOST=127.0.0.1 PGPORT=%s PGDATABASE=%s PGUSER=postgres PGPASSWORD=%s\n' "$(port)" "$DB" "$ADMIN_PW" ;;
   logfile) echo "$ROOT$LOG_IN_ROOT" ;;
   extdir) echo "$ROOT/usr/share/postgresql/$PGV/extension" ;;
+  messages) build; messages_built ;;
   servers) echo "pg18-bg20 pg18-bg18 pg17-bg18 pg15-bg18" ;;
   describe) versions ;;
   shop)

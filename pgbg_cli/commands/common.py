@@ -49,6 +49,9 @@ UserOpt = Annotated[
     typer.Option("--username", "-U", metavar="USER", help="Role to connect as.", show_default=False),
 ]
 
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Exit 4 when the jobs succeeded but one emitted a WARNING.")
+]
 FormatOpt = Annotated[
     Format,
     typer.Option(
@@ -124,6 +127,15 @@ def read_sql(sql_arg: str | None, file: Path | None) -> str:
     return sql_arg
 
 
-def exit_for(jobs: list[dict[str, Any]]) -> int:
-    """0 when every job succeeded, 1 otherwise."""
-    return 0 if all(j["state"] == "succeeded" for j in jobs) else 1
+def exit_for(jobs: list[dict[str, Any]], *, strict: bool = False) -> int:
+    """0 when every job succeeded, 1 otherwise; with ``strict``, 4 (WARNED) when every job
+    succeeded and one of them emitted a WARNING."""
+    if not all(j["state"] == "succeeded" for j in jobs):
+        return 1
+    if strict:
+        from pgbg_cli.errors import WARNED
+        from pgbg_cli.messages import with_warnings
+
+        if any(with_warnings(j) for j in jobs):
+            return WARNED
+    return 0

@@ -39,6 +39,7 @@ def doctor(fmt: FormatOpt = Format.auto, dsn: DsnOpt = None) -> None:
         Column("bound_to", "bound to"),
         Column("role", "role"),
         Column("supervisor_pid", "supervisor pid"),
+        Column("messages", "job messages"),
         Column("problems", "problems", human=lambda v, _r: list(v or []) or ["none"]),
     ]
     record = rep.as_dict()

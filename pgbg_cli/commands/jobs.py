@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pgbg_cli.commands.common import DsnOpt, FormatOpt, database, exit_for, renewable
+from pgbg_cli.commands.common import DsnOpt, FormatOpt, StrictOpt, database, exit_for, renewable
 from pgbg_cli.commands.stats import CountOpt, IntervalOpt, WatchOpt, watch_options
 from pgbg_cli.output import Format
 
@@ -50,13 +50,16 @@ def wait(
                      help="Give up after this long (e.g. 30s, 5m; at most 36525d): exit 124."),
     ] = None,
     any_: Annotated[bool, typer.Option("--any", help="Return as soon as one of the jobs has ended.")] = False,
+    strict: StrictOpt = False,
     fmt: FormatOpt = Format.auto,
     dsn: DsnOpt = None,
 ) -> None:
     """Wait for jobs to end and print their outcomes.
 
+    The WARNING, NOTICE and INFO messages each job emitted go to stderr, one line each.
     Exit 0 when all succeeded, 1 when any failed, was canceled, timed out or was lost,
-    124 when --timeout ran out first. The jobs go on after a timeout or Ctrl-C.
+    4 with --strict when all succeeded but one emitted a WARNING, 124 when --timeout ran
+    out first. The jobs go on after a timeout or Ctrl-C.
     """
     from pgbg_cli import handles as handles_mod
     from pgbg_cli import jobs, output
@@ -72,12 +75,13 @@ def wait(
                               tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar))
         _emit_jobs(live.conn, final, fmt)
     ended = [j for j in final if jobs.is_final(j)]
-    for job in ended:
-        if job["state"] != "succeeded":
-            from pgbg_cli import jobview
+    from pgbg_cli import jobview, messages
 
+    messages.say_all(ended)
+    for job in ended:
+        if job["state"] != "succeeded" or messages.with_warnings(job):
             output.say(f"pgbg: {jobview.summary(job)}")
-    raise typer.Exit(exit_for(ended if any_ else final))
+    raise typer.Exit(exit_for(ended if any_ else final, strict=strict))
 
 
 def cancel(
@@ -165,7 +169,7 @@ def show(
 ) -> None:
     """Show everything pgbg recorded about one job."""
     from pgbg_cli import handles as handles_mod
-    from pgbg_cli import jobs, jobview, output, progress, waiting
+    from pgbg_cli import jobs, jobview, messages, output, progress, waiting
     from pgbg_cli.errors import UsageError
 
     h = handles_mod.parse(handle)
@@ -182,7 +186,8 @@ def show(
             return
         # queued, and nothing starts it: why, and the fix (as its reason)
         waiting.annotate(conn, [job], started=start.role if start and start.alive else None)
-        output.emit_record(progress.enriched(conn, [job])[0], jobview.RECORD_FIELDS, fmt, compact=True)
+        record = messages.for_people(progress.enriched(conn, [job])[0], fmt)
+        output.emit_record(record, jobview.RECORD_FIELDS, fmt, compact=True)
 
 
 def list_(

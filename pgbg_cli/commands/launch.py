@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pgbg_cli.commands.common import DsnOpt, FormatOpt, database, exit_for, read_sql
+from pgbg_cli.commands.common import DsnOpt, FormatOpt, StrictOpt, database, exit_for, read_sql
 from pgbg_cli.errors import NOT_STARTED
 from pgbg_cli.output import Format
 
@@ -54,6 +54,7 @@ def launch(
                      help="When no worker slot is free for the role's supervisor, try this long (0 to 1h) "
                           "before exit 75: the job stays queued and nothing will start it."),
     ] = "10s",
+    strict: StrictOpt = False,
     fmt: FormatOpt = Format.auto,
     dsn: DsnOpt = None,
 ) -> None:
@@ -61,7 +62,8 @@ def launch(
 
     Prints the job's handle <id>:<cookie>, which every later pgbg command accepts from any
     host. With --wait, shows live progress and prints the outcome; the exit code is 0 when
-    the job succeeded and 1 when it failed, was canceled or timed out. Killing pgbg never
+    the job succeeded and 1 when it failed, was canceled or timed out (4 with --strict when
+    it succeeded but emitted a WARNING; its messages go to stderr). Killing pgbg never
     loses the job: it runs and its outcome is recorded all the same.
     """
     from pgbg_cli import jobs, numbers
@@ -103,7 +105,7 @@ def launch(
         except KeyboardInterrupt:
             final = _interrupted(job, keep_running=keep_running, dsn=dsn)
     _print_outcome(final, fmt, rows=result)
-    raise typer.Exit(exit_for([final]))
+    raise typer.Exit(exit_for([final], strict=strict))
 
 
 def _started(conn: Any, job: dict[str, Any], first: Any, timeout_s: float, *, waiting_here: bool) -> str | None:
@@ -188,13 +190,18 @@ def _interrupted(job: dict[str, Any], *, keep_running: bool, dsn: str | None) ->
 
 
 def _print_outcome(job: dict[str, Any], fmt: Format, *, rows: bool) -> None:
-    from pgbg_cli import jobs, jobview, output
+    from pgbg_cli import jobs, jobview, messages, output
 
     if rows and job["state"] == "succeeded":
         names, data = jobs.result_rows(job)
         output.emit_rows(data, [output.Column(n) for n in names], fmt)
+        messages.say_all([job])
         output.say(f"pgbg: {jobview.summary(job)}")
         return
-    output.emit_record(jobview.enrich(job), jobview.RECORD_FIELDS, fmt, compact=True)
-    if job["state"] != "succeeded":
+    record = messages.for_people(jobview.enrich(job), fmt)
+    if output.resolve(fmt) not in (Format.json, Format.csv):
+        record["messages"] = None  # for people they go to stderr, below
+    output.emit_record(record, jobview.RECORD_FIELDS, fmt, compact=True)
+    messages.say_all([job])
+    if job["state"] != "succeeded" or messages.with_warnings(job):
         output.say(f"pgbg: {jobview.summary(job)}")

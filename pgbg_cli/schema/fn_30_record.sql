@@ -249,7 +249,8 @@ CREATE OR REPLACE FUNCTION pgbg._record_outcome(
     p_id bigint, p_errored boolean, p_unreadable boolean,
     p_sqlstate text, p_message text, p_detail text, p_hint text, p_context text,
     p_command_tag text, p_row_count bigint, p_result jsonb,
-    p_started_at timestamptz, p_finished_at timestamptz)
+    p_started_at timestamptz, p_finished_at timestamptz,
+    p_messages jsonb, p_messages_dropped integer)
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     j pgbg.job := pgbg._supervised_job(p_id, '{running}');
@@ -270,6 +271,9 @@ BEGIN
            detail = p_detail, hint = p_hint,
            context = p_context, command_tag = p_command_tag, row_count = p_row_count,
            result = CASE WHEN j.want_result AND final_state = 'succeeded' THEN p_result END,
+           -- what the job said (fn_45_messages.sql): NULL when not kept
+           messages = CASE WHEN pg_catalog.jsonb_typeof(p_messages) = 'array' THEN p_messages END,
+           messages_dropped = GREATEST(coalesce(p_messages_dropped, 0), 0),
            reason = CASE
                WHEN final_state = 'timed_out' THEN pg_catalog.format('ran longer than its timeout of %s ms', j.timeout_ms)
                WHEN final_state = 'canceled' THEN pg_catalog.format('canceled by %s', coalesce(j.cancel_by, j.owner))

@@ -10,21 +10,27 @@ DECLARE
     h record;
     v_state text;
     v_message text;
+    keep boolean;
 BEGIN
     -- locked first: a lock timeout here comes before anything runs
     j := pgbg._lock_claimed(p_id);
     IF j.id IS NULL THEN
         RETURN true;
     END IF;
-    -- Nobody reads a worker's notices while it runs, and once they fill its queue the worker
+    -- Nobody reads a worker's messages while it runs, and once they fill its queue the worker
     -- blocks until this supervisor reads the queue to the end of the job, stalling every
-    -- other job meanwhile: keep them out of the queue. The job's statements wait for locks
-    -- as they would anywhere (no lock_timeout of the supervisor's).
-    PERFORM pg_catalog.set_config('client_min_messages', 'warning', true);
+    -- other job meanwhile. Where the job's messages are kept (fn_45_messages.sql) its NOTICEs
+    -- go to the queue too, which is then 1 MB unless the job asked for a size (about 5000
+    -- messages); elsewhere they are kept out of it. The job's statements wait for locks as
+    -- they would anywhere (no lock_timeout of the supervisor's).
+    keep := pgbg._messages_available();
+    PERFORM pg_catalog.set_config('client_min_messages', CASE WHEN keep THEN 'notice' ELSE 'warning' END, true);
     PERFORM pg_catalog.set_config('lock_timeout', '0', true);
     BEGIN
         SELECT * INTO h FROM pgbg._bg_launch(
-            j.sql || coalesce(pgbg._tag_statement(j), ''), j.queue_size, pg_catalog.left('pgbg:' || j.id || ':' || coalesce(j.label, ''), 60), j.search_path);
+            j.sql || coalesce(pgbg._tag_statement(j), ''),
+            CASE WHEN keep AND j.queue_size = 0 THEN 1048576 ELSE j.queue_size END,
+            pg_catalog.left('pgbg:' || j.id || ':' || coalesce(j.label, ''), 60), j.search_path);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
         IF v_state = '42883' THEN

@@ -14,17 +14,26 @@ DECLARE
     v_last text;
     consumed boolean := false;
     unreadable boolean := false;
+    keep boolean;
+    v_messages jsonb;
+    v_dropped integer := 0;
 BEGIN
     IF NOT pgbg._bg_outcome_info() THEN
         PERFORM pgbg._finish_by_reading(j);  -- pg_background 1.8 (fn_55_finish_read.sql)
         RETURN;
     END IF;
+    -- the job's WARNING, NOTICE and INFO messages reach this backend as its result is read
+    keep := pgbg._messages_start();  -- fn_45_messages.sql
     SELECT * INTO ri FROM pgbg._bg_result_info(j.worker_pid, j.worker_cookie);
     IF coalesce(o.has_error, false) THEN
         SELECT * INTO e FROM pgbg._bg_error_info(j.worker_pid, j.worker_cookie);
         v_sqlstate := coalesce(e.sqlstate, o.sqlstate);
         v_message := coalesce(e.message, o.error_message);
         v_detail := e.detail; v_hint := e.hint; v_context := e.context;
+        IF keep THEN
+            PERFORM pgbg._messages_drain(j);  -- what it said before its error
+            consumed := true;
+        END IF;
     ELSIF (j.want_result OR NOT coalesce(o.completed, false)) AND pgbg._rows_nameable(j.result_types) THEN
         -- Rows are read only in types made with the server (oid below 16384): reading a
         -- value runs its type's input function, and a domain's CHECK or a composite's
@@ -55,7 +64,11 @@ BEGIN
             END IF;
         END;
     ELSIF coalesce(o.completed, false) THEN
-        NULL;  -- ended: its command tag and row count are in the result info; nothing to read
+        -- ended: its command tag and row count are in the result info; its messages are read
+        IF keep THEN
+            PERFORM pgbg._messages_drain(j);
+            consumed := true;
+        END IF;
     ELSE
         -- Still running, blocked on a queue full of what nobody reads while it runs: a flood of
         -- NOTICE or INFO (VACUUM VERBOSE of many tables), or rows of a statement pgbg could not
@@ -93,9 +106,12 @@ BEGIN
         END;
     END IF;
 
+    IF keep THEN
+        SELECT s.messages, s.dropped INTO v_messages, v_dropped FROM pgbg._messages_stop() s;
+    END IF;
     PERFORM pgbg._record_outcome(
         j.id, v_sqlstate IS NOT NULL OR (o.state = 'canceled' AND NOT unreadable), unreadable,
         v_sqlstate, v_message, v_detail, v_hint, v_context, v_tag, v_rows, res,
-        ri.started_at, ri.finished_at);
+        ri.started_at, ri.finished_at, v_messages, v_dropped);
 END
 $$;

@@ -111,7 +111,12 @@ DECLARE
     v_rows bigint;
     unreadable boolean := false;
     appended boolean := pgbg._tag_statement(j) IS NOT NULL;
+    keep boolean;
+    v_messages jsonb;
+    v_dropped integer := 0;
 BEGIN
+    -- the job's WARNING, NOTICE and INFO messages reach this backend as its result is read
+    keep := pgbg._messages_start();  -- fn_45_messages.sql
     BEGIN
         IF NOT appended AND pgbg._rows_nameable(j.result_types) THEN
             -- rows of one statement, of built-in types: kept (--result), or counted (a CALL)
@@ -161,9 +166,12 @@ BEGIN
             v_context := pgbg._job_context(v_context);
         END IF;
     END;
+    IF keep THEN
+        SELECT s.messages, s.dropped INTO v_messages, v_dropped FROM pgbg._messages_stop() s;
+    END IF;
     PERFORM pgbg._record_outcome(
         j.id, v_sqlstate IS NOT NULL, unreadable,
         v_sqlstate, v_message, v_detail, v_hint, v_context, v_tag, v_rows, res,
-        j.worker_started, NULL);
+        j.worker_started, NULL, v_messages, v_dropped);
 END
 $$;

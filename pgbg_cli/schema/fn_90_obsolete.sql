@@ -15,6 +15,9 @@ DROP FUNCTION IF EXISTS pgbg._reconcile_scan(name);
 DROP FUNCTION IF EXISTS pgbg._reconcile_note(bigint, text, name);
 DROP FUNCTION IF EXISTS pgbg._supervisor_register(name);
 DROP FUNCTION IF EXISTS pgbg._record_note(bigint, text);
+-- version 2's recorder, before a job's messages were kept with its outcome
+DROP FUNCTION IF EXISTS pgbg._record_outcome(bigint, boolean, boolean, text, text, text, text, text,
+                                             text, bigint, jsonb, timestamptz, timestamptz);
 
 -- Kept, pinned, for version 1's code that may still be running while `pgbg init` upgrades
 -- (a statement of a version 1 supervisor that waited on the upgrade's locks): a missing
