@@ -223,7 +223,7 @@ def test_definer_functions_refuse_to_act_as_another_role(sec, victim_jobs, admin
         "SELECT pgbg._claim_next()",
         f"SELECT pgbg._lock_claimed({h.id})",
         f"SELECT pgbg._record_outcome({h.id}, true, false, '22012', 'forged', NULL, NULL, NULL, "
-        "NULL, NULL, NULL, NULL, NULL)",
+        "NULL, NULL, NULL, NULL, NULL, '[]', 0)",
         f"SELECT pgbg._record_lost({r.id}, 'forged')",
         f"SELECT pgbg._record_tend_error({r.id}, 'forged')",
         f"SELECT pgbg._supervised_worker_alive({r.id})",
