@@ -5,6 +5,7 @@ wait and launch --wait, present in JSON; --strict exits 4 when a success warned.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -170,3 +171,20 @@ def test_without_the_module_messages_are_not_kept_and_say_so(server_dsn, cli):
         assert json.loads(cli("show", "--format", "json", handle, dsn=dsn).stdout)["messages"] is None
         doctor = cli("doctor", "--format", "json", dsn=db["admin"])
         assert json.loads(doctor.stdout)["messages"].startswith("not kept"), doctor
+
+
+def test_a_vacuum_that_skips_tables_it_may_not_vacuum_warns(test_db, pgbg_proc, sql_admin):
+    # the issue's case: a non-owner's VACUUM "succeeds" while the server skipped tables. The
+    # wording differs by version (PostgreSQL 15: 'skipping "t" --- only table or database
+    # owner can vacuum it'; 18: 'permission denied to vacuum "t", skipping it').
+    res = pgbg_proc("launch", "--wait", "--strict", "VACUUM", dsn=test_db["app"], timeout=300)
+    assert res.returncode == WARNED, res
+    handle = res.stdout.split()[1]
+    row = _job(sql_admin, handle)
+    assert row["state"] == "succeeded"
+    skipped = [m for m in row["messages"] if m["severity"] == "WARNING" and "vacuum" in m["message"]
+               and "skipping" in m["message"]]
+    assert skipped, row["messages"][:3]
+    assert all(re.search(r'"[a-z_0-9]+"', m["message"]) for m in skipped)  # each names its table
+    assert "WARNING: " + skipped[0]["message"] in res.stderr
+    assert "succeeded with" in res.stderr and "warning" in res.stderr
