@@ -32,10 +32,11 @@ CHATTY = "DO $$ BEGIN RAISE NOTICE 'job %s'; RAISE WARNING 'careful'; END $$"
 def run(conn: Any, n: int, chatty: bool) -> float:
     """Queue n jobs at once, start the supervisor, wait for every one to end: seconds."""
     conn.execute("DELETE FROM pgbg.job WHERE state NOT IN ('queued', 'starting', 'running')")
-    sql = CHATTY.replace("%s", "' || g || '") if chatty else "SELECT 1 /* ' || g || ' */"
+    template = CHATTY if chatty else "SELECT 1 /* %s */"
     started = time.monotonic()
     with conn.transaction():
-        conn.execute(f"SELECT count(*) FROM generate_series(1, %s) g, LATERAL pgbg.submit('{sql}') s", (n,))
+        conn.execute("SELECT count(*) FROM generate_series(1, %s) g, LATERAL pgbg.submit(pg_catalog.format(%s, g)) s",
+                     (n, template))
     conn.execute("SELECT pgbg.ensure_supervisor()")
     while conn.execute("SELECT count(*) AS n FROM pgbg.job WHERE state IN ('queued', 'starting', 'running')"
                        ).fetchone()["n"]:
