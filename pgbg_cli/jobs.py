@@ -53,7 +53,7 @@ ENSURE_IF_QUEUED_SQL = (
     "EXISTS (SELECT 1 FROM pgbg.job WHERE owner = current_user AND state = 'queued') AS queued) AS q"
 )
 SUBMIT_SQL = ("SELECT * FROM pgbg.submit(%s, %s, %s, %s, %s, %s::oid[], %s::int[], %s::text[], "
-              "p_search_path => %s)")
+              "p_search_path => %s, p_group_name => %s, p_group_limit => %s)")
 # pseudo types cannot be named in a column list; types made after initdb (oid 16384 and up:
 # domains, enums, composites) are not read, since reading a value runs its type's code with
 # the job owner's rights. pgbg.submit refuses them too (and types it cannot find).
@@ -69,6 +69,8 @@ def register(
     timeout_ms: int | None = None,
     queue_size: int = 0,
     want_result: bool = False,
+    group: str | None = None,
+    group_limit: int | None = None,
 ) -> tuple[dict[str, Any], Start | None]:
     """Register a job (queued) and start this role's supervisor if none is alive.
 
@@ -88,13 +90,7 @@ def register(
     precheck.check(conn, sql_text, shape)
     if want_result and precheck.is_multiple(shape):
         raise UsageError("--result needs a single statement (pg_background returns the rows of one query)")
-    types = typmods = names = None
-    if shape.returns_rows:
-        types, typmods, names = shape.types, shape.typmods, shape.names
-    elif "multiple commands" not in (shape.error or ""):
-        # one statement without rows: '{}' (NULL says "several statements", whose last one
-        # may return rows: on pg_background 1.8 pgbg then reads their command tags instead)
-        types, typmods, names = [], [], []
+    types, typmods, names = columns_of(shape)
     from pgbg_cli.db import user_search_path
 
     batch = Batch(conn)
@@ -104,7 +100,7 @@ def register(
         odd = batch.query(ODD_TYPE_SQL, (shape.types,))
         batch.sync()
     submitted = batch.query(SUBMIT_SQL, (sql_text, label, timeout_ms, queue_size, want_result, types, typmods,
-                                         names, user_search_path(conn)))
+                                         names, user_search_path(conn), group, group_limit))
     batch.sync()
     started = batch.query(ENSURE_IF_QUEUED_SQL)  # after the submit committed, so its supervisor sees the job
     batch.run()
@@ -119,13 +115,32 @@ def register(
     except PgbgError:
         raise
     except Exception as exc:  # psycopg's, from the supervisor's start
-        from pgbg_cli.errors import ExtensionProblem, extension_trouble
-
-        trouble = extension_trouble(getattr(getattr(exc, "diag", None), "sqlstate", None), str(exc))
-        if trouble:
-            raise ExtensionProblem(f"job {job['id']}:{job['cookie']} is queued, but {trouble}") from None
-        raise
+        problem = start_trouble(job, exc)
+        if problem is exc:
+            raise
+        raise problem from None
     return job, start
+
+
+def columns_of(shape: describe.Shape) -> tuple[list[int] | None, list[int] | None, list[str] | None]:
+    """The result columns pgbg.submit is told of: a statement's; '{}' for one statement without
+    rows; NULL for several statements (whose last one may return rows: on pg_background 1.8
+    pgbg then reads their command tags instead)."""
+    if shape.returns_rows:
+        return shape.types, shape.typmods, shape.names
+    if "multiple commands" not in (shape.error or ""):
+        return [], [], []
+    return None, None, None
+
+
+def start_trouble(job: dict[str, Any], exc: Exception) -> Exception:
+    """What to raise when starting the supervisor failed after ``job`` was queued."""
+    from pgbg_cli.errors import ExtensionProblem, extension_trouble
+
+    trouble = extension_trouble(getattr(getattr(exc, "diag", None), "sqlstate", None), str(exc))
+    if trouble:
+        return ExtensionProblem(f"job {job['id']}:{job['cookie']} is queued, but {trouble}")
+    return exc
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from pgbg_cli.errors import NOT_STARTED
 from pgbg_cli.output import Format
 
 START_TIMEOUT_MAX_MS = 3_600_000
+GROUP_LIMIT_MAX = 10_000
+GROUP_NAME_MAX = 200
 
 
 def register(app: typer.Typer) -> None:
@@ -21,10 +23,29 @@ def register(app: typer.Typer) -> None:
 
 def launch(
     sql: Annotated[
-        str | None, typer.Argument(help="The SQL to run; - reads it from standard input.", show_default=False)
+        list[str] | None,
+        typer.Argument(help="The SQL to run, one job per argument; - reads one job from standard input.",
+                       show_default=False),
     ] = None,
     file: Annotated[
-        Path | None, typer.Option("--file", "-f", help="Read the SQL from FILE (- for standard input).")
+        Path | None,
+        typer.Option("--file", "-f",
+                     help="Run each statement of FILE as a job of its own (- for standard input)."),
+    ] = None,
+    lines: Annotated[
+        bool,
+        typer.Option("--lines", help="One job per line of standard input (or of --file FILE)."),
+    ] = False,
+    group: Annotated[
+        str | None,
+        typer.Option("--group", "-G", metavar="NAME",
+                     help="Put the jobs in this group of your jobs (wait, cancel, list and stats take it)."),
+    ] = None,
+    jobs_at_once: Annotated[
+        str | None,
+        typer.Option("--jobs", "-j", metavar="N",
+                     help="Run at most N jobs of the group at a time, in the order given (without --group: "
+                          "a new group, named on stderr)."),
     ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", "-w", help="Wait for the job, show its progress, print its outcome.")
@@ -65,6 +86,10 @@ def launch(
     the job succeeded and 1 when it failed, was canceled or timed out (4 with --strict when
     it succeeded but emitted a WARNING; its messages go to stderr). Killing pgbg never
     loses the job: it runs and its outcome is recorded all the same.
+
+    Several jobs at once: several SQL arguments, --file FILE (one job per statement) or
+    --lines (one job per line) print one handle per line, in order. They are queued all or
+    none: a statement the server refuses is named by its position and nothing is queued.
     """
     from pgbg_cli import jobs, numbers
     from pgbg_cli.durations import parse_ms
@@ -77,7 +102,16 @@ def launch(
         timeout_ms = None
     queue_bytes = numbers.parse_count(queue_size, "--queue-size", numbers.QUEUE_SIZE_MIN, numbers.QUEUE_SIZE_MAX,
                                       zero="the server default")
-    text = read_sql(sql, file)
+    limit = numbers.parse_count(jobs_at_once, "--jobs", 1, GROUP_LIMIT_MAX) if jobs_at_once is not None else None
+    group = _group_name(group, limit)
+    text, pieces = _gather(sql, file, lines)
+    if pieces is not None:
+        # text: the file's, when its statements are the jobs
+        _launch_many(pieces, file=file, file_text=None if lines else text, label=label, timeout_ms=timeout_ms,
+                     queue_size=queue_bytes, group=group, group_limit=limit, wait=wait, result=result,
+                     keep_running=keep_running, start_s=start_s, fmt=fmt, dsn=dsn)
+        return
+    assert text is not None
     with database(dsn, describe=text) as conn:
         # Ctrl-C waits while the job is registered (and its supervisor started): one that came
         # after the server committed it but before pgbg had its handle would leave a job nobody
@@ -85,7 +119,8 @@ def launch(
         held = _hold_ctrl_c()
         try:
             job, first = jobs.register(
-                conn, text, label=label, timeout_ms=timeout_ms, queue_size=queue_bytes, want_result=result
+                conn, text, label=label, timeout_ms=timeout_ms, queue_size=queue_bytes, want_result=result,
+                group=group, group_limit=limit,
             )
         except BaseException:
             _release_ctrl_c(held)
@@ -106,6 +141,139 @@ def launch(
             final = _interrupted(job, keep_running=keep_running, dsn=dsn)
     _print_outcome(final, fmt, rows=result)
     raise typer.Exit(exit_for([final], strict=strict))
+
+
+def _group_name(group: str | None, limit: int | None) -> str | None:
+    """The group the jobs go in: the one named, a new one when only --jobs is given, or none."""
+    from pgbg_cli.errors import UsageError
+    from pgbg_cli.output import printable, say
+
+    if group is not None:
+        if not group.strip() or len(group) > GROUP_NAME_MAX or "\x00" in group:
+            raise UsageError(f"--group takes a name of 1 to {GROUP_NAME_MAX} characters")
+        return group
+    if limit is None:
+        return None
+    import secrets
+    import time
+
+    made = f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    say(f"pgbg: group {printable(made)} (at most {limit} at a time): pgbg wait --group {made}")
+    return made
+
+
+def _gather(sql: list[str] | None, file: Path | None, lines: bool) -> tuple[str | None, list[Any] | None]:
+    """The SQL of one job (text, None), or the pieces of several (the input, pieces)."""
+    from pgbg_cli import batch
+    from pgbg_cli.errors import UsageError
+
+    args = list(sql or [])
+    if lines:
+        if args:
+            raise UsageError("--lines reads standard input (or --file FILE), not SQL arguments")
+        text = read_sql(None, file) if file is not None else read_sql("-", None)
+        source = "standard input" if file is None or str(file) == "-" else str(file)
+        pieces = batch.from_lines(text, source)
+        if not pieces:
+            raise UsageError(f"no SQL given: {source} has no line of SQL")
+        return text, pieces
+    if file is not None:
+        if args:
+            raise UsageError("give the SQL either as arguments or with --file, not both")
+        text = read_sql(None, file)
+        source = "standard input" if str(file) == "-" else str(file)
+        pieces = batch.from_statements(text, source)
+        return (text, None if len(pieces) <= 1 else pieces)
+    if len(args) > 1:
+        if "-" in args:
+            raise UsageError("- (standard input) is one job alone: use --lines for one job per line")
+        return None, batch.from_args(args)
+    return read_sql(args[0] if args else None, None), None
+
+
+def _launch_many(pieces: list[Any], *, file: Path | None, file_text: str | None, label: str | None,
+                 timeout_ms: int | None, queue_size: int, group: str | None, group_limit: int | None,
+                 wait: bool, result: bool, keep_running: bool, start_s: float, fmt: Format, dsn: str | None) -> None:
+    """Queue several jobs, all or none; print their handles (or wait for them all)."""
+    from pgbg_cli import batch, jobs
+    from pgbg_cli.errors import UsageError
+    from pgbg_cli.output import say
+
+    if result:
+        raise UsageError("--result takes a single job (pg_background returns the rows of one query)")
+    with database(dsn) as conn:
+        if file_text is not None and conn.info.parameter_status("standard_conforming_strings") == "off":
+            # backslashes escape in plain strings on this server: split as it reads them
+            source = "standard input" if str(file) == "-" else str(file)
+            pieces = batch.from_statements(file_text, source, standard_strings=False)
+        held = _hold_ctrl_c()
+        try:
+            rows, first = batch.submit(conn, pieces, label=label, timeout_ms=timeout_ms, queue_size=queue_size,
+                                       group=group, group_limit=group_limit)
+        except BaseException:
+            _release_ctrl_c(held)
+            raise
+        try:
+            _release_ctrl_c(held)
+            stranded = _started(conn, rows[0], first, start_s, waiting_here=wait)
+            if stranded or not wait:
+                _print_accepted_many(rows, fmt)
+                if stranded:
+                    say(f"pgbg: the {len(rows)} jobs are queued, but nothing will start them: {stranded}")
+                    raise typer.Exit(NOT_STARTED)
+                return
+            from pgbg_cli.commands.common import renewable
+            from pgbg_cli.commands.livebar import LiveBar
+
+            bar = LiveBar(conn)
+            with bar, renewable(conn, dsn) as live:
+                final = jobs.wait(conn, [jobs.handle_of(j) for j in rows], tick=bar.update,
+                                  tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar))
+        except KeyboardInterrupt:
+            final = _interrupted_many(rows, keep_running=keep_running, dsn=dsn)
+    _print_outcomes(final, fmt)
+    raise typer.Exit(exit_for(final))
+
+
+def _print_outcomes(final: list[dict[str, Any]], fmt: Format) -> None:
+    """The jobs of a batch once ended: one line each (as wait prints them), why on stderr."""
+    from pgbg_cli import jobview, output
+    from pgbg_cli.commands.jobs import OUTCOME_KEYS
+
+    columns = list(jobview.LIST_COLUMNS)
+    if output.resolve(fmt) in (Format.json, Format.csv):
+        columns += [output.Column(key) for key in OUTCOME_KEYS]
+    output.emit_rows([jobview.enrich(j) for j in final], columns, fmt)
+    for job in final:
+        if job["state"] != "succeeded":
+            output.say(f"pgbg: {jobview.summary(job)}")
+
+
+def _print_accepted_many(rows: list[dict[str, Any]], fmt: Format) -> None:
+    from pgbg_cli import jobview, output
+
+    if output.resolve(fmt) in (Format.json, Format.csv):
+        output.emit_rows([jobview.enrich(j) for j in rows], jobview.RECORD_FIELDS, fmt)
+        return
+    sys.stdout.write("".join(f"{j['id']}:{j['cookie']}\n" for j in rows))
+    sys.stdout.flush()
+
+
+def _interrupted_many(rows: list[dict[str, Any]], *, keep_running: bool, dsn: str | None) -> list[dict[str, Any]]:
+    """Ctrl-C while waiting for a batch: cancel its jobs, or leave them running and print their handles."""
+    from pgbg_cli import db, jobs
+    from pgbg_cli.output import say
+
+    handles = [jobs.handle_of(j) for j in rows]
+    if keep_running:
+        sys.stdout.write("".join(f"{h}\n" for h in handles))
+        sys.stdout.flush()
+        say(f"pgbg: interrupted; the {len(handles)} jobs go on (pgbg wait, pgbg cancel with their handles)")
+        raise typer.Exit(130)
+    say(f"pgbg: interrupted; canceling the {len(handles)} jobs")
+    with db.connection(dsn) as fresh:
+        jobs.cancel(fresh, handles)
+        return jobs.wait(fresh, handles, timeout_s=120)
 
 
 def _started(conn: Any, job: dict[str, Any], first: Any, timeout_s: float, *, waiting_here: bool) -> str | None:

@@ -290,7 +290,8 @@ BEGIN
        OR NEW.result_typmods IS DISTINCT FROM OLD.result_typmods
        OR NEW.result_names IS DISTINCT FROM OLD.result_names
        OR NEW.search_path IS DISTINCT FROM OLD.search_path
-       OR NEW.client_addr IS DISTINCT FROM OLD.client_addr OR NEW.client_app IS DISTINCT FROM OLD.client_app THEN
+       OR NEW.client_addr IS DISTINCT FROM OLD.client_addr OR NEW.client_app IS DISTINCT FROM OLD.client_app
+       OR NEW.group_name IS DISTINCT FROM OLD.group_name OR NEW.group_limit IS DISTINCT FROM OLD.group_limit THEN
         RAISE EXCEPTION 'pgbg: what a job runs and who owns it cannot change (job %)', OLD.id
             USING ERRCODE = '42501';
     END IF;

@@ -5,8 +5,12 @@
 
 -- Submit a job as p_owner (default: the caller's current role); it starts queued with a
 -- cookie nobody chose. Call pgbg.ensure_supervisor() after this commits. p_search_path
--- (default: the caller's) is the path the job's worker will run with.
+-- (default: the caller's) is the path the job's worker will run with. p_group_name puts the
+-- job in a group of p_owner's jobs (groups are per owner: a role reaches only its own); with
+-- p_group_limit N, the job starts only while fewer than N jobs of its group are starting or
+-- running, and after every job queued before it in its group (pgbg._claim_next()).
 DROP FUNCTION IF EXISTS pgbg.submit(text, text, bigint, integer, boolean, oid[], integer[], text[]);
+DROP FUNCTION IF EXISTS pgbg.submit(text, text, bigint, integer, boolean, oid[], integer[], text[], name, text, text);
 CREATE OR REPLACE FUNCTION pgbg.submit(
     p_sql text,
     p_label text DEFAULT NULL,
@@ -18,7 +22,9 @@ CREATE OR REPLACE FUNCTION pgbg.submit(
     p_result_names text[] DEFAULT NULL,
     p_owner name DEFAULT current_user,
     p_proof text DEFAULT pgbg._proof(),
-    p_search_path text DEFAULT pg_catalog.current_setting('search_path'))
+    p_search_path text DEFAULT pg_catalog.current_setting('search_path'),
+    p_group_name text DEFAULT NULL,
+    p_group_limit integer DEFAULT NULL)
 RETURNS SETOF pgbg.job
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -41,15 +47,22 @@ BEGIN
         RAISE EXCEPTION 'pgbg: rows are kept only in built-in types: cast the columns (e.g. ::text)'
             USING ERRCODE = '42804';
     END IF;
+    IF p_group_name IS NOT NULL AND pg_catalog.length(p_group_name) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'pgbg: a group name has 1 to 200 characters' USING ERRCODE = '22023';
+    END IF;
+    IF p_group_limit IS NOT NULL AND (p_group_limit < 1 OR p_group_name IS NULL) THEN
+        RAISE EXCEPTION 'pgbg: a group limit is a positive number of jobs, for a named group' USING ERRCODE = '22023';
+    END IF;
     IF p_owner IN ('pgbg_admin', 'pgbg_owner', 'pgbg_user', 'pgbackground_role') THEN
         RAISE EXCEPTION 'pgbg: a group role (%) cannot own jobs', p_owner USING ERRCODE = '42501';
     END IF;
     RETURN QUERY
         INSERT INTO pgbg.job (owner, sql, label, timeout_ms, queue_size, want_result,
-                              result_types, result_typmods, result_names, search_path, client_app)
+                              result_types, result_typmods, result_names, search_path, client_app,
+                              group_name, group_limit)
         VALUES (p_owner, p_sql, p_label, p_timeout_ms, coalesce(p_queue_size, 0), coalesce(p_want_result, false),
                 p_result_types, p_result_typmods, p_result_names, p_search_path,
-                pg_catalog.current_setting('application_name', true))
+                pg_catalog.current_setting('application_name', true), p_group_name, p_group_limit)
         RETURNING *;
 END
 $$;

@@ -26,13 +26,21 @@ $$;
 -- Claim the next queued job of this supervisor's role if the budget allows: mark it
 -- 'starting'. The caller commits before launching, so a job never runs twice. A job this
 -- supervisor claimed but could not lock for its launch (lock timeout) comes back first.
+-- Groups: a job of a group is a candidate only when it is the first queued job of its group
+-- (jobs of a group start in the order they were queued) and fewer than its own group_limit
+-- jobs of the group are starting or running; a group held back does not hold back the
+-- role's other jobs, which are looked at next, in id order. Only this supervisor starts its
+-- role's jobs, so the count cannot change under it.
 CREATE OR REPLACE FUNCTION pgbg._claim_next()
 RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     me pgbg.supervisor := pgbg._supervisor_self();
     j pgbg.job;
+    c record;
     s record;
     running integer;
+    in_group integer;
+    seen text[];
     cap integer;
     session_max text := pg_catalog.current_setting('pg_background.max_workers', true);
 BEGIN
@@ -53,10 +61,26 @@ BEGIN
         IF running >= cap THEN
             RETURN NULL;
         END IF;
-        SELECT * INTO j FROM pgbg.job x
-         WHERE x.owner = me.role AND x.state = 'queued'
-         ORDER BY x.id LIMIT 1 FOR UPDATE SKIP LOCKED;
-        IF NOT FOUND THEN
+        j := NULL;
+        seen := '{}';
+        FOR c IN SELECT x.id, x.group_name, x.group_limit FROM pgbg.job x
+                  WHERE x.owner = me.role AND x.state = 'queued'
+                  ORDER BY x.id LOOP
+            IF c.group_name IS NOT NULL THEN
+                CONTINUE WHEN c.group_name = ANY (seen);  -- not the first queued job of its group
+                seen := seen || c.group_name;
+                IF c.group_limit IS NOT NULL THEN
+                    SELECT pg_catalog.count(*) INTO in_group FROM pgbg.job x
+                     WHERE x.owner = me.role AND x.state IN ('starting', 'running') AND x.group_name = c.group_name;
+                    CONTINUE WHEN in_group >= c.group_limit;
+                END IF;
+            END IF;
+            SELECT * INTO j FROM pgbg.job x
+             WHERE x.id = c.id AND x.state = 'queued' FOR UPDATE SKIP LOCKED;
+            EXIT WHEN FOUND;
+            -- locked (a cancel being asked), or no longer queued: its group waits for it
+        END LOOP;
+        IF j.id IS NULL THEN
             RETURN NULL;
         END IF;
         IF j.cancel_requested_at IS NOT NULL THEN

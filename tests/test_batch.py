@@ -1,0 +1,99 @@
+"""Many jobs in one ``pgbg launch``: SQL arguments, a file of statements, lines of standard
+input; one handle per line, in order; refusals name where the statement was."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from conftest import retry
+
+from pgbg_cli import batch
+
+
+def _label() -> str:
+    return f"b-{uuid.uuid4().hex[:10]}"
+
+
+def _queued(sql_admin: Any, label: str) -> list[dict[str, Any]]:
+    return sql_admin("SELECT id, cookie, sql, state, group_name FROM pgbg.job WHERE label = %s ORDER BY id", (label,))
+
+
+def test_statements_of_a_file_and_where_each_starts():
+    text = "SELECT 1;\n-- a comment; with a semicolon\nSELECT $$x;y$$\n  ; SELECT 'a;b' /* ; */;\n\n"
+    pieces = batch.from_statements(text, "f.sql")
+    assert [p.sql for p in pieces] == ["SELECT 1", "-- a comment; with a semicolon\nSELECT $$x;y$$",
+                                       "SELECT 'a;b' /* ; */"]
+    assert [p.where for p in pieces] == ["f.sql: statement 1 (line 1)", "f.sql: statement 2 (line 3)",
+                                         "f.sql: statement 3 (line 4)"]
+    assert [p.where for p in batch.from_lines("SELECT 1\n\n  \nSELECT 2\n", "standard input")] == [
+        "standard input line 1", "standard input line 4"]
+
+
+def test_several_arguments_one_handle_each_in_order(test_db, cli, sql_admin):
+    label = _label()
+    res = cli("launch", "--label", label, "SELECT 1", "SELECT 2; SELECT 3", "SELECT 4", dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    rows = _queued(sql_admin, label)
+    assert res.stdout.splitlines() == [f"{r['id']}:{r['cookie']}" for r in rows]
+    # an argument of several statements stays one job
+    assert [r["sql"] for r in rows] == ["SELECT 1", "SELECT 2; SELECT 3", "SELECT 4"]
+    assert all(r["group_name"] is None for r in rows)
+
+
+def test_a_file_is_one_job_per_statement(test_db, cli, sql_admin, tmp_path):
+    label = _label()
+    path = tmp_path / "jobs.sql"
+    path.write_text("SELECT 'one;1';\nDO $$ BEGIN PERFORM 1; END $$;\nSELECT 3\n")
+    res = cli("launch", "--label", label, "-f", str(path), dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    rows = _queued(sql_admin, label)
+    assert [r["sql"] for r in rows] == ["SELECT 'one;1'", "DO $$ BEGIN PERFORM 1; END $$", "SELECT 3"]
+    assert res.stdout.splitlines() == [f"{r['id']}:{r['cookie']}" for r in rows]
+
+
+def test_lines_of_standard_input_wait_for_all(test_db, cli, sql_admin):
+    label = _label()
+    res = cli("launch", "--label", label, "--lines", "--wait", "--format", "json",
+              input="SELECT 1\n\nSELECT 1/0\nSELECT 3\n", dsn=test_db["app"])
+    assert res.exit_code == 1, res  # one failed
+    out = json.loads(res.stdout)
+    assert [j["state"] for j in out] == ["succeeded", "failed", "succeeded"]
+    assert "division by zero" in res.stderr
+    assert len(_queued(sql_admin, label)) == 3
+
+
+@pytest.mark.parametrize(("args", "input_", "expect"), [
+    (("--lines", "SELECT 1"), None, "--lines reads standard input"),
+    (("SELECT 1", "-"), "SELECT 2", "one job alone"),
+    (("--result", "SELECT 1", "SELECT 2"), None, "--result takes a single job"),
+    (("--jobs", "0", "SELECT 1", "SELECT 2"), None, "--jobs"),
+    (("--lines",), "\n  \n", "no line of SQL"),
+])
+def test_batch_usage_errors(test_db, cli, args, input_, expect):
+    res = cli("launch", *args, input=input_, dsn=test_db["app"])
+    assert res.exit_code == 2, res
+    assert expect in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert res.stdout == ""
+
+
+def test_a_refused_line_is_named_and_nothing_queued(test_db, cli, sql_admin):
+    label = _label()
+    res = cli("launch", "--label", label, "--lines", input="SELECT 1\nSELECT * FROM no_such_table_x\n",
+              dsn=test_db["app"])
+    assert res.exit_code == 1, res
+    assert "standard input line 2" in res.stderr and "no_such_table_x" in res.stderr
+    assert _queued(sql_admin, label) == []
+
+
+def test_a_generated_group_is_named_and_waited_for(test_db, cli, sql_admin):
+    label = _label()
+    res = cli("launch", "--label", label, "--jobs", "2", "SELECT 1", "SELECT 2", "SELECT 3", dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    rows = _queued(sql_admin, label)
+    group = rows[0]["group_name"]
+    assert group and all(r["group_name"] == group for r in rows)
+    assert f"pgbg wait --group {group}" in res.stderr
+    retry(lambda: all(r["state"] == "succeeded" for r in _queued(sql_admin, label)), "the batch ends")

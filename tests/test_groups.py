@@ -1,0 +1,117 @@
+"""Groups of jobs against the real server: at most N of a group at a time, in the order
+queued, without holding back other groups, other roles or jobs of no group; a batch queued
+all or none."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from conftest import retry
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def _log_job(table: str, k: int, sleep_s: float) -> str:
+    # one statement (a DO block): start row, a short sleep, end row, each with its real time
+    return (f"DO $$ BEGIN INSERT INTO public.{table} VALUES ({k}, 'start', clock_timestamp()); "
+            f"PERFORM pg_sleep({sleep_s}); INSERT INTO public.{table} VALUES ({k}, 'end', clock_timestamp()); END $$")
+
+
+def _group_jobs(sql_admin: Any, group: str) -> list[dict[str, Any]]:
+    return sql_admin("SELECT id, state, started_at, finished_at, group_name, group_limit FROM pgbg.job "
+                     "WHERE group_name = %s ORDER BY id", (group,))
+
+
+def _all_final(sql_admin: Any, group: str, n: int) -> list[dict[str, Any]] | None:
+    rows = _group_jobs(sql_admin, group)
+    return rows if len(rows) == n and all(r["finished_at"] is not None for r in rows) else None
+
+
+def _most_at_once(intervals: list[tuple[Any, Any]]) -> int:
+    """The largest number of intervals [start, end) that overlap at one moment."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1]))
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_group_runs_at_most_n_at_a_time_in_order(test_db, cli, sql_admin):
+    table, group = _name("grp_log"), _name("g")
+    sql_admin(f"CREATE TABLE public.{table} (k int, what text, at timestamptz)")
+    sql_admin(f"GRANT INSERT, SELECT ON public.{table} TO pgbg_app")
+    res = cli("launch", "--group", group, "--jobs", "2", *[_log_job(table, k, 0.3) for k in range(10)],
+              dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    handles = res.stdout.split()
+    assert len(handles) == 10
+    rows = retry(lambda: _all_final(sql_admin, group, 10), "the group's 10 jobs end", timeout=60)
+    assert [f"{r['id']}" for r in rows] == [h.split(":")[0] for h in handles]  # one handle per job, in order
+    assert all(r["state"] == "succeeded" and r["group_limit"] == 2 for r in rows), rows
+    # never more than 2 at once: what pgbg recorded, and what the jobs themselves recorded
+    assert _most_at_once([(r["started_at"], r["finished_at"]) for r in rows]) <= 2
+    logged = sql_admin(f"SELECT k, min(at) FILTER (WHERE what = 'start') AS s, "
+                       f"max(at) FILTER (WHERE what = 'end') AS e FROM public.{table} GROUP BY k ORDER BY k")
+    assert len(logged) == 10
+    assert _most_at_once([(r["s"], r["e"]) for r in logged]) == 2  # two did run together
+    # started in the order they were queued
+    starts = [r["started_at"] for r in rows]
+    assert starts == sorted(starts)
+    assert [r["k"] for r in sorted(logged, key=lambda r: r["s"])] == list(range(10))
+
+
+def test_a_full_group_holds_back_nothing_else(test_db, cli, sql_admin):
+    slow, other = _name("slow"), _name("other")
+    res = cli("launch", "--group", slow, "--jobs", "1", "SELECT pg_sleep(1.5)", "SELECT pg_sleep(1.5)",
+              "SELECT 3", dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    last = res.stdout.split()[-1]
+    # another group of the same role, a job of no group, and the same group name of another role
+    mine = cli("launch", "--group", other, "--jobs", "1", "SELECT 1", dsn=test_db["app"])
+    loose = cli("launch", "SELECT 2", dsn=test_db["app"])
+    theirs = cli("launch", "--group", slow, "--jobs", "1", "SELECT 4", dsn=test_db["other"])
+    assert mine.exit_code == loose.exit_code == theirs.exit_code == 0
+    for handle, who in ((mine.stdout.strip(), "another group"), (loose.stdout.strip(), "no group"),
+                        (theirs.stdout.strip(), "another role's group of the same name")):
+        job_id = int(handle.split(":")[0])
+        retry(lambda job_id=job_id: sql_admin("SELECT 1 FROM pgbg.job WHERE id = %s AND state = 'succeeded'",
+                                              (job_id,)), f"the job of {who} ends", timeout=15)
+    # all of that while the slow group's last job still waits its turn
+    state = sql_admin("SELECT state FROM pgbg.job WHERE id = %s", (int(last.split(":")[0]),))[0]["state"]
+    assert state == "queued"
+
+
+def test_a_batch_with_a_bad_statement_queues_nothing(test_db, cli, sql_admin, tmp_path):
+    label = _name("allornone")
+    path = tmp_path / "batch.sql"
+    path.write_text("SELECT 1;\nSELECT 'a;b';\n\nSELEC 3;\nSELECT 4;\n")
+    res = cli("launch", "-f", str(path), "--label", label, "--jobs", "2", dsn=test_db["app"])
+    assert res.exit_code == 1, res
+    assert res.stdout == ""
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 2  # the group's name, then the one-line refusal
+    assert "statement 3 (line 4)" in err and "SELEC" in err and "nothing of this batch was queued" in err
+    assert sql_admin("SELECT count(*) AS n FROM pgbg.job WHERE label = %s", (label,))[0]["n"] == 0
+
+
+def test_a_group_name_too_long_is_refused_before_anything_is_queued(test_db, cli, sql_admin):
+    label = _name("refused")
+    res = cli("launch", "--label", label, "--group", "x" * 201, "SELECT 1", "SELECT 2", dsn=test_db["app"])
+    assert res.exit_code == 2, res
+    assert "--group" in res.stderr
+    assert sql_admin("SELECT count(*) AS n FROM pgbg.job WHERE label = %s", (label,))[0]["n"] == 0
+
+
+def test_submit_refuses_a_limit_without_a_group(test_db):
+    import psycopg
+    import pytest
+
+    with psycopg.connect(test_db["app"], autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="group limit"):
+            conn.execute("SELECT pgbg.submit('SELECT 1', p_group_limit => 2)")
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="group limit"):
+            conn.execute("SELECT pgbg.submit('SELECT 1', p_group_name => 'g', p_group_limit => 0)")
