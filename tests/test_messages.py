@@ -53,7 +53,11 @@ def test_notice_warning_and_info_are_kept_in_order(test_db, cli, sql_admin):
     shown = cli("show", handle, dsn=dsn)
     assert shown.exit_code == 0, shown
     assert "succeeded with 1 warning" in shown.stdout and "WARNING: second (detail: d; hint: h)" in shown.stdout
-    # JSON: the list as kept
+    # JSON of wait: the same, with the count left out
+    waited = json.loads(cli("wait", "--format", "json", handle, dsn=dsn).stdout)[0]
+    assert [m["message"] for m in waited["messages"]] == ["first", "second", "third", "fourth"]
+    assert waited["messages_dropped"] == 0
+    # JSON of show: the list as kept
     data = json.loads(cli("show", "--format", "json", handle, dsn=dsn).stdout)
     assert data["state"] == "succeeded" and [m["message"] for m in data["messages"]] == [
         "first", "second", "third", "fourth"]

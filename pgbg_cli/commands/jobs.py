@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
     app.command("list")(list_)
 
 
-def _emit_jobs(conn: Any, rows: list[dict[str, Any]], fmt: Format, *, title: str | None = None) -> None:
+def _emit_jobs(conn: Any, rows: list[dict[str, Any]], fmt: Format, *, title: str | None = None,
+               extra: tuple[str, ...] = ()) -> None:
     from pgbg_cli import jobview, output, progress
 
     enriched = progress.enriched(conn, rows)
@@ -38,7 +39,7 @@ def _emit_jobs(conn: Any, rows: list[dict[str, Any]], fmt: Format, *, title: str
     columns = list(jobview.LIST_COLUMNS)
     if output.resolve(fmt) in (Format.json, Format.csv):
         # scripts read why a job ended from the same output (people get it on stderr)
-        columns += [output.Column(key) for key in OUTCOME_KEYS]
+        columns += [output.Column(key) for key in OUTCOME_KEYS + extra]
     output.emit_rows(enriched, columns, fmt, title=title)
 
 
@@ -73,7 +74,8 @@ def wait(
         with bar:
             final = jobs.wait(conn, wanted, timeout_s=timeout_s, any_=any_, tick=bar.update,
                               tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar))
-        _emit_jobs(live.conn, final, fmt)
+        # what each job said, as kept with its outcome (pgbg_cli/messages.py)
+        _emit_jobs(live.conn, final, fmt, extra=("messages", "messages_dropped"))
     ended = [j for j in final if jobs.is_final(j)]
     from pgbg_cli import jobview, messages
 
