@@ -86,3 +86,28 @@ def test_bad_input_is_one_line_and_exit_2(cli, db, args, message):
     res = cli("fanout", *args, "--dry-run", dsn=db["app"])
     assert res.exit_code == 2 and res.stderr.startswith("pgbg: " + message), res
     assert res.stderr.count("\n") == 1
+
+
+def test_launches_one_group_most_urgent_first_and_waits(cli, db):
+    from conftest import job_row
+
+    res = cli("fanout", "VACUUM (ANALYZE) {table}", "--schema", "sales", "--order", "dead", "-j", "1",
+              "-G", "fan-test", "--wait", "-F", "json", dsn=db["app"])
+    assert res.exit_code == 0, res
+    jobs = json.loads(res.stdout)
+    assert [j["state"] for j in jobs] == ["succeeded", "succeeded"]
+    with sql_runner(db["admin"]) as run:
+        rows = [job_row(run, j["handle"]) for j in jobs]
+    assert [r["sql"] for r in rows] == ["VACUUM (ANALYZE) sales.orders_2025", "VACUUM (ANALYZE) sales.orders_2026"]
+    assert {(r["group_name"], r["group_limit"]) for r in rows} == {("fan-test", 1)}
+    assert rows[0]["finished_at"] <= rows[1]["started_at"]  # one at a time, in that order
+
+
+def test_without_wait_prints_one_handle_per_table(cli, db):
+    res = cli("fanout", "ANALYZE {table}", "--table", "sales.orders_*", "-j", "2", dsn=db["app"])
+    assert res.exit_code == 0, res
+    handles = res.stdout.split()
+    assert len(handles) == 2 and all(":" in h for h in handles)
+    assert "pgbg: group batch-" in res.stderr and "(at most 2 at a time)" in res.stderr
+    res = cli("wait", *handles, dsn=db["app"])
+    assert res.exit_code == 0, res

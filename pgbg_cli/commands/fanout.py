@@ -47,6 +47,18 @@ def fanout(
         "--order", metavar="size|dead|xid-age|name",
         help="Which tables go first: the largest (size), most dead tuples (dead), oldest relfrozenxid (xid-age), "
              "or by name.")] = "size",
+    jobs_at_once: Annotated[str, typer.Option(
+        "--jobs", "-j", metavar="N", help="Run at most N of the jobs at a time, most urgent first.")] = "1",
+    group: Annotated[str | None, typer.Option(
+        "--group", "-G", metavar="NAME",
+        help="Name the group of jobs (default: a new one, named on stderr); wait, cancel, list and stats take it.",
+        show_default=False)] = None,
+    label: Annotated[str | None, typer.Option("--label", "-l", help="A label to find the jobs by.")] = None,
+    timeout: Annotated[str | None, typer.Option(
+        "--timeout", "-t", metavar="DURATION",
+        help="Cancel a job that runs longer (e.g. 30m, 2h); state timed_out.", show_default=False)] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait", "-w", help="Wait for every job, showing progress, and print the outcomes.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the tables and the statement for each; launch nothing.")] = False,
     fmt: FormatOpt = Format.auto,
@@ -56,16 +68,22 @@ def fanout(
 
     Each table's name goes into the statement as the server quotes it, so no name can change
     it. Tables the role may not maintain are left out of VACUUM, ANALYZE, REINDEX and CLUSTER
-    (the server would skip them with a mere warning), and counted on stderr. With --dry-run
-    the statements are printed and nothing is launched.
+    (the server would skip them with a mere warning), and counted on stderr. The jobs are
+    queued all or none, as one group that runs at most --jobs at a time in that order; one
+    handle per line is printed. With --dry-run the statements are printed and nothing is
+    launched.
     """
     from pgbg_cli import fanout as core
-    from pgbg_cli import output
+    from pgbg_cli import numbers, output
+    from pgbg_cli.commands import launch as launcher
+    from pgbg_cli.durations import parse_ms
     from pgbg_cli.errors import UsageError
 
     if order not in core.ORDERS:
         raise UsageError(f"invalid --order {order!r}: one of {', '.join(core.ORDERS)}")
     min_bytes = core.parse_bytes(min_size, "--min-size") if min_size is not None else 0
+    limit = numbers.parse_count(jobs_at_once, "--jobs", 1, launcher.GROUP_LIMIT_MAX)
+    timeout_ms = parse_ms(timeout, what="--timeout") or None if timeout is not None else None
     with database(dsn) as conn:
         chosen, refused = core.find(conn, template, schemas=schema or [], tables=table or [],
                                     excluded=exclude or [], min_bytes=min_bytes, min_dead=min_dead,
@@ -77,9 +95,15 @@ def fanout(
     if not chosen:
         output.say("pgbg: no table matches")
         raise typer.Exit(1)
-    if not dry_run:
-        raise UsageError("launching a fan-out needs job groups, not there yet: use --dry-run to see the statements")
-    output.emit_rows([t.__dict__ for t in chosen], COLUMNS, fmt)
+    if dry_run:
+        output.emit_rows([t.__dict__ for t in chosen], COLUMNS, fmt)
+        return
+    from pgbg_cli.batch import Piece
+
+    pieces = [Piece(t.sql, f"table {t.target}") for t in chosen]
+    launcher._launch_many(pieces, file=None, file_text=None, label=label, timeout_ms=timeout_ms, queue_size=0,
+                          group=launcher._group_name(group, limit), group_limit=limit, wait=wait, result=False,
+                          keep_running=False, start_s=10.0, fmt=fmt, dsn=dsn)
 
 
 def _columns() -> list:
