@@ -20,7 +20,7 @@ from typer.exceptions import Abort
 
 from pgbg_cli import __version__
 from pgbg_cli.commands import COMMANDS
-from pgbg_cli.commands.common import DsnOpt, HostOpt, PortOpt, UserOpt
+from pgbg_cli.commands.common import DsnListOpt, HostOpt, PortOpt, UserOpt
 from pgbg_cli.errors import EXIT_CODES, PgbgError
 from pgbg_cli.versions import WORKS_WITH
 
@@ -124,7 +124,7 @@ def _root(
         bool,
         typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = False,
-    dbname: DsnOpt = None,
+    dbname: DsnListOpt = None,
     host: HostOpt = None,
     port: PortOpt = None,
     username: UserOpt = None,
@@ -132,7 +132,7 @@ def _root(
     """Run and track SQL in PostgreSQL background workers (pg_background)."""
     from pgbg_cli.connopts import ConnOptions
 
-    ctx.meta[_BEFORE] = ConnOptions(dbname=dbname, host=host, port=port, username=username)
+    ctx.meta[_BEFORE] = (list(dbname or []), ConnOptions(host=host, port=port, username=username))
 
 
 class _Commands(MutableMapping[str, Any]):
@@ -188,32 +188,50 @@ def _build(name: str) -> Any:
 
 def _add_connection_options(command: Any) -> None:
     """Give a command psql's -h, -p and -U beside its -d (``dsn``), and hand its callback the
-    connection string they make with those given before the command (connopts.resolve)."""
+    connection string they make with those given before the command (connopts.resolve).
+
+    -d may be repeated for commands that take several targets (those with --all-databases):
+    they read every -d from the context (commands.common.chosen_targets); the others refuse it.
+    """
+    import inspect
+
     from typer._click.globals import get_current_context
 
     at = next(i for i, param in enumerate(command.params) if param.name == "dsn")
-    command.params[at + 1:at + 1] = _connection_params()
+    command.params[at:at + 1] = _connection_params()
     inner = command.callback
+    several = "all_databases" in inspect.signature(inner).parameters
 
     def callback(**kwargs: Any) -> Any:
-        from pgbg_cli.connopts import ConnOptions, resolve
+        from dataclasses import replace
 
-        after = ConnOptions(dbname=kwargs["dsn"], host=kwargs.pop("host"), port=kwargs.pop("port"),
-                            username=kwargs.pop("username"))
-        before = get_current_context().meta.get(_BEFORE, ConnOptions())
-        kwargs["dsn"] = resolve(after.over(before))
+        from pgbg_cli.connopts import CONTEXT_KEY, ConnOptions, resolve
+        from pgbg_cli.errors import UsageError
+
+        after = ConnOptions(host=kwargs.pop("host"), port=kwargs.pop("port"), username=kwargs.pop("username"))
+        meta = get_current_context().meta
+        names_before, before = meta.get(_BEFORE, ([], ConnOptions()))
+        names = list(kwargs["dsn"] or []) or names_before  # -d after the command replaces those before
+        options = after.over(before)
+        meta[CONTEXT_KEY] = (names, options)
+        if len(names) > 1 and not several:
+            raise UsageError(f"-d was given {len(names)} times: {command.name} works on one database "
+                             "(list, wait, stats and capacity take several)")
+        kwargs["dsn"] = resolve(replace(options, dbname=names[-1] if names else None))
         return inner(**kwargs)
 
     command.callback = callback
 
 
 def _connection_params() -> list[Any]:
-    """The click options of -h, -p and -U, declared once (commands.common) for the root and each command."""
+    """The click options -d (repeatable), -h, -p and -U, declared once (commands.common) for the
+    root and each command."""
     one = typer.Typer(add_completion=False, rich_markup_mode=None)
 
     @one.command()
-    def options(host: HostOpt = None, port: PortOpt = None, username: UserOpt = None) -> None:
-        """-h, -p, -U."""
+    def options(dsn: DsnListOpt = None, host: HostOpt = None, port: PortOpt = None,
+                username: UserOpt = None) -> None:
+        """-d, -h, -p, -U."""
 
     return list(typer.main.get_command(one).params)
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
 ENV_DSN = "PGBG_DSN"
+CONTEXT_KEY = "pgbg.connection"  # click's ctx.meta: (the -d values, the other ConnOptions) a command was given
 _PORT = re.compile(r"\d{1,5}(,\d{1,5})*")  # libpq takes one port per host: 5432,5433
 
 

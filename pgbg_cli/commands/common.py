@@ -23,18 +23,18 @@ def _port(value: str | None) -> str | None:
         raise typer.BadParameter(str(exc)) from None
 
 
-# psql's connection options, on every command and before it (app.py adds -h, -p and -U to each
-# command; connopts.py says how they, PGBG_DSN and libpq's environment combine).
+# psql's connection options, on every command and before it (app.py gives each command -d, -h,
+# -p and -U; connopts.py says how they, PGBG_DSN and libpq's environment combine). A command's
+# ``dsn`` is the connection string they make.
+_DSN_HELP = ("Database name, or a connection string or URI (default: PGBG_DSN; README: Connecting). "
+             "Repeat it for several targets (list, wait, stats, capacity).")
 DsnOpt = Annotated[
     str | None,
-    typer.Option(
-        "--dbname",
-        "-d",
-        "--dsn",
-        metavar="DBNAME|CONNINFO",
-        help="Database name, or a connection string or URI (default: PGBG_DSN; README: Connecting).",
-        show_default=False,
-    ),
+    typer.Option("--dbname", "-d", "--dsn", metavar="DBNAME|CONNINFO", help=_DSN_HELP, show_default=False),
+]
+DsnListOpt = Annotated[
+    list[str] | None,
+    typer.Option("--dbname", "-d", "--dsn", metavar="DBNAME|CONNINFO", help=_DSN_HELP, show_default=False),
 ]
 HostOpt = Annotated[
     str | None,
@@ -139,3 +139,79 @@ def exit_for(jobs: list[dict[str, Any]], *, strict: bool = False) -> int:
         if any(with_warnings(j) for j in jobs):
             return WARNED
     return 0
+
+
+# Several targets (list, wait, stats, capacity): README, "Several databases and servers".
+TargetsFileOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--targets-file", metavar="FILE",
+                 help="Targets, one -d value a line (# comments; - for standard input); repeatable.",
+                 show_default=False),
+]
+ServiceOpt = Annotated[
+    list[str] | None,
+    typer.Option("--service", metavar="NAME", help="A service of pg_service.conf as a target; repeatable.",
+                 show_default=False),
+]
+AllDatabasesOpt = Annotated[
+    bool,
+    typer.Option("--all-databases",
+                 help="Every database of the target's server where pgbg is installed (the others named, skipped)."),
+]
+
+
+class Chosen:
+    """The targets of a command line; ``several``: rows name their target (README)."""
+
+    def __init__(self, found: list[Any], several: bool, failed: list[Any]) -> None:
+        self.targets = found
+        self.several = several
+        self.failed = failed  # servers --all-databases could not ask (targets.Outcome)
+
+
+def chosen_targets(targets_file: list[Path] | None, service: list[str] | None,
+                   all_databases: bool) -> Chosen | None:
+    """The targets the command line names: its -d values (app.py keeps them in the context),
+    --service, --targets-file, each made every database of its server by --all-databases.
+    None when it names one database the usual way: the command's ``dsn`` is that one."""
+    from typer._click.globals import get_current_context
+
+    from pgbg_cli.connopts import CONTEXT_KEY, ConnOptions
+
+    names, options = get_current_context().meta.get(CONTEXT_KEY, ([], ConnOptions()))
+    if len(names) < 2 and not (targets_file or service or all_databases):
+        return None
+    from pgbg_cli import targets
+
+    found = targets.chosen(names, options, services=service or [], files=targets_file or [])
+    failed: list[Any] = []
+    if all_databases:
+        found, failed = targets.every_database(found)
+    return Chosen(found, True, failed)
+
+
+def report(outcomes: list[Any]) -> tuple[list[Any], list[Any]]:
+    """Say on stderr which targets were skipped and which failed (one line each); the ones that
+    answered, and the ones that failed."""
+    from pgbg_cli import output
+
+    answered, failed = [], []
+    for outcome in outcomes:
+        if outcome.ok:
+            answered.append(outcome)
+        elif outcome.skipped:
+            output.say(f"pgbg: skipped {outcome.target.name}: {outcome.error}")
+        else:
+            output.say(f"pgbg: {outcome.target.name}: {outcome.error}")
+            failed.append(outcome)
+    return answered, failed
+
+
+def exit_of_targets(failed: list[Any], otherwise: int = 0) -> int:
+    """3 when a target could not be reached or used (the others shown all the same), else ``otherwise``."""
+    from pgbg_cli.errors import ENVIRONMENT
+
+    if not failed:
+        return otherwise
+    codes = {o.exit_code for o in failed}
+    return ENVIRONMENT if ENVIRONMENT in codes or len(codes) > 1 else codes.pop()

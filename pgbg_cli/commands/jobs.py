@@ -6,7 +6,20 @@ from typing import Annotated, Any
 
 import typer
 
-from pgbg_cli.commands.common import DsnOpt, FormatOpt, StrictOpt, database, exit_for, renewable
+from pgbg_cli.commands.common import (
+    AllDatabasesOpt,
+    DsnOpt,
+    FormatOpt,
+    ServiceOpt,
+    StrictOpt,
+    TargetsFileOpt,
+    chosen_targets,
+    database,
+    exit_for,
+    exit_of_targets,
+    renewable,
+    report,
+)
 from pgbg_cli.commands.stats import CountOpt, IntervalOpt, WatchOpt, watch_options
 from pgbg_cli.output import Format
 
@@ -25,10 +38,24 @@ def register(app: typer.Typer) -> None:
 
 def _emit_jobs(conn: Any, rows: list[dict[str, Any]], fmt: Format, *, title: str | None = None,
                extra: tuple[str, ...] = ()) -> None:
-    from pgbg_cli import jobview, output, progress
+    from pgbg_cli import progress
 
-    enriched = progress.enriched(conn, rows)
-    if output.resolve(fmt) is Format.table:
+    _show_jobs(progress.enriched(conn, rows), fmt, title=title, extra=extra)
+
+
+def _show_jobs(enriched: list[dict[str, Any]], fmt: Format, *, title: str | None = None,
+               several: bool = False, extra: tuple[str, ...] = ()) -> None:
+    """Jobs as listings show them (``progress.enriched``); ``several``: of several targets, each
+    row naming its target (``target`` in JSON and CSV; TARGET/ID:COOKIE handles for people)."""
+    from pgbg_cli import jobview, output
+
+    resolved = output.resolve(fmt)
+    if several and resolved in (Format.table, Format.plain):
+        from pgbg_cli.targets import SEPARATOR
+
+        enriched = [dict(row, handle=f"{row['target']}{SEPARATOR}{row.get('handle') or row.get('id') or '-'}")
+                    for row in enriched]
+    if resolved is Format.table:
         # one line per job, fitted to the terminal (the same layout as list --watch), handles kept
         from pgbg_cli import watch
 
@@ -37,10 +64,32 @@ def _emit_jobs(conn: Any, rows: list[dict[str, Any]], fmt: Format, *, title: str
             console.print(part)
         return
     columns = list(jobview.LIST_COLUMNS)
-    if output.resolve(fmt) in (Format.json, Format.csv):
+    if resolved in (Format.json, Format.csv):
         # scripts read why a job ended from the same output (people get it on stderr)
         columns += [output.Column(key) for key in OUTCOME_KEYS + extra]
+        if several:
+            columns.insert(0, output.Column("target", "TARGET"))
     output.emit_rows(enriched, columns, fmt, title=title)
+
+
+def _unreachable(outcome: Any) -> dict[str, Any]:
+    """A row for a target that could not be reached (state ``unreachable``) or was reached but
+    cannot be used (``unavailable``: no pgbg there, no privilege); ``message`` says why."""
+    return {"target": outcome.target.name, "handle": None, "id": None, "cookie": None, "label": None,
+            "state": "unreachable" if outcome.unreachable else "unavailable", "source": None, "owner": None, "queued_at": None, "started_at": None,
+            "finished_at": None, "elapsed_ms": None, "progress": None, "query": None, "sqlstate": None,
+            "message": outcome.error, "reason": None}
+
+
+def _rows_of(outcomes: list[Any], failed: list[Any]) -> list[dict[str, Any]]:
+    """Every target's rows, in the targets' order, each naming its target; a row for each failed one."""
+    rows: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        if outcome in failed:
+            rows.append(_unreachable(outcome))
+        elif outcome.ok:
+            rows += [dict(row, target=outcome.target.name) for row in outcome.value]
+    return rows
 
 
 def wait(
@@ -205,6 +254,9 @@ def list_(
     interval: IntervalOpt = "2s",
     count: CountOpt = None,
     fmt: FormatOpt = Format.auto,
+    targets_file: TargetsFileOpt = None,
+    service: ServiceOpt = None,
+    all_databases: AllDatabasesOpt = False,
     dsn: DsnOpt = None,
 ) -> None:
     """List live and recent jobs, and pg_background workers that pgbg did not launch.
@@ -213,7 +265,7 @@ def list_(
     terminal's height; when the output is not a terminal each refresh prints one line
     of counts per state (or one JSON object with --format json). Ctrl-C ends it (exit 0).
     """
-    from pgbg_cli import jobs, jobview, numbers, output, waiting
+    from pgbg_cli import jobs, numbers, output
     from pgbg_cli.errors import UsageError
 
     for s in state or []:
@@ -221,6 +273,11 @@ def list_(
             raise UsageError(f"unknown state {numbers.shown(s)}: one of {', '.join(jobs.STATES)}")
     most = numbers.parse_count(limit, "--limit", 1, numbers.LIMIT_MAX)
     seconds, refreshes = watch_options(interval, count, watch)
+    chosen = chosen_targets(targets_file, service, all_databases)
+    if chosen is not None:
+        if watch:
+            raise UsageError("--watch shows one database: give one target (several: list without --watch)")
+        _list_several(chosen, state, label, all_, most, fmt)
     with database(dsn) as conn:
         if watch:
             from pgbg_cli import watch as watch_mod
@@ -229,19 +286,42 @@ def list_(
             with renewable(conn, dsn) as live:
                 raise typer.Exit(watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt,
                                                reconnect=live.renew()))
-        # one round trip: reconcile, then the list (and other pg_background workers)
-        from pgbg_cli import queries
-
-        foreign = not state and not label
-        then = [jobs.list_query(states=state, label=label, include_all=all_, limit=most)]
-        if foreign:
-            then.append((queries.text("foreign_workers"), None))
-        start, slots = jobs.reconcile_and_start(conn, *then)
-        rows = slots[0].rows()
-        # queued jobs that nothing starts: why, and the fix
-        notes = waiting.annotate(conn, rows, started=start.role if start and start.alive else None)
-        if foreign:
-            rows = [jobview.foreign_row(w) for w in slots[1].rows()] + rows
-        _emit_jobs(conn, rows, fmt)
+        rows, notes = _listed(conn, state, label, all_, most)
+        _show_jobs(rows, fmt)
     for note in notes:
         output.say(f"pgbg: {note}")
+
+
+def _listed(conn: Any, state: list[str] | None, label: str | None, all_: bool,
+            most: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of list (enriched) and the notes on queued jobs that nothing starts, in one round trip."""
+    from pgbg_cli import jobs, jobview, progress, queries, waiting
+
+    # one round trip: reconcile, then the list (and other pg_background workers)
+    foreign = not state and not label
+    then = [jobs.list_query(states=state, label=label, include_all=all_, limit=most)]
+    if foreign:
+        then.append((queries.text("foreign_workers"), None))
+    start, slots = jobs.reconcile_and_start(conn, *then)
+    rows = slots[0].rows()
+    # queued jobs that nothing starts: why, and the fix
+    notes = waiting.annotate(conn, rows, started=start.role if start and start.alive else None)
+    if foreign:
+        rows = [jobview.foreign_row(w) for w in slots[1].rows()] + rows
+    return progress.enriched(conn, rows), notes
+
+
+def _list_several(chosen: Any, state: list[str] | None, label: str | None, all_: bool, most: int,
+                  fmt: Format) -> None:
+    """list on several targets at once: one combined listing, each row naming its target."""
+    from pgbg_cli import output, preflight, targets
+
+    outcomes = chosen.failed + targets.each(chosen.targets, lambda conn: _listed(conn, state, label, all_, most),
+                                            prepare=preflight.check)
+    answered, failed = report(outcomes)
+    for outcome in answered:
+        outcome.value, notes = outcome.value
+        for note in notes:
+            output.say(f"pgbg: {outcome.target.name}: {note}")
+    _show_jobs(_rows_of(outcomes, failed), fmt, several=True)
+    raise typer.Exit(exit_of_targets(failed))
