@@ -120,7 +120,7 @@ def every_database(servers: list[Target]) -> tuple[list[Target], list[Outcome[An
     ``SERVER/dbname`` with several servers); and the servers that could not be asked."""
     from pgbg_cli import db, queries
 
-    def ask(conn: Any) -> list[str]:
+    def ask(_: Target, conn: Any) -> list[str]:
         return [row["datname"] for row in conn.execute(queries.text("every_database")).fetchall()]
 
     listed = each(servers, ask, prepare=lambda conn: db.pinned(conn, conn.execute(
@@ -144,9 +144,9 @@ def _with_dbname(dsn: str | None, dbname: str) -> str:
     return make_conninfo(dsn or "", dbname=dbname)
 
 
-def each(targets: list[Target], work: Callable[[Any], T], *,
+def each(targets: list[Target], work: Callable[[Target, Any], T], *,
          prepare: Callable[[Any], Any] | None = None) -> list[Outcome[T]]:
-    """``work(conn)`` on every target at once, one thread and one connection each; outcomes in
+    """``work(target, conn)`` on every target at once, one thread and one connection each; outcomes in
     the targets' order. ``prepare(conn)`` runs first (say, preflight.check): a failure there on
     an optional target skips it. A target that fails says why and leaves the others be."""
     outcomes: list[Outcome[T] | None] = [None] * len(targets)
@@ -172,7 +172,7 @@ def each(targets: list[Target], work: Callable[[Any], T], *,
     return [o for o in outcomes if o is not None]
 
 
-def _one(target: Target, work: Callable[[Any], T], prepare: Callable[[Any], Any] | None) -> Outcome[T]:
+def _one(target: Target, work: Callable[[Target, Any], T], prepare: Callable[[Any], Any] | None) -> Outcome[T]:
     from pgbg_cli import db
 
     conn = None
@@ -186,7 +186,7 @@ def _one(target: Target, work: Callable[[Any], T], prepare: Callable[[Any], Any]
             return Outcome(target, error=message, exit_code=code, skipped=target.optional,
                            unreachable=conn is None)
         try:
-            return Outcome(target, value=work(conn))
+            return Outcome(target, value=work(target, conn))
         except Exception as exc:
             message, code = _reason(exc)
             return Outcome(target, error=message, exit_code=code)

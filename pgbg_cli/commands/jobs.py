@@ -75,8 +75,9 @@ def _show_jobs(enriched: list[dict[str, Any]], fmt: Format, *, title: str | None
 def _unreachable(outcome: Any) -> dict[str, Any]:
     """A row for a target that could not be reached (state ``unreachable``) or was reached but
     cannot be used (``unavailable``: no pgbg there, no privilege); ``message`` says why."""
+    state = "unreachable" if outcome.unreachable else "unavailable"
     return {"target": outcome.target.name, "handle": None, "id": None, "cookie": None, "label": None,
-            "state": "unreachable" if outcome.unreachable else "unavailable", "source": None, "owner": None, "queued_at": None, "started_at": None,
+            "state": state, "source": None, "owner": None, "queued_at": None, "started_at": None,
             "finished_at": None, "elapsed_ms": None, "progress": None, "query": None, "sqlstate": None,
             "message": outcome.error, "reason": None}
 
@@ -102,11 +103,15 @@ def wait(
     any_: Annotated[bool, typer.Option("--any", help="Return as soon as one of the jobs has ended.")] = False,
     strict: StrictOpt = False,
     fmt: FormatOpt = Format.auto,
+    targets_file: TargetsFileOpt = None,
+    service: ServiceOpt = None,
+    all_databases: AllDatabasesOpt = False,
     dsn: DsnOpt = None,
 ) -> None:
     """Wait for jobs to end and print their outcomes.
 
     The WARNING, NOTICE and INFO messages each job emitted go to stderr, one line each.
+    With several targets, a handle is TARGET/ID:COOKIE, as list prints it for them.
     Exit 0 when all succeeded, 1 when any failed, was canceled, timed out or was lost,
     4 with --strict when all succeeded but one emitted a WARNING, 124 when --timeout ran
     out first. The jobs go on after a timeout or Ctrl-C.
@@ -117,6 +122,9 @@ def wait(
     from pgbg_cli.durations import parse_ms
 
     timeout_s = parse_ms(timeout, what="--timeout") / 1000 if timeout is not None else None
+    chosen = chosen_targets(targets_file, service, all_databases)
+    if chosen is not None:
+        _wait_several(chosen, handles, timeout_s, any_, strict, fmt)
     wanted = handles_mod.parse_many(handles)
     with database(dsn) as conn, renewable(conn, dsn) as live:
         bar = LiveBar(conn)
@@ -133,6 +141,60 @@ def wait(
         if job["state"] != "succeeded" or messages.with_warnings(job):
             output.say(f"pgbg: {jobview.summary(job)}")
     raise typer.Exit(exit_for(ended if any_ else final, strict=strict))
+
+
+def _wait_several(chosen: Any, handles: list[str], timeout_s: float | None, any_: bool, strict: bool,
+                  fmt: Format) -> None:
+    """wait on several targets at once, one thread and connection each: handles TARGET/ID:COOKIE."""
+    from pgbg_cli import handles as handles_mod
+    from pgbg_cli import jobs, jobview, messages, output, preflight, progress, targets
+    from pgbg_cli.errors import WAIT_TIMEOUT, UsageError, WaitTimedOut
+
+    if any_:
+        raise UsageError("--any waits on one database: give one target")
+    by_name = {t.name: t for t in chosen.targets}
+    wanted: dict[str, list[str]] = {}
+    for text in handles:
+        for piece in text.split():
+            name, handle = targets.split_handle(piece)
+            if name is None and len(by_name) == 1:
+                name = next(iter(by_name))
+            if name is None:
+                raise UsageError(f"say which target {piece!r} is on: TARGET/ID:COOKIE, as list prints it "
+                                 f"(targets: {', '.join(by_name)})")
+            if name not in by_name:
+                raise UsageError(f"no target named {name!r} (targets: {', '.join(by_name) or 'none'})")
+            wanted.setdefault(name, []).append(handle)
+    if not wanted:
+        raise UsageError("no handle given")
+    asked = [by_name[name] for name in by_name if name in wanted]
+    parsed = {name: handles_mod.parse_many(texts) for name, texts in wanted.items()}
+
+    def work(target: Any, conn: Any) -> tuple[list[dict[str, Any]], bool]:
+        """The target's jobs when they have ended, or as they are when --timeout ran out (True)."""
+        try:
+            return progress.enriched(conn, jobs.wait(conn, parsed[target.name], timeout_s=timeout_s)), False
+        except WaitTimedOut:
+            return progress.enriched(conn, jobs.get_many(conn, parsed[target.name])), True
+
+    outcomes = targets.each(asked, work, prepare=preflight.check)
+    answered, failed = report(chosen.failed + outcomes)
+    late = []
+    for outcome in answered:
+        outcome.value, timed_out = outcome.value
+        if timed_out:
+            late.append(outcome.target.name)
+    rows = _rows_of(chosen.failed + outcomes, failed)
+    _show_jobs(rows, fmt, several=True, extra=("messages", "messages_dropped"))
+    ended = [job for job in rows if job["state"] not in ("unreachable", "unavailable") and jobs.is_final(job)]
+    messages.say_all(ended)
+    for job in ended:
+        if job["state"] != "succeeded" or messages.with_warnings(job):
+            output.say(f"pgbg: {job['target']}: {jobview.summary(job)}")
+    for name in late:
+        output.say(f"pgbg: {name}: timed out waiting; the jobs go on")
+    finals = [r for r in rows if r["state"] not in ("unreachable", "unavailable")]
+    raise typer.Exit(exit_of_targets(failed, WAIT_TIMEOUT if late else exit_for(finals, strict=strict)))
 
 
 def cancel(
@@ -316,7 +378,7 @@ def _list_several(chosen: Any, state: list[str] | None, label: str | None, all_:
     """list on several targets at once: one combined listing, each row naming its target."""
     from pgbg_cli import output, preflight, targets
 
-    outcomes = chosen.failed + targets.each(chosen.targets, lambda conn: _listed(conn, state, label, all_, most),
+    outcomes = chosen.failed + targets.each(chosen.targets, lambda _, conn: _listed(conn, state, label, all_, most),
                                             prepare=preflight.check)
     answered, failed = report(outcomes)
     for outcome in answered:

@@ -1,0 +1,185 @@
+"""Several targets in one invocation (issue 11, items 4 and 5): repeated -d, --service,
+--targets-file, --all-databases; two databases of the test server and a second server instance
+(started here: scripts/sandbox.sh, instance <yours>-second); README, "Several databases and servers"."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+from conftest import SANDBOX, fresh_database
+from psycopg.conninfo import conninfo_to_dict
+
+from pgbg_cli import targets
+from pgbg_cli.connopts import ConnOptions
+
+UNREACHABLE = "host=127.0.0.1 port=1 dbname=nowhere connect_timeout=3"
+
+
+@pytest.fixture(scope="module")
+def second_db(server_dsn):
+    """Another database of the test server, with pgbg."""
+    with fresh_database(server_dsn, "pgbg_second") as dsns:
+        yield dsns
+
+
+@pytest.fixture(scope="module")
+def second_server():
+    """A database with pgbg on a second server instance of the same sandbox server."""
+    if os.environ.get("PGBG_TEST_DSN"):
+        pytest.skip("PGBG_TEST_DSN names one server: no sandbox instance to start beside it")
+    env = dict(os.environ, PGBG_SANDBOX_INSTANCE=os.environ.get("PGBG_SANDBOX_INSTANCE", "main") + "-second")
+
+    def sandbox(*args: str) -> str:
+        return subprocess.run(["bash", str(SANDBOX), *args], check=True, capture_output=True, text=True,
+                              env=env, timeout=600).stdout.strip()
+
+    sandbox("start")
+    try:
+        with fresh_database(sandbox("dsn", "admin"), "pgbg_far") as dsns:
+            yield dsns
+    finally:
+        sandbox("stop")
+
+
+def _jobs(res) -> list[dict]:
+    return json.loads(res.stdout)
+
+
+def _launch(pgbg_proc, dsn: str, sql: str = "SELECT 1", *extra: str) -> str:
+    res = pgbg_proc("launch", *extra, sql, dsn=dsn)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+def test_names_and_handles():
+    assert targets.split_handle("shop/12:345") == ("shop", "12:345")
+    assert targets.split_handle("db1:5432/shop/12:-345") == ("db1:5432/shop", "12:-345")
+    assert targets.split_handle("12:345") == (None, "12:345")
+    assert targets.name_of("shop", "dbname=shop") == "shop"
+    assert targets.name_of("service=prod", "service=prod") == "prod"
+    assert targets.name_of("postgresql://u:secret@db1:5433/shop", "postgresql://u:secret@db1:5433/shop") \
+        == "db1:5433/shop"
+    chosen = targets.chosen(["a", "a", "b"], ConnOptions(host="db1"))
+    assert [t.name for t in chosen] == ["a", "a#2", "b"]
+    assert conninfo_to_dict(chosen[2].dsn) == {"host": "db1", "dbname": "b"}
+
+
+def test_list_names_the_target_of_every_row(test_db, second_db, pgbg_proc):
+    mine = _launch(pgbg_proc, test_db["app"])
+    theirs = _launch(pgbg_proc, second_db["app"])
+    res = pgbg_proc("list", "-a", "-F", "json", "-d", test_db["name"], "-d", second_db["name"], dsn=test_db["app"])
+    assert res.returncode == 0, res.stderr
+    where = {(row["target"], row["handle"]) for row in _jobs(res)}
+    assert (test_db["name"], mine) in where and (second_db["name"], theirs) in where
+    assert (second_db["name"], mine) not in where
+    # for people: TARGET/ID:COOKIE, the handle wait takes
+    plain = pgbg_proc("list", "-a", "-d", test_db["name"], "-d", second_db["name"], dsn=test_db["app"])
+    assert f"{test_db['name']}/{mine}" in plain.stdout and f"{second_db['name']}/{theirs}" in plain.stdout
+    # one target: the listing as ever, no target field
+    one = pgbg_proc("list", "-a", "-F", "json", dsn=test_db["app"])
+    assert one.returncode == 0 and all("target" not in row for row in _jobs(one))
+
+
+def test_wait_takes_a_handle_per_target(test_db, second_db, pgbg_proc):
+    mine = _launch(pgbg_proc, test_db["app"], "SELECT pg_sleep(0.5)")
+    theirs = _launch(pgbg_proc, second_db["app"], "SELECT 1/0")
+    a, b = test_db["name"], second_db["name"]
+    res = pgbg_proc("wait", "-F", "json", "-d", a, "-d", b, f"{a}/{mine}", f"{b}/{theirs}", dsn=test_db["app"])
+    assert res.returncode == 1, res.stderr  # one failed
+    states = {(row["target"], row["handle"]): row["state"] for row in _jobs(res)}
+    assert states == {(a, mine): "succeeded", (b, theirs): "failed"}
+    assert f"pgbg: {b}: job {theirs} failed" in res.stderr
+    # a handle is valid on its own target only
+    wrong = pgbg_proc("wait", "-F", "json", "-d", a, "-d", b, f"{b}/{mine}", dsn=test_db["app"])
+    assert wrong.returncode != 0 and "no job with handle" in wrong.stderr
+    # which target: said, or refused in one line
+    bare = pgbg_proc("wait", "-d", a, "-d", b, mine, dsn=test_db["app"])
+    assert bare.returncode == 2 and "TARGET/ID:COOKIE" in bare.stderr
+    nosuch = pgbg_proc("wait", "-d", a, "-d", b, f"elsewhere/{mine}", dsn=test_db["app"])
+    assert nosuch.returncode == 2 and "no target named 'elsewhere'" in nosuch.stderr
+
+
+def test_wait_timeout_across_targets(test_db, second_db, pgbg_proc):
+    slow = _launch(pgbg_proc, second_db["app"], "SELECT pg_sleep(30)")
+    quick = _launch(pgbg_proc, test_db["app"])
+    a, b = test_db["name"], second_db["name"]
+    res = pgbg_proc("wait", "-t", "1s", "-F", "json", "-d", a, "-d", b, f"{a}/{quick}", f"{b}/{slow}",
+                    dsn=test_db["app"])
+    assert res.returncode == 124, res.stderr
+    states = {row["target"]: row["state"] for row in _jobs(res)}
+    assert states[a] == "succeeded" and states[b] in ("queued", "starting", "running")
+    pgbg_proc("cancel", "--no-wait", slow, dsn=second_db["app"])
+
+
+def test_an_unreachable_target_does_not_stop_the_others(test_db, pgbg_proc):
+    mine = _launch(pgbg_proc, test_db["app"])
+    res = pgbg_proc("list", "-a", "-F", "json", "-d", test_db["app"], "-d", UNREACHABLE, dsn="")
+    assert res.returncode == 3, res.stderr
+    rows = _jobs(res)
+    down = [row for row in rows if row["state"] == "unreachable"]
+    assert [row["target"] for row in down] == ["127.0.0.1:1/nowhere"]
+    assert "cannot connect" in down[0]["message"]
+    assert any(row["handle"] == mine for row in rows)
+    assert res.stderr.startswith("pgbg: 127.0.0.1:1/nowhere: cannot connect") and res.stderr.count("\n") == 1
+    assert "Traceback" not in res.stderr
+
+
+def test_all_databases_lists_where_pgbg_is_and_says_what_it_skipped(test_db, second_db, pgbg_proc, server_dsn):
+    mine = _launch(pgbg_proc, test_db["app"])
+    theirs = _launch(pgbg_proc, second_db["app"])
+    res = pgbg_proc("list", "-a", "-F", "json", "--all-databases", dsn=test_db["app"])
+    assert res.returncode == 0, res.stderr
+    where = {(row["target"], row["handle"]) for row in _jobs(res)}
+    assert (test_db["name"], mine) in where and (second_db["name"], theirs) in where
+    # postgres has no pg_background here (the sandbox makes it in database pgbg): named and skipped
+    assert "pgbg: skipped postgres: " in res.stderr
+    assert not any(row["target"] == "postgres" for row in _jobs(res))
+
+
+def test_a_second_server(test_db, second_server, pgbg_proc):
+    near = _launch(pgbg_proc, test_db["app"])
+    far = _launch(pgbg_proc, second_server["app"])
+    res = pgbg_proc("list", "-a", "-F", "json", "-d", test_db["app"], "-d", second_server["app"], dsn="")
+    assert res.returncode == 0, res.stderr
+    by_handle = {row["handle"]: row["target"] for row in _jobs(res)}
+    assert by_handle[near] != by_handle[far]
+    assert by_handle[far].endswith("/" + second_server["name"])
+    res = pgbg_proc("wait", "-F", "json", "-d", test_db["app"], "-d", second_server["app"],
+                    f"{by_handle[near]}/{near}", f"{by_handle[far]}/{far}", dsn="")
+    assert res.returncode == 0, res.stderr
+    assert {row["state"] for row in _jobs(res)} == {"succeeded"}
+
+
+def test_targets_file_and_services(test_db, second_db, pgbg_proc, tmp_path):
+    listing = tmp_path / "targets"
+    listing.write_text(f"# the shop's databases\n{test_db['name']}\n\n{second_db['name']}\n")
+    res = pgbg_proc("list", "-a", "-F", "json", "--targets-file", str(listing), dsn=test_db["app"])
+    assert res.returncode == 0, res.stderr
+    assert {row["target"] for row in _jobs(res)} <= {test_db["name"], second_db["name"]}
+    services = tmp_path / "pg_service.conf"
+    services.write_text("".join(
+        f"[{name}]\n" + "".join(f"{k}={v}\n" for k, v in conninfo_to_dict(dsns["app"]).items())
+        for name, dsns in (("near", test_db), ("other", second_db))))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["PGSERVICEFILE"] = str(services)
+    mine = _launch(pgbg_proc, test_db["app"])
+    res = pgbg_proc("list", "-a", "-F", "json", "--service", "near", "--service", "other", env=env)
+    assert res.returncode == 0, res.stderr
+    assert ("near", mine) in {(row["target"], row["handle"]) for row in _jobs(res)}
+    empty = tmp_path / "empty"
+    empty.write_text("# nothing\n")
+    res = pgbg_proc("list", "--targets-file", str(empty), dsn=test_db["app"])
+    assert res.returncode == 2 and "names no target" in res.stderr
+
+
+def test_commands_of_one_database_refuse_several(test_db, pgbg_proc):
+    res = pgbg_proc("launch", "-d", test_db["name"], "-d", "other", "SELECT 1", dsn=test_db["app"])
+    assert res.returncode == 2
+    assert "launch works on one database" in res.stderr and res.stderr.count("\n") == 1
+    # -d after the command replaces -d before it: one target
+    res = pgbg_proc("-d", "nosuch", "list", "-d", test_db["name"], dsn=test_db["app"])
+    assert res.returncode == 0, res.stderr
+
