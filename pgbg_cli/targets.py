@@ -123,7 +123,7 @@ def every_database(servers: list[Target]) -> tuple[list[Target], list[Outcome[An
     def ask(_: Target, conn: Any) -> list[str]:
         return [row["datname"] for row in conn.execute(queries.text("every_database")).fetchall()]
 
-    listed = each(servers, ask, prepare=lambda conn: db.pinned(conn, conn.execute(
+    listed = each(servers, ask, prepare=lambda _, conn: db.pinned(conn, conn.execute(
         db.PIN_SQL, (db.PINNED_PATH,)).fetchone()))
     found: list[Target] = []
     failed: list[Outcome[Any]] = []
@@ -145,9 +145,9 @@ def _with_dbname(dsn: str | None, dbname: str) -> str:
 
 
 def each(targets: list[Target], work: Callable[[Target, Any], T], *,
-         prepare: Callable[[Any], Any] | None = None) -> list[Outcome[T]]:
+         prepare: Callable[[Target, Any], Any] | None = None) -> list[Outcome[T]]:
     """``work(target, conn)`` on every target at once, one thread and one connection each; outcomes in
-    the targets' order. ``prepare(conn)`` runs first (say, preflight.check): a failure there on
+    the targets' order. ``prepare(target, conn)`` runs first (say, preflight.check): a failure there on
     an optional target skips it. A target that fails says why and leaves the others be."""
     outcomes: list[Outcome[T] | None] = [None] * len(targets)
     crashed: list[BaseException] = []
@@ -172,7 +172,8 @@ def each(targets: list[Target], work: Callable[[Target, Any], T], *,
     return [o for o in outcomes if o is not None]
 
 
-def _one(target: Target, work: Callable[[Target, Any], T], prepare: Callable[[Any], Any] | None) -> Outcome[T]:
+def _one(target: Target, work: Callable[[Target, Any], T],
+         prepare: Callable[[Target, Any], Any] | None) -> Outcome[T]:
     from pgbg_cli import db
 
     conn = None
@@ -180,7 +181,7 @@ def _one(target: Target, work: Callable[[Target, Any], T], prepare: Callable[[An
         try:
             conn = db.connect(target.dsn, pin=prepare is None)
             if prepare is not None:
-                prepare(conn)
+                prepare(target, conn)
         except Exception as exc:
             message, code = _reason(exc)
             return Outcome(target, error=message, exit_code=code, skipped=target.optional,

@@ -183,3 +183,30 @@ def test_commands_of_one_database_refuse_several(test_db, pgbg_proc):
     res = pgbg_proc("-d", "nosuch", "list", "-d", test_db["name"], dsn=test_db["app"])
     assert res.returncode == 0, res.stderr
 
+
+
+def test_stats_and_capacity_one_row_per_target(test_db, second_db, pgbg_proc):
+    _launch(pgbg_proc, second_db["app"], "SELECT 1", "--wait")
+    a, b = test_db["name"], second_db["name"]
+    res = pgbg_proc("stats", "-F", "json", "-d", a, "-d", b, "-d", UNREACHABLE, dsn=test_db["app"])
+    assert res.returncode == 3, res.stderr
+    rows = {row["target"]: row for row in _jobs(res)}
+    assert set(rows) == {a, b, "127.0.0.1:1/nowhere"}
+    assert rows[b]["workers_completed"] >= 1 and rows[b]["error"] is None
+    assert "cannot connect" in rows["127.0.0.1:1/nowhere"]["error"]
+    by = pgbg_proc("stats", "-F", "json", "--by", "role", "-d", a, "-d", b, dsn=test_db["app"])
+    assert by.returncode == 0, by.stderr
+    assert {(row["target"], row["group"]) for row in _jobs(by)} >= {(b, "pgbg_app")}
+    cap = pgbg_proc("capacity", "-F", "json", "-d", a, "-d", b, dsn=test_db["app"])
+    assert cap.returncode == 0, cap.stderr
+    assert [row["target"] for row in _jobs(cap)] == [a, b]
+    assert all(row["max_worker_processes"] > 0 for row in _jobs(cap))
+    people = pgbg_proc("capacity", "-d", a, "-d", b, dsn=test_db["app"])
+    assert people.returncode == 0 and people.stdout.count("can start now") == 2
+    assert people.stdout.splitlines()[0].split() == ["target", a]
+
+
+def test_watch_views_take_one_target(test_db, pgbg_proc):
+    for command in ("list", "stats"):
+        res = pgbg_proc(command, "--watch", "-c", "1", "-d", test_db["name"], "-d", "other", dsn=test_db["app"])
+        assert res.returncode == 2 and "one target" in res.stderr, res.stderr

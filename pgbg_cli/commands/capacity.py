@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from pgbg_cli.commands.common import DsnOpt, FormatOpt, database
+from pgbg_cli.commands.common import (
+    AllDatabasesOpt,
+    DsnOpt,
+    FormatOpt,
+    ServiceOpt,
+    TargetsFileOpt,
+    chosen_targets,
+    database,
+    exit_of_targets,
+    report,
+)
 from pgbg_cli.output import Format
 
 
@@ -29,6 +39,9 @@ def capacity(
         bool, typer.Option("--verbose", "-v", help="Show every count and setting, not only the summary.")
     ] = False,
     fmt: FormatOpt = Format.auto,
+    targets_file: TargetsFileOpt = None,
+    service: ServiceOpt = None,
+    all_databases: AllDatabasesOpt = False,
     dsn: DsnOpt = None,
 ) -> None:
     """Show max_worker_processes, who holds its slots, pgbg's job budget and how many jobs fit.
@@ -43,6 +56,9 @@ def capacity(
     from pgbg_cli import extension, numbers, output
 
     wanted = None if plan is None else numbers.parse_count(plan, "--plan", 1, numbers.PLAN_MAX)
+    chosen = chosen_targets(targets_file, service, all_databases)
+    if chosen is not None:
+        _capacity_several(chosen, wanted, verbose, fmt)
     with database(dsn, need_schema=False) as conn:
         cap = core.measure(conn, extension.discover(conn))
     verdict = core.plan(cap, wanted) if wanted is not None else None
@@ -55,3 +71,44 @@ def capacity(
     output.emit_record(core.record(cap, verdict), fields, fmt, compact=True)
     for note in cap.notes:
         output.say(f"pgbg: {note}")
+
+
+def _capacity_several(chosen: Any, wanted: int | None, verbose: bool, fmt: Format) -> None:
+    """capacity of several targets at once: one row per target; --all-databases' databases
+    without pgbg are skipped (a target named otherwise works without pgbg's schema, as ever)."""
+    from pgbg_cli import capacity as core
+    from pgbg_cli import extension, output, preflight, targets
+
+    def work(_: Any, conn: Any) -> tuple[dict[str, Any], list[str]]:
+        cap = core.measure(conn, extension.discover(conn))
+        verdict = core.plan(cap, wanted) if wanted is not None else None
+        return core.record(cap, verdict), list(cap.notes)
+
+    outcomes = chosen.failed + targets.each(
+        chosen.targets, work, prepare=lambda target, conn: preflight.check(conn, need_schema=target.optional))
+    _, failed = report(outcomes)
+    fields = (core.PLAN_FIELDS if wanted is not None else []) + core.FIELDS
+    resolved = output.resolve(fmt)
+    if resolved in (Format.json, Format.csv):
+        fields = fields + [core.NOTES]
+    elif not verbose:
+        fields = (core.SHORT_PLAN_FIELDS if wanted is not None else []) + core.SUMMARY_FIELDS
+    rows = []
+    for outcome in outcomes:
+        if outcome in failed:
+            rows.append({"target": outcome.target.name, "error": outcome.error})
+        elif outcome.ok:
+            record, notes = outcome.value
+            rows.append({"target": outcome.target.name, **record})
+            if resolved not in (Format.json, Format.csv):
+                for note in notes:
+                    output.say(f"pgbg: {outcome.target.name}: {note}")
+    named = [output.Column("target", "target"), *fields, output.Column("error", "error")]
+    if resolved in (Format.json, Format.csv):
+        output.emit_rows(rows, named, fmt)
+    else:  # for people: each target's summary in turn, its name first (the lines are long)
+        for at, row in enumerate(rows):
+            if at:
+                output.stdout_console().print() if resolved is Format.table else print()
+            output.emit_record(row, named, fmt, compact=True)
+    raise typer.Exit(exit_of_targets(failed))

@@ -177,7 +177,7 @@ def _wait_several(chosen: Any, handles: list[str], timeout_s: float | None, any_
         except WaitTimedOut:
             return progress.enriched(conn, jobs.get_many(conn, parsed[target.name])), True
 
-    outcomes = targets.each(asked, work, prepare=preflight.check)
+    outcomes = targets.each(asked, work, prepare=lambda _, conn: preflight.check(conn))
     answered, failed = report(chosen.failed + outcomes)
     late = []
     for outcome in answered:
@@ -379,7 +379,7 @@ def _list_several(chosen: Any, state: list[str] | None, label: str | None, all_:
     from pgbg_cli import output, preflight, targets
 
     outcomes = chosen.failed + targets.each(chosen.targets, lambda _, conn: _listed(conn, state, label, all_, most),
-                                            prepare=preflight.check)
+                                            prepare=lambda _, conn: preflight.check(conn))
     answered, failed = report(outcomes)
     for outcome in answered:
         outcome.value, notes = outcome.value

@@ -7,7 +7,18 @@ from typing import Annotated, Any
 
 import typer
 
-from pgbg_cli.commands.common import DsnOpt, FormatOpt, database, renewable
+from pgbg_cli.commands.common import (
+    AllDatabasesOpt,
+    DsnOpt,
+    FormatOpt,
+    ServiceOpt,
+    TargetsFileOpt,
+    chosen_targets,
+    database,
+    exit_of_targets,
+    renewable,
+    report,
+)
 from pgbg_cli.output import Format
 
 
@@ -102,6 +113,9 @@ def stats_(
     interval: IntervalOpt = "2s",
     count: CountOpt = None,
     fmt: FormatOpt = Format.auto,
+    targets_file: TargetsFileOpt = None,
+    service: ServiceOpt = None,
+    all_databases: AllDatabasesOpt = False,
     dsn: DsnOpt = None,
 ) -> None:
     """Statistics of the database's pgbg jobs over a window (default: the last 24 hours).
@@ -125,6 +139,11 @@ def stats_(
     window_ms = parse_ms(since, what="--since", lo=1)
     if session and (by or watch):
         raise UsageError("--session shows one row of this session: it goes without --by and --watch")
+    chosen = chosen_targets(targets_file, service, all_databases)
+    if chosen is not None:
+        if session or watch:
+            raise UsageError("--session and --watch show one database: give one target")
+        _stats_several(chosen, window_ms, by, fmt)
     with database(dsn) as conn:
         if session:
             row = core.session_stats(conn)
@@ -148,6 +167,32 @@ def stats_(
     else:
         record = {"window_s": window_ms / 1000, **{k: v for k, v in rows[0].items() if k != "group"}, **slots}
         output.emit_record(record, columns, fmt)
+
+
+def _stats_several(chosen: Any, window_ms: int, by: By | None, fmt: Format) -> None:
+    """stats of several targets at once: one row per target (per target and group with --by)."""
+    from pgbg_cli import output, preflight, targets
+    from pgbg_cli import stats as core
+
+    def work(_: Any, conn: Any) -> list[dict[str, Any]]:
+        rows = core.job_stats(conn, window_ms=window_ms, by=by.value if by else None)
+        slots = core.worker_slots(conn).as_dict()
+        if by:
+            return [{**r, **slots} for r in rows]
+        return [{"window_s": window_ms / 1000, **{k: v for k, v in rows[0].items() if k != "group"}, **slots}]
+
+    outcomes = chosen.failed + targets.each(chosen.targets, work, prepare=lambda _, conn: preflight.check(conn))
+    _, failed = report(outcomes)
+    rows: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        if outcome in failed:
+            rows.append({"target": outcome.target.name, "window_s": window_ms / 1000, "error": outcome.error})
+        elif outcome.ok:
+            rows += [{"target": outcome.target.name, **row} for row in outcome.value]
+    columns = [output.Column("target", "TARGET"), *_stat_columns(by, Format.plain if by else fmt),
+               output.Column("error", "ERROR")]
+    output.emit_rows(rows, columns, fmt)
+    raise typer.Exit(exit_of_targets(failed))
 
 
 def prune(
