@@ -164,12 +164,13 @@ def start_connecting(dsn: str | None) -> None:
 
 
 def _take_early(dsn: str | None) -> psycopg.Connection[Any] | None:
-    if not _early:
-        return None
-    early = dict(_early)
-    _early.clear()
-    if early["dsn"] != (dsn or ""):
-        return None  # another DSN after all (the command line said otherwise): left to the exit
+    """The connection start_connecting began for ``dsn``, once (targets connect from threads)."""
+    if _early.get("dsn") != (dsn or ""):
+        return None  # none begun, or for another DSN (another target, or the guess was wrong)
+    try:
+        early = {key: _early.pop(key) for key in ("dsn", "thread", "result")}  # pop: atomic under the GIL
+    except KeyError:
+        return None  # another thread took it
     early["thread"].join()
     if "error" in early["result"]:
         raise early["result"]["error"]
