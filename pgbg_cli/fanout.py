@@ -73,9 +73,14 @@ def _first_word(sql_text: str) -> str:
     return match.group(1).lower() if match else ""
 
 
+_PLACEHOLDER = re.compile(r"\{(table|schema|name)\}")
+
+
 def expand(template: str, schema_q: str, name_q: str) -> str:
-    return (template.replace("{table}", f"{schema_q}.{name_q}")
-            .replace("{schema}", schema_q).replace("{name}", name_q))
+    """The template with each placeholder replaced, in one pass: what a name put there is never
+    read again, so a table named ``x{name}`` stays inside its quotes."""
+    parts = {"table": f"{schema_q}.{name_q}", "schema": schema_q, "name": name_q}
+    return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], template)
 
 
 def find(conn: psycopg.Connection[Any], template: str, *, schemas: list[str], tables: list[str],

@@ -1,0 +1,96 @@
+"""Red team of schema version 3's features (docs/security.md), against the real sandbox server:
+a granted role (pgbg_app, a member of pgbg_user and pgbackground_role, not a superuser)
+attacks pgbg fanout, pgbg_messages and the connection options; each test failed before its fix.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import SANDBOX, fresh_database, sql_runner
+
+# A table name that, quoted and put into a template, ends the statement and runs its own:
+# expanding {table} and then {name} again inside what {table} put there would let it out.
+PAYLOAD = ";CREATE TABLE public.rt_pwned ();--"
+
+
+@pytest.fixture(scope="module")
+def v3(server_dsn: str) -> Iterator[dict[str, str]]:
+    with fresh_database(server_dsn, "pgbg_sec3") as dsns:
+        yield dsns
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@pytest.mark.parametrize("evil_name", [PAYLOAD + "{name}", PAYLOAD + "{schema}", "x{table}" + PAYLOAD])
+def test_a_table_name_with_a_placeholder_cannot_break_out_of_its_quotes(v3, cli, evil_name):
+    # the hostile role makes tables in a schema it may write; a superuser fans a template out
+    with sql_runner(v3["app"]) as app, sql_runner(v3["admin"]) as admin:
+        for name in (evil_name, PAYLOAD):
+            app(f"CREATE TABLE IF NOT EXISTS public.{_quoted(name)} (id int)")
+        try:
+            res = cli("fanout", "ANALYZE {table}", "--schema", "public", "--dry-run", "-F", "json",
+                      dsn=v3["admin"])
+            assert res.exit_code == 0, res
+            rows = {r["target"]: r for r in json.loads(res.stdout)}
+            # each statement names its own table, as the server quotes it, and nothing else
+            target = "public." + _quoted(evil_name)
+            assert rows[target]["sql"] == "ANALYZE " + target, rows[target]
+            for row in rows.values():
+                assert row["sql"] == f"ANALYZE {row['target']}"
+            # run as printed (as `psql` would, or a launch): no statement of the name's runs
+            for row in rows.values():
+                admin(row["sql"])
+            assert admin("SELECT to_regclass('public.rt_pwned') AS t")[0]["t"] is None
+        finally:
+            admin("DROP TABLE IF EXISTS public.rt_pwned")
+            for name in (evil_name, PAYLOAD):
+                admin(f"DROP TABLE IF EXISTS public.{_quoted(name)}")
+
+
+def _server_log() -> Path | None:
+    import os
+    import subprocess
+
+    if os.environ.get("PGBG_TEST_DSN"):
+        return None
+    out = subprocess.run(["bash", str(SANDBOX), "logfile"], capture_output=True, text=True, check=True)
+    path = Path(out.stdout.strip())
+    return path if path.is_file() else None
+
+
+def test_capturing_never_hides_a_roles_own_warnings_from_the_server_log(v3):
+    # log_min_messages is a superuser's setting: a granted role calling pgbg_messages in its own
+    # session must not get its WARNINGs (the server's own included) kept out of the server log
+    log = _server_log()
+    if log is None:
+        pytest.skip("the server log is not readable here (PGBG_TEST_DSN)")
+    token = f"rt-hidden-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(v3["app"]) as conn:
+        before = conn.execute("SHOW log_min_messages").fetchone()[0]
+        assert before == "warning"
+        conn.execute("SELECT pgbg._messages_begin(1, 1024)")
+        conn.execute(f"DO $$ BEGIN RAISE WARNING '{token}-kept'; RAISE WARNING '{token}-dropped'; "
+                     f"RAISE NOTICE '{token}-notice'; END $$")
+        taken = conn.execute("SELECT pgbg._messages_take()").fetchone()[0]
+        assert [m["message"] for m in taken["messages"]] == [f"{token}-kept"]  # still kept
+        conn.execute("SELECT pgbg._messages_begin(1, 1024)")
+        conn.execute(f"DO $$ BEGIN RAISE WARNING '{token}-at-commit'; END $$")
+        conn.commit()
+        conn.execute(f"DO $$ BEGIN RAISE WARNING '{token}-sync'; END $$")  # the log has caught up
+        conn.commit()
+    from conftest import retry
+
+    text = retry(lambda: (t := log.read_text(errors="replace")) and f"{token}-sync" in t and t,
+                 "the server log shows the last warning")
+    for what in ("kept", "dropped", "at-commit"):
+        assert f"WARNING:  {token}-{what}" in text, what
+    # and nothing the setting would not log was added to it (NOTICE stays below warning)
+    assert f"{token}-notice" not in text
