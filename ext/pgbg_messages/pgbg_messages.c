@@ -4,8 +4,10 @@
  * A pgbg supervisor reads a job's outcome through pg_background, which re-raises the job's
  * messages in the reading backend (ThrowErrorData). PL/pgSQL cannot catch anything below
  * ERROR, so this module's emit_log_hook copies them, while capturing is on in this backend,
- * into a buffer of this backend (bounded in count and bytes), and keeps them out of the
- * server log (the job's own worker logged them already, as log_min_messages says).
+ * into a buffer of this backend (bounded in count and bytes). The server log gets what it
+ * would get without this module: a message goes there only when the log_min_messages in force
+ * before capturing says so (a role calling these functions in its own session can neither hide
+ * its WARNINGs from the log nor add its NOTICEs to it).
  *
  *   pgbg._messages_begin(max_count int, max_bytes int) RETURNS void
  *       start capturing in this backend until _messages_take() or the end of the
@@ -50,6 +52,7 @@ static int	kept = 0;
 static int	max_count = 0;
 static int64 dropped = 0;
 static char *saved_level = NULL;	/* log_min_messages before begin lowered it */
+static int	saved_min = -1;		/* the same, as a level; -1: not lowered */
 
 /* Append s (len bytes) at *pos, escaped as a JSON string body; false when it does not fit. */
 static bool
@@ -177,10 +180,17 @@ pgbg_emit_log_hook(ErrorData *edata)
 	if (capturing && buf != NULL && edata->elevel >= INFO && edata->elevel <= WARNING)
 	{
 		keep(edata);
-		/* the job's own worker logged it already; the supervisor's copy goes nowhere */
-		edata->output_to_server = false;
+		/*
+		 * To the server log only as the setting before begin() would have sent it there
+		 * (elog.c's is_log_level_output, for INFO..WARNING: at "log" none, else from the level
+		 * up). Not to the client: for a supervisor that is a queue nobody reads.
+		 */
+		if (saved_min >= 0)
+			edata->output_to_server = saved_min != LOG && saved_min != LOG_SERVER_ONLY &&
+				edata->elevel >= saved_min;
 		edata->output_to_client = false;
-		return;
+		if (!edata->output_to_server)
+			return;
 	}
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
@@ -224,6 +234,7 @@ discard(void)
 		pfree(saved_level);
 		saved_level = NULL;
 	}
+	saved_min = -1;
 	if (buf != NULL)
 		pfree(buf);
 	buf = NULL;
@@ -243,12 +254,14 @@ pgbg_messages_begin(PG_FUNCTION_ARGS)
 	buf = MemoryContextAlloc(TopMemoryContext, buf_size + 1);
 	/*
 	 * emit_log_hook sees only what goes to the server log: INFO and NOTICE must be bound for
-	 * it while capturing (the hook then keeps them out of it). For this transaction only.
+	 * it while capturing (the hook then logs only what the setting before would). For this
+	 * transaction only.
 	 */
 	if (log_min_messages >= LOG)
 	{
 		saved_level = MemoryContextStrdup(TopMemoryContext,
 										  GetConfigOption("log_min_messages", false, false));
+		saved_min = log_min_messages;
 		(void) set_config_option("log_min_messages", "info", PGC_SUSET, PGC_S_SESSION,
 								 GUC_ACTION_LOCAL, true, 0, false);
 	}
