@@ -43,8 +43,12 @@ def pattern(text: str, what: str) -> str:
     if not text or len(text) > 200 or "\x00" in text:
         raise UsageError(f"invalid {what} pattern {text!r}: give a name, or a pattern such as 'orders_*'")
     parts = []
-    for ch in text:
-        parts.append(".*" if ch == "*" else "." if ch == "?" else re.escape(ch))
+    for run in re.findall(r"[*?]+|[^*?]+", text):
+        if run[0] not in "*?":
+            parts.append(re.escape(run))
+        else:  # one atom per run of wildcards: `**` is `*`, and 100 of them cost the server seconds
+            n = run.count("?")
+            parts.append(".*" if n == 0 else f".{{{n},}}" if "*" in run else "." if n == 1 else f".{{{n}}}")
     return "^" + "".join(parts) + "$"
 
 

@@ -94,3 +94,18 @@ def test_capturing_never_hides_a_roles_own_warnings_from_the_server_log(v3):
         assert f"WARNING:  {token}-{what}" in text, what
     # and nothing the setting would not log was added to it (NOTICE stays below warning)
     assert f"{token}-notice" not in text
+
+
+def test_a_run_of_wildcards_is_one_atom_of_the_servers_regular_expression(v3, cli):
+    # 200 stars were 200 `.*` (seconds of the server's time to compile); a run is one atom now
+    from pgbg_cli.fanout import pattern
+
+    assert pattern("*" * 200, "table") == "^.*$"
+    assert pattern("?*" * 100, "table") == "^.{100,}$"
+    assert pattern("a??b*c?", "table") == "^a.{2}b.*c.$"
+    with sql_runner(v3["admin"]) as admin:
+        admin("CREATE TABLE IF NOT EXISTS public.rt_wild_abcd (id int)")
+        res = cli("fanout", "ANALYZE {table}", "--table", "rt_" + "*" * 150 + "?" * 2 + "*" * 40, "--dry-run", "-F",
+                  "json", dsn=v3["admin"])
+        assert res.exit_code == 0, res
+        assert [r["target"] for r in json.loads(res.stdout)] == ["public.rt_wild_abcd"]
