@@ -15,16 +15,47 @@ from typing import Annotated, Any
 
 import typer
 from typer._click.exceptions import ClickException  # Typer vendors click from 0.26 on (pyproject.toml)
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import Abort
 
 from pgbg_cli import __version__
 from pgbg_cli.commands import COMMANDS
 from pgbg_cli.commands.common import DsnListOpt, HostOpt, PortOpt, UserOpt
-from pgbg_cli.errors import EXIT_CODES, PgbgError
+from pgbg_cli.errors import EXIT_CODES, INTERRUPTED, PgbgError
 from pgbg_cli.versions import WORKS_WITH
 
-EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()) + "."
+# The end of `pgbg --help`: what a session looks like, and every exit code (README: Exit codes).
+ROOT_EXAMPLES = [
+    'pgbg launch --label nightly "VACUUM (ANALYZE) orders"',
+    "pgbg list --state running",
+    "pgbg wait 42:7281990022145993216",
+    "pgbg cancel --label 'nightly*'",
+    "pgbg capacity --plan 8",
+]
+EXIT_HELP = [(str(code), text) for code, text in EXIT_CODES.items()]
+EXAMPLES_TITLE = "Examples:"
+
+
+def _write_section(formatter: Any, title: str, lines: list[str]) -> None:
+    """A titled block of lines, each kept whole (click's \\b: never rewrapped)."""
+    with formatter.section(title):
+        formatter.write_text("\b\n" + "\n".join(lines))
+
+
+class PgbgCommand(TyperCommand):
+    """A pgbg command: its help ends with the Examples of its docstring, one invocation a line."""
+
+    examples: list[str] = []
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        # Typer writes a required argument as {NAME}: the usage line says NAME, as man pages do
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        if self.examples:
+            _write_section(formatter, EXAMPLES_TITLE.rstrip(":"), self.examples)
+        super().format_epilog(ctx, formatter)
+
 
 class PgbgGroup(TyperGroup):
     """Turns pgbg's errors, database errors, usage errors and Ctrl-C into one line and an exit code;
@@ -37,6 +68,18 @@ class PgbgGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         return list(self.commands)  # the names, without building the commands
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # bare `pgbg`: the help, on stdout, and success (click would call it a usage error)
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            typer.echo(ctx.get_help())
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        _write_section(formatter, EXAMPLES_TITLE.rstrip(":"), ROOT_EXAMPLES)
+        with formatter.section("Exit codes"):
+            formatter.write_dl(EXIT_HELP)
+
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
@@ -46,11 +89,11 @@ class PgbgGroup(TyperGroup):
         except ClickException as exc:
             where = getattr(getattr(exc, "ctx", None), "command_path", None) or "pgbg"
             hint = f" (see {where} --help)" if exc.exit_code == 2 else ""
-            _write(f"pgbg: {exc.format_message()}{hint}")
+            _write(f"pgbg: {_said(exc.format_message())}{hint}")
             sys.exit(exc.exit_code)
         except Abort:
             sys.stderr.write("pgbg: interrupted\n")
-            sys.exit(130)
+            sys.exit(INTERRUPTED)
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: Any) -> Any:
@@ -59,7 +102,7 @@ class PgbgGroup(TyperGroup):
         except PgbgError as exc:
             _fail(exc.message, exc.exit_code)
         except KeyboardInterrupt:
-            _fail("interrupted", 130)
+            _fail("interrupted", INTERRUPTED)
         except Exception as exc:
             if type(exc).__module__.startswith("psycopg"):
                 from pgbg_cli.db import LOCK_TIMEOUT_MS, first_line, redact
@@ -76,6 +119,12 @@ class PgbgGroup(TyperGroup):
                 where = f" [{code}]" if code else ""
                 _fail(f"database error{where}: {redact(first_line(exc))}", 3)
             raise
+
+
+def _said(message: str) -> str:
+    """A usage error of click's in pgbg's voice: lower case, no full stop before the hint."""
+    message = message.strip().rstrip(".")
+    return message[:1].lower() + message[1:]
 
 
 def _write(line: str) -> None:
@@ -102,7 +151,6 @@ app = typer.Typer(
     # which doubles the time of `pgbg --help` (README, "Speed": bench/bench_cli.py)
     rich_markup_mode=None,
     help=f"Run and track SQL in PostgreSQL background workers ({WORKS_WITH}).",
-    epilog=EXIT_HELP,
     context_settings={"help_option_names": ["--help", "-?"]},  # -h is the host, as in psql
 )
 
@@ -175,12 +223,19 @@ def _build(name: str) -> Any:
     module.register(one)
     one.registered_commands = [info for info in one.registered_commands if info.name == name]
     (info,) = one.registered_commands
-    # Docstrings are wrapped for the source; help reflows each paragraph to the terminal.
-    if info.callback is not None and info.callback.__doc__:
-        info.callback.__doc__ = _reflow(info.callback.__doc__)
+    # Docstrings are wrapped for the source; help reflows each paragraph to the terminal,
+    # and lists the Examples, one a line, after the options.
+    # (info.help, not the function's __doc__, which stays as written: commands are built anew
+    # for each group made, by tests for one)
+    examples: list[str] = []
+    if info.help is None and info.callback is not None and info.callback.__doc__:
+        text, examples = split_examples(info.callback.__doc__)
+        info.help = _reflow(text)
         if info.short_help is None:  # pgbg --help lists the whole first paragraph, wrapped, not cut at 45
-            info.short_help = info.callback.__doc__.split("\n\n", 1)[0]
+            info.short_help = info.help.split("\n\n", 1)[0]
+    info.cls = PgbgCommand
     command = typer.main.get_command(one)
+    command.examples = examples
     if any(param.name == "dsn" for param in command.params):
         _add_connection_options(command)
     return command
@@ -234,6 +289,16 @@ def _connection_params() -> list[Any]:
         """-d, -h, -p, -U."""
 
     return list(typer.main.get_command(one).params)
+
+
+def split_examples(doc: str) -> tuple[str, list[str]]:
+    """A docstring's text, and the lines of its last paragraph when that begins with ``Examples:``."""
+    import inspect
+
+    text, sep, block = inspect.cleandoc(doc).rpartition("\n\n" + EXAMPLES_TITLE)
+    if not sep:
+        return inspect.cleandoc(doc), []
+    return text, [line.strip() for line in block.splitlines() if line.strip()]
 
 
 def _reflow(doc: str) -> str:

@@ -19,12 +19,16 @@ def run() -> int:
         from pgbg_cli.completions import prepare
 
         prepare()
-    from pgbg_cli.app import app
-
     try:
-        app(complete_var="_PGBG_COMPLETE")
+        from pgbg_cli.app import app
+
+        # "pgbg" in usage lines and hints, also when run as python -m pgbg_cli
+        app(complete_var="_PGBG_COMPLETE", prog_name="pgbg")
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except KeyboardInterrupt:  # Ctrl-C before the app handles it (while Python loads it)
+        sys.stderr.write("pgbg: interrupted\n")
+        return 130
     return 0
 
 

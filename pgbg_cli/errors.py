@@ -13,6 +13,7 @@ ENVIRONMENT = 3  # connection, extension, schema or privilege problem
 WARNED = 4  # wait/launch --wait --strict: every job succeeded, and one said WARNING
 NOT_STARTED = 75  # launch: the job is queued and nothing will start it (EX_TEMPFAIL: try again later)
 WAIT_TIMEOUT = 124  # a wait ran out of time (as timeout(1) does)
+INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it); a --watch view ends with 0
 
 EXIT_CODES: dict[int, str] = {
     OK: "success",
@@ -22,6 +23,7 @@ EXIT_CODES: dict[int, str] = {
     WARNED: "with --strict: the jobs succeeded, but one emitted a WARNING",
     NOT_STARTED: "a job is queued and nothing will start it (no worker slot, no dispatcher)",
     WAIT_TIMEOUT: "a wait timed out",
+    INTERRUPTED: "interrupted (Ctrl-C), except a --watch view, which Ctrl-C ends with 0",
 }
 
 

@@ -34,6 +34,9 @@ OPTIONS = [
     (["list", "--watch", "--count"], [], "--count", "a whole number from 1 to 1000000"),
     (["stats", "--watch", "--count"], [], "--count", "a whole number from 1 to 1000000"),
     (["capacity", "--plan"], [], "--plan", "a whole number from 1 to 262143"),
+    (["fanout", "--min-dead-tuples"], ["VACUUM {table}"], "--min-dead-tuples",
+     "a whole number from 0 to 9223372036854775807"),
+    (["fanout", "--min-xid-age"], ["VACUUM {table}"], "--min-xid-age", "a whole number from 0 to 2147483647"),
 ]
 
 OUT_OF_RANGE = {
@@ -46,6 +49,8 @@ OUT_OF_RANGE = {
     "--limit": ["0", "1000001", "9" * 5000],
     "--count": ["0", "1000001"],
     "--plan": ["0", "262144", "9223372036854775808"],
+    "--min-dead-tuples": ["9223372036854775808"],
+    "--min-xid-age": ["2147483648"],
 }
 
 IN_RANGE = [  # the bounds themselves are accepted: these get as far as connecting (exit 3)
@@ -60,6 +65,7 @@ IN_RANGE = [  # the bounds themselves are accepted: these get as far as connecti
     ["stats", "--since", "1ms"],
     ["prune", "--older-than", "0"],
     ["capacity", "--plan", "262143"],
+    ["fanout", "--min-dead-tuples", "9223372036854775807", "--min-xid-age", "2147483647", "VACUUM {table}"],
 ]
 
 

@@ -32,6 +32,10 @@ def init(
 
     Safe to run twice or concurrently. With --check: exit 0 when present and current,
     3 when missing or outdated.
+
+    Examples:
+      pgbg init
+      pgbg init --check
     """
     from pgbg_cli import db, extension, install
     from pgbg_cli.output import say
@@ -51,7 +55,7 @@ def init(
 
 
 def grant(
-    role: Annotated[str, typer.Argument(help="The role to let use pgbg.")],
+    role: Annotated[str, typer.Argument(metavar="ROLE", help="The role to let use pgbg.")],
     admin: Annotated[bool, typer.Option("--admin", help="Also let it see and cancel every role's jobs.")] = False,
     dsn: DsnOpt = None,
 ) -> None:
@@ -59,6 +63,10 @@ def grant(
 
     Where the dispatcher runs for other roles of this database (pgbg dispatch), it is turned
     on for this one too (a superuser's grant), or the command that does it is named.
+
+    Examples:
+      pgbg grant pgbg_app
+      pgbg grant --admin ops
     """
     from pgbg_cli import dispatch as dispatcher
     from pgbg_cli import install
@@ -75,10 +83,14 @@ def grant(
 
 
 def revoke(
-    role: Annotated[str, typer.Argument(help="The role to take pgbg away from.")],
+    role: Annotated[str, typer.Argument(metavar="ROLE", help="The role to take pgbg away from.")],
     dsn: DsnOpt = None,
 ) -> None:
-    """Take back what grant gave: pgbg_admin, pgbg_user and pgbackground_role."""
+    """Take back what grant gave: pgbg_admin, pgbg_user and pgbackground_role.
+
+    Examples:
+      pgbg revoke reporting
+    """
     from pgbg_cli import install
     from pgbg_cli.commands.common import database
     from pgbg_cli.output import printable, say
@@ -96,16 +108,19 @@ def revoke(
 
 def dispatch(
     action: Annotated[
-        DispatchAction, typer.Argument(help="enable, disable, or status (the default).", case_sensitive=False)
+        DispatchAction,
+        typer.Argument(metavar="[ACTION]", case_sensitive=False, show_default=False,
+                       help="enable, disable, or status (the default)."),
     ] = DispatchAction.status,
     roles: Annotated[
         list[str] | None,
-        typer.Argument(help="The roles (default: every role that may use pgbg here).", show_default=False),
+        typer.Argument(metavar="[ROLE...]", help="The roles (default: every role that may use pgbg here).",
+                       show_default=False),
     ] = None,
     fmt: FormatOpt = Format.auto,
     dsn: DsnOpt = None,
 ) -> None:
-    """Have pg_cron start each role's supervisor within seconds, as that role (opt-in).
+    """Have pg_cron start each role's supervisor within seconds, as that role (when enabled).
 
     Without it, a role's queued jobs start only while that role runs pgbg (launch, list,
     show, wait): after a server restart, or when no worker slot was free at launch, they
@@ -113,6 +128,11 @@ def dispatch(
     SELECT pgbg.dispatch() every 5 seconds in this database for each role, run by pg_cron
     in a session of that role itself; disable unschedules it; status shows each role's
     dispatcher and when it last ran.
+
+    Examples:
+      pgbg dispatch
+      pgbg dispatch enable
+      pgbg dispatch disable pgbg_app
     """
     from pgbg_cli import dispatch as core
     from pgbg_cli import output

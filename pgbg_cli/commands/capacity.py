@@ -29,7 +29,6 @@ def capacity(
         str | None,
         typer.Option(
             "--plan",
-            "-n",
             metavar="N",
             help="Say whether N more background jobs fit right now and, if not, what to change (1 to 262143).",
             show_default=False,
@@ -51,6 +50,11 @@ def capacity(
     Works without pgbg's schema too (then 2 slots are kept in reserve). With --plan N the
     verdict is data (fits yes/no and the changes that would make N fit); the exit code is
     0 either way. People get the answer and a summary; --verbose, JSON and CSV give every field.
+
+    Examples:
+      pgbg capacity
+      pgbg capacity --plan 20
+      pgbg capacity --verbose -F json
     """
     from pgbg_cli import capacity as core
     from pgbg_cli import extension, numbers, output

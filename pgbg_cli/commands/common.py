@@ -57,6 +57,7 @@ FormatOpt = Annotated[
     typer.Option(
         "--format",
         "-F",
+        metavar="|".join(f.value for f in Format),
         case_sensitive=False,
         help="Output format: auto is a table on a terminal and plain text otherwise.",
     ),

@@ -22,6 +22,10 @@ def doctor(fmt: FormatOpt = Format.auto, dsn: DsnOpt = None) -> None:
 
     Exit 0 when pgbg can work here, 3 when something must be fixed first (each problem is
     printed with its fix).
+
+    Examples:
+      pgbg doctor
+      pgbg doctor -F json
     """
     from pgbg_cli import db
     from pgbg_cli import doctor as service

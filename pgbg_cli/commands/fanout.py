@@ -9,6 +9,9 @@ import typer
 from pgbg_cli.commands.common import DsnOpt, FormatOpt, database
 from pgbg_cli.output import Format
 
+DEAD_TUPLES_MAX = 2**63 - 1  # n_dead_tup is a bigint
+XID_AGE_MAX = 2**31 - 1  # age() of a transaction id is an integer
+
 
 def register(app: typer.Typer) -> None:
     app.command("fanout")(fanout)
@@ -37,12 +40,12 @@ def fanout(
     min_size: Annotated[str | None, typer.Option(
         "--min-size", metavar="SIZE", help="Only tables of at least SIZE with indexes and TOAST (500kB, 10MB, 2GB).",
         show_default=False)] = None,
-    min_dead: Annotated[int, typer.Option(
-        "--min-dead-tuples", metavar="N", min=0, help="Only tables with at least N dead tuples (pg_stat_all_tables).",
-        show_default=False)] = 0,
-    min_xid_age: Annotated[int, typer.Option(
-        "--min-xid-age", metavar="N", min=0, help="Only tables whose relfrozenxid is at least N transactions old.",
-        show_default=False)] = 0,
+    min_dead: Annotated[str, typer.Option(
+        "--min-dead-tuples", metavar="N", help="Only tables with at least N dead tuples (pg_stat_all_tables).",
+        show_default=False)] = "0",
+    min_xid_age: Annotated[str, typer.Option(
+        "--min-xid-age", metavar="N", help="Only tables whose relfrozenxid is at least N transactions old.",
+        show_default=False)] = "0",
     order: Annotated[str, typer.Option(
         "--order", metavar="size|dead|xid-age|name",
         help="Which tables go first: the largest (size), most dead tuples (dead), oldest relfrozenxid (xid-age), "
@@ -53,12 +56,13 @@ def fanout(
         "--group", "-G", metavar="NAME",
         help="Name the group of jobs (default: a new one, named on stderr); wait, cancel, list and stats take it.",
         show_default=False)] = None,
-    label: Annotated[str | None, typer.Option("--label", "-l", help="A label to find the jobs by.")] = None,
+    label: Annotated[str | None, typer.Option(
+        "--label", "-l", metavar="LABEL", help="A label to find the jobs by.", show_default=False)] = None,
     timeout: Annotated[str | None, typer.Option(
         "--timeout", "-t", metavar="DURATION",
         help="Cancel a job that runs longer (e.g. 30m, 2h); state timed_out.", show_default=False)] = None,
     wait: Annotated[bool, typer.Option(
-        "--wait", "-w", help="Wait for every job, showing progress, and print the outcomes.")] = False,
+        "--wait", help="Wait for every job, showing progress, and print the outcomes.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the tables and the statement for each; launch nothing.")] = False,
     fmt: FormatOpt = Format.auto,
@@ -72,6 +76,11 @@ def fanout(
     queued all or none, as one group that runs at most --jobs at a time in that order; one
     handle per line is printed. With --dry-run the statements are printed and nothing is
     launched.
+
+    Examples:
+      pgbg fanout "VACUUM (ANALYZE) {table}" --min-dead-tuples 10000 --dry-run
+      pgbg fanout "REINDEX TABLE CONCURRENTLY {table}" --table 'order*' --jobs 2
+      pgbg fanout "ANALYZE {table}" --schema public --order name --dry-run -F csv
     """
     from pgbg_cli import fanout as core
     from pgbg_cli import numbers, output
@@ -84,10 +93,12 @@ def fanout(
     min_bytes = core.parse_bytes(min_size, "--min-size") if min_size is not None else 0
     limit = numbers.parse_count(jobs_at_once, "--jobs", 1, launcher.GROUP_LIMIT_MAX)
     timeout_ms = parse_ms(timeout, what="--timeout") or None if timeout is not None else None
+    dead = numbers.parse_count(min_dead, "--min-dead-tuples", 0, DEAD_TUPLES_MAX)
+    xid_age = numbers.parse_count(min_xid_age, "--min-xid-age", 0, XID_AGE_MAX)
     with database(dsn) as conn:
         chosen, refused = core.find(conn, template, schemas=schema or [], tables=table or [],
-                                    excluded=exclude or [], min_bytes=min_bytes, min_dead=min_dead,
-                                    min_xid_age=min_xid_age, order=order)
+                                    excluded=exclude or [], min_bytes=min_bytes, min_dead=dead,
+                                    min_xid_age=xid_age, order=order)
     if refused:
         names = ", ".join(t.target for t in refused[:5]) + (", ..." if len(refused) > 5 else "")
         output.say(f"pgbg: left out {len(refused)} table{'s' if len(refused) != 1 else ''} this role may not "

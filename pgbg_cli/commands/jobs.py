@@ -25,7 +25,11 @@ from pgbg_cli.output import Format
 
 OUTCOME_KEYS = ("sqlstate", "message", "reason")
 
-HandlesArg = Annotated[list[str], typer.Argument(help="Job handles <id>:<cookie>, as printed by pgbg launch.")]
+HandlesArg = Annotated[
+    list[str], typer.Argument(metavar="HANDLE...", help="Job handles ID:COOKIE, as printed by pgbg launch.")
+]
+# jobs.STATES, spelled here so that help needs no import of the job service (tests/test_help.py compares)
+STATE_HELP = "queued, starting, running, succeeded, failed, canceled, timed_out, lost or detached"
 
 
 def register(app: typer.Typer) -> None:
@@ -114,7 +118,13 @@ def wait(
     With several targets, a handle is TARGET/ID:COOKIE, as list prints it for them.
     Exit 0 when all succeeded, 1 when any failed, was canceled, timed out or was lost,
     4 with --strict when all succeeded but one emitted a WARNING, 124 when --timeout ran
-    out first. The jobs go on after a timeout or Ctrl-C.
+    out first, 130 on Ctrl-C. The jobs go on after a timeout or Ctrl-C.
+
+    Examples:
+      pgbg wait 42:7281990022145993216
+      pgbg wait --timeout 5m 42:7281990022145993216 43:1185473021166459012
+      pgbg wait --any -F json 42:7281990022145993216 43:1185473021166459012
+      pgbg wait --group nightly --strict
     """
     from pgbg_cli import handles as handles_mod
     from pgbg_cli import jobs, output
@@ -198,9 +208,13 @@ def _wait_several(chosen: Any, handles: list[str], timeout_s: float | None, any_
 
 
 def cancel(
-    handles: Annotated[list[str] | None, typer.Argument(help="Job handles <id>:<cookie>.")] = None,
+    handles: Annotated[
+        list[str] | None, typer.Argument(metavar="[HANDLE...]", help="Job handles ID:COOKIE.", show_default=False)
+    ] = None,
     label: Annotated[
-        str | None, typer.Option("--label", "-l", help="Cancel every live job whose label matches (* and ? work).")
+        str | None,
+        typer.Option("--label", "-l", metavar="PATTERN", show_default=False,
+                     help="Cancel every live job whose label matches PATTERN (* and ? work)."),
     ] = None,
     grace: Annotated[
         str | None,
@@ -217,6 +231,11 @@ def cancel(
 
     pgbg only ever signals a worker it has verified (pid and start time); it never
     sends SIGKILL, which would restart the whole cluster.
+
+    Examples:
+      pgbg cancel 42:7281990022145993216
+      pgbg cancel --label 'nightly*' --grace 30s
+      pgbg cancel --no-wait 42:7281990022145993216 43:1185473021166459012
     """
     from pgbg_cli import handles as handles_mod
     from pgbg_cli import jobs, output
@@ -263,6 +282,9 @@ def detach(
     """Stop tracking jobs; their workers go on and commit, but no outcome is recorded.
 
     This is pg_background's detach: it does not stop the work (use cancel for that).
+
+    Examples:
+      pgbg detach 42:7281990022145993216
     """
     from pgbg_cli import handles as handles_mod
     from pgbg_cli import jobs
@@ -275,12 +297,17 @@ def detach(
 
 
 def show(
-    handle: Annotated[str, typer.Argument(help="A job handle <id>:<cookie>.")],
+    handle: Annotated[str, typer.Argument(metavar="HANDLE", help="A job handle ID:COOKIE.")],
     result: Annotated[bool, typer.Option("--result", "-r", help="Print the rows the job returned instead.")] = False,
     fmt: FormatOpt = Format.auto,
     dsn: DsnOpt = None,
 ) -> None:
-    """Show everything pgbg recorded about one job."""
+    """Show everything pgbg recorded about one job.
+
+    Examples:
+      pgbg show 42:7281990022145993216
+      pgbg show --result -F csv 42:7281990022145993216
+    """
     from pgbg_cli import handles as handles_mod
     from pgbg_cli import jobs, jobview, messages, output, progress, waiting
     from pgbg_cli.errors import UsageError
@@ -305,9 +332,15 @@ def show(
 
 def list_(
     state: Annotated[
-        list[str] | None, typer.Option("--state", "-s", help="Only jobs in this state (repeatable).")
+        list[str] | None,
+        typer.Option("--state", "-s", metavar="STATE", show_default=False,
+                     help=f"Only jobs in STATE: {STATE_HELP} (repeatable)."),
     ] = None,
-    label: Annotated[str | None, typer.Option("--label", "-l", help="Only labels matching (* and ? work).")] = None,
+    label: Annotated[
+        str | None,
+        typer.Option("--label", "-l", metavar="PATTERN", show_default=False,
+                     help="Only jobs whose label matches PATTERN (* and ? work)."),
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="All history, not only live and last-hour jobs.")] = False,
     limit: Annotated[
         str, typer.Option("--limit", "-n", metavar="N", help="At most this many jobs (1 to 1000000).")
@@ -326,6 +359,12 @@ def list_(
     With --watch the list stays on screen, refreshed every --interval, cut to the
     terminal's height; when the output is not a terminal each refresh prints one line
     of counts per state (or one JSON object with --format json). Ctrl-C ends it (exit 0).
+
+    Examples:
+      pgbg list
+      pgbg list --state running --state queued --label 'nightly*'
+      pgbg list --all --state failed -n 20 -F csv
+      pgbg list --watch --interval 5s
     """
     from pgbg_cli import jobs, numbers, output
     from pgbg_cli.errors import UsageError

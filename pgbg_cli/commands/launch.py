@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from pgbg_cli.commands.common import DsnOpt, FormatOpt, StrictOpt, database, exit_for, read_sql
-from pgbg_cli.errors import NOT_STARTED
+from pgbg_cli.errors import INTERRUPTED, NOT_STARTED
 from pgbg_cli.output import Format
 
 START_TIMEOUT_MAX_MS = 3_600_000
@@ -24,12 +24,12 @@ def register(app: typer.Typer) -> None:
 def launch(
     sql: Annotated[
         list[str] | None,
-        typer.Argument(help="The SQL to run, one job per argument; - reads one job from standard input.",
-                       show_default=False),
+        typer.Argument(metavar="[SQL]...", show_default=False,
+                       help="The SQL to run, one job per argument; - reads one job from standard input."),
     ] = None,
     file: Annotated[
         Path | None,
-        typer.Option("--file", "-f",
+        typer.Option("--file", "-f", metavar="FILE", show_default=False,
                      help="Run each statement of FILE as a job of its own (- for standard input)."),
     ] = None,
     lines: Annotated[
@@ -48,13 +48,16 @@ def launch(
                           "a new group, named on stderr)."),
     ] = None,
     wait: Annotated[
-        bool, typer.Option("--wait", "-w", help="Wait for the job, show its progress, print its outcome.")
+        bool, typer.Option("--wait", help="Wait for the job, show its progress, print its outcome.")
     ] = False,
     result: Annotated[
         bool,
         typer.Option("--result", "-r", help="Keep the rows the query returns and print them (implies --wait)."),
     ] = False,
-    label: Annotated[str | None, typer.Option("--label", "-l", help="A label to find the job by.")] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", "-l", metavar="LABEL", help="A label to find the job by.",
+                                 show_default=False)
+    ] = None,
     timeout: Annotated[
         str | None,
         typer.Option("--timeout", "-t", metavar="DURATION",
@@ -67,7 +70,9 @@ def launch(
     ] = "0",
     keep_running: Annotated[
         bool,
-        typer.Option("--keep-running", help="On Ctrl-C, leave the job running and print its handle (default: cancel)."),
+        typer.Option("--keep-running",
+                     help="On Ctrl-C, leave the job running and print its handle (default: cancel it). "
+                          "Either way the exit code is 130."),
     ] = False,
     start_timeout: Annotated[
         str,
@@ -81,15 +86,24 @@ def launch(
 ) -> None:
     """Run SQL in a pg_background worker, supervised inside the server.
 
-    Prints the job's handle <id>:<cookie>, which every later pgbg command accepts from any
+    Prints the job's handle ID:COOKIE, which every later pgbg command accepts from any
     host. With --wait, shows live progress and prints the outcome; the exit code is 0 when
     the job succeeded and 1 when it failed, was canceled or timed out (4 with --strict when
-    it succeeded but emitted a WARNING; its messages go to stderr). Killing pgbg never
-    loses the job: it runs and its outcome is recorded all the same.
+    it succeeded but emitted a WARNING; its messages go to stderr). Ctrl-C while waiting
+    cancels the job (exit 130). Killing pgbg never loses the job: it runs and its outcome is
+    recorded all the same.
 
     Several jobs at once: several SQL arguments, --file FILE (one job per statement) or
     --lines (one job per line) print one handle per line, in order. They are queued all or
     none: a statement the server refuses is named by its position and nothing is queued.
+
+    Examples:
+      pgbg launch --label nightly "VACUUM (ANALYZE) orders"
+      pgbg launch --wait --timeout 10m "CREATE INDEX CONCURRENTLY ON orders (total)"
+      pgbg launch --result -F json "SELECT status, count(*) FROM orders GROUP BY 1"
+      pgbg launch --wait --file nightly.sql
+      pgbg launch --group analyze --jobs 2 "ANALYZE orders" "ANALYZE customers"
+      pgbg launch --lines < statements.sql
     """
     from pgbg_cli import jobs, numbers
     from pgbg_cli.durations import parse_ms
@@ -126,6 +140,7 @@ def launch(
             _release_ctrl_c(held)
             raise
         # From here on the job exists: Ctrl-C cancels it (or, with --keep-running, leaves it).
+        interrupted = False
         try:
             _release_ctrl_c(held)
             stranded = _started(conn, job, first, start_s, waiting_here=wait or result)
@@ -139,8 +154,10 @@ def launch(
             final = _wait_with_bar(conn, job, dsn)
         except KeyboardInterrupt:
             final = _interrupted(job, keep_running=keep_running, dsn=dsn)
+            interrupted = True
     _print_outcome(final, fmt, rows=result)
-    raise typer.Exit(exit_for([final], strict=strict))
+    # Ctrl-C is 130 whatever became of the job (a script tells "stopped by the user" from "failed")
+    raise typer.Exit(INTERRUPTED if interrupted else exit_for([final], strict=strict))
 
 
 def _group_name(group: str | None, limit: int | None) -> str | None:
@@ -231,6 +248,8 @@ def _launch_many(pieces: list[Any], *, file: Path | None, file_text: str | None,
                                   tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar))
         except KeyboardInterrupt:
             final = _interrupted_many(rows, keep_running=keep_running, dsn=dsn)
+            _print_outcomes(final, fmt)
+            raise typer.Exit(INTERRUPTED) from None
     _print_outcomes(final, fmt)
     raise typer.Exit(exit_for(final))
 
@@ -269,7 +288,7 @@ def _interrupted_many(rows: list[dict[str, Any]], *, keep_running: bool, dsn: st
         sys.stdout.write("".join(f"{h}\n" for h in handles))
         sys.stdout.flush()
         say(f"pgbg: interrupted; the {len(handles)} jobs go on (pgbg wait, pgbg cancel with their handles)")
-        raise typer.Exit(130)
+        raise typer.Exit(INTERRUPTED)
     say(f"pgbg: interrupted; canceling the {len(handles)} jobs")
     with db.connection(dsn) as fresh:
         jobs.cancel(fresh, handles)
@@ -349,7 +368,7 @@ def _interrupted(job: dict[str, Any], *, keep_running: bool, dsn: str | None) ->
         sys.stdout.write(f"{handle}\n")
         sys.stdout.flush()
         say(f"pgbg: interrupted; job {handle} goes on (pgbg wait {handle}, pgbg cancel {handle})")
-        raise typer.Exit(130)
+        raise typer.Exit(INTERRUPTED)
     say(f"pgbg: interrupted; canceling job {handle}")
     # The interrupted connection may be mid-query: ask on a fresh one.
     with db.connection(dsn) as fresh:

@@ -101,10 +101,14 @@ def _by_table(rows: list[dict[str, Any]], by: By) -> None:
 def stats_(
     since: Annotated[
         str,
-        typer.Option("--since", "-s", metavar="DURATION",
+        typer.Option("--since", metavar="DURATION",
                      help="The window: jobs that ended this long ago or later (e.g. 1h, 7d; 1ms to 36525d)."),
     ] = "24h",
-    by: Annotated[By | None, typer.Option("--by", "-b", help="One row per label or per role.")] = None,
+    by: Annotated[
+        By | None,
+        typer.Option("--by", "-b", metavar="|".join(b.value for b in By), show_default=False,
+                     help="One row per label or per role."),
+    ] = None,
     session: Annotated[
         bool,
         typer.Option("--session", help="Show pg_background_stats() of pgbg's own session instead (see below)."),
@@ -129,6 +133,12 @@ def stats_(
     --session prints pg_background_stats() itself instead: the extension counts only the
     workers of the session that asks, and each pgbg command is a new session, so it is
     almost always zero. It is there to compare.
+
+    Examples:
+      pgbg stats
+      pgbg stats --since 1h --by label
+      pgbg stats --since 7d -F json
+      pgbg stats --watch --by role
     """
     from pgbg_cli import output
     from pgbg_cli import stats as core
@@ -201,7 +211,7 @@ def prune(
         typer.Option("--older-than", "-o", metavar="DURATION",
                      help="Delete finished jobs that ended longer ago than this (e.g. 7d; 0 to 36525d)."),
     ],
-    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only count what would go.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would go.")] = False,
     fmt: FormatOpt = Format.auto,
     dsn: DsnOpt = None,
 ) -> None:
@@ -210,6 +220,10 @@ def prune(
     Live jobs are never deleted. pgbg also bounds the history by itself: each role's
     supervisor keeps at most history_keep finished jobs of its role and none older than
     history_max_age, about once a minute (see pgbg settings).
+
+    Examples:
+      pgbg prune --older-than 7d --dry-run
+      pgbg prune --older-than 30d
     """
     from pgbg_cli import output
     from pgbg_cli import stats as core
@@ -225,8 +239,13 @@ def prune(
 
 
 def settings(
-    name: Annotated[str | None, typer.Argument(help="A setting to show, or to change with VALUE.")] = None,
-    value: Annotated[str | None, typer.Argument(help="Its new value (pgbg_admin only).")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(metavar="[NAME]", help="A setting to show, or to change with VALUE.", show_default=False),
+    ] = None,
+    value: Annotated[
+        str | None, typer.Argument(metavar="[VALUE]", help="Its new value (pgbg_admin only).", show_default=False)
+    ] = None,
     fmt: FormatOpt = Format.auto,
     dsn: DsnOpt = None,
 ) -> None:
@@ -234,6 +253,11 @@ def settings(
 
     history_keep and history_max_age bound the job history: each role's supervisor
     prunes that role's finished jobs beyond them about once a minute.
+
+    Examples:
+      pgbg settings
+      pgbg settings history_max_age
+      pgbg settings history_keep 5000
     """
     from pgbg_cli import output
     from pgbg_cli import stats as core
