@@ -216,7 +216,7 @@ def test_timeout_of_an_orphan_still_applies(faults):
     res = _pgbg("wait", "--timeout", "30s", "--format", "json", handle, dsn=faults.dsn())
     assert res.returncode == 1, res.stderr
     rec = json.loads(res.stdout)[0]
-    assert rec["state"] == "timed_out" and "timeout of 1000 ms" in rec["reason"]
+    assert rec["state"] == "timed_out" and "timeout of 1s" in rec["reason"]
     assert not faults.alive(job["worker_pid"])
 
 

@@ -329,6 +329,42 @@ $$;
 -- backends only; pgbg_owner reads them all (pg_read_all_stats). Only booleans and pids
 -- come out.
 
+-- A duration in milliseconds as the CLI writes every duration (pgbg_cli/durations.py
+-- format_ms, which tests/test_duration_text.py compares it with): 850ms, 2s, 12.3s, 1m30s,
+-- 4m05s, 2h03m, 30d, 2d03h -- the two largest units, the second dropped when it is zero.
+-- For the reasons the server writes ("ran longer than its timeout of 2s").
+CREATE OR REPLACE FUNCTION pgbg._duration_text(p_ms bigint)
+RETURNS text LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    whole bigint := GREATEST(p_ms, 0);
+    tenths bigint;
+    seconds bigint;
+    big bigint;
+    small bigint;
+    units text[];
+BEGIN
+    IF p_ms IS NULL THEN
+        RETURN NULL;
+    ELSIF whole < 1000 THEN
+        RETURN whole::text || 'ms';
+    END IF;
+    tenths := (whole + 50) / 100;
+    IF tenths < 600 THEN
+        RETURN (tenths / 10)::text || CASE WHEN tenths % 10 = 0 THEN '' ELSE '.' || (tenths % 10)::text END || 's';
+    END IF;
+    seconds := (whole + 500) / 1000;
+    IF seconds < 3600 THEN
+        big := seconds / 60; small := seconds % 60; units := '{m,s}';
+    ELSIF seconds < 48 * 3600 THEN
+        big := seconds / 3600; small := seconds / 60 % 60; units := '{h,m}';
+    ELSE
+        big := seconds / 86400; small := seconds / 3600 % 24; units := '{d,h}';
+    END IF;
+    RETURN big::text || units[1]
+        || CASE WHEN small = 0 THEN '' ELSE pg_catalog.lpad(small::text, 2, '0') || units[2] END;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION pgbg._backend_alive(p_pid integer, p_start timestamptz)
 RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_get_activity(p_pid) a

@@ -299,7 +299,8 @@ BEGIN
            messages = CASE WHEN pg_catalog.jsonb_typeof(p_messages) = 'array' THEN p_messages END,
            messages_dropped = GREATEST(coalesce(p_messages_dropped, 0), 0),
            reason = CASE
-               WHEN final_state = 'timed_out' THEN pg_catalog.format('ran longer than its timeout of %s ms', j.timeout_ms)
+               WHEN final_state = 'timed_out'
+                   THEN pg_catalog.format('ran longer than its timeout of %s', pgbg._duration_text(j.timeout_ms))
                WHEN final_state = 'canceled' THEN pg_catalog.format('canceled by %s', coalesce(j.cancel_by, j.owner))
                WHEN final_state = 'succeeded' AND j.cancel_requested_at IS NOT NULL
                    THEN 'finished before the cancel took effect'

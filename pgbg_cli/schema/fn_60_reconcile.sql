@@ -71,8 +71,8 @@ BEGIN
             WHEN coalesce(j.worker_started, j.started_at, j.queued_at) < pgbg.server_started()
                 THEN 'the server restarted while the job ran; its outcome is unknown'
             WHEN j.cancel_reason = 'timeout'
-                THEN pg_catalog.format('ran longer than its timeout of %s ms; stopped while no supervisor watched it',
-                                       j.timeout_ms)
+                THEN pg_catalog.format('ran longer than its timeout of %s; stopped while no supervisor watched it',
+                                       pgbg._duration_text(j.timeout_ms))
             WHEN j.cancel_requested_at IS NOT NULL
                 THEN 'the worker stopped after a cancel while no supervisor watched it'
             WHEN j.state = 'starting' THEN 'its supervisor exited while starting it'
