@@ -124,7 +124,7 @@ def wait(
       pgbg wait 42:7281990022145993216
       pgbg wait --timeout 5m 42:7281990022145993216 43:1185473021166459012
       pgbg wait --any -F json 42:7281990022145993216 43:1185473021166459012
-      pgbg wait --group nightly --strict
+      pgbg wait --strict 42:7281990022145993216
     """
     from pgbg_cli import handles as handles_mod
     from pgbg_cli import jobs, output
