@@ -180,7 +180,7 @@ def test_without_the_module_messages_are_not_kept_and_say_so(server_dsn, cli):
 def test_a_vacuum_that_skips_tables_it_may_not_vacuum_warns(test_db, pgbg_proc, sql_admin):
     # the issue's case: a non-owner's VACUUM "succeeds" while the server skipped tables. The
     # wording differs by version (PostgreSQL 15: 'skipping "t" --- only table or database
-    # owner can vacuum it'; 18: 'permission denied to vacuum "t", skipping it').
+    # owner can vacuum it'; 17 and 18: 'permission denied to vacuum "t", skipping it').
     res = pgbg_proc("launch", "--wait", "--strict", "VACUUM", dsn=test_db["app"], timeout=300)
     assert res.returncode == WARNED, res
     handle = res.stdout.split()[1]
@@ -192,3 +192,16 @@ def test_a_vacuum_that_skips_tables_it_may_not_vacuum_warns(test_db, pgbg_proc, 
     assert all(re.search(r'"[a-z_0-9]+"', m["message"]) for m in skipped)  # each names its table
     assert "WARNING: " + skipped[0]["message"] in res.stderr
     assert "succeeded with" in res.stderr and "warning" in res.stderr
+
+
+def test_vacuum_verbose_keeps_its_info_report(test_db, cli, sql_admin):
+    dsn = test_db["app"]
+    table = f"msg_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE public.{table} AS SELECT g AS id FROM generate_series(1, 1000) g")
+    res = cli("launch", "--wait", "--strict", f"VACUUM (VERBOSE) public.{table}", dsn=dsn)
+    assert res.exit_code == 0, res  # INFO is not a warning
+    row = _job(sql_admin, res.stdout.split()[1])
+    infos = [m["message"] for m in row["messages"] if m["severity"] == "INFO"]
+    assert infos and infos[0].startswith("vacuuming ") and table in infos[0], row["messages"]
+    assert f"INFO: {infos[0]}" in res.stderr
