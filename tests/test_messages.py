@@ -151,7 +151,13 @@ def test_capturing_touches_only_the_calling_backend_and_ends_with_its_transactio
         assert conn.execute("SELECT pgbg._messages_take()").fetchone()[0]["messages"] == []
 
 
-def test_roles_outside_pgbg_may_not_call_the_capture_functions(test_db):
+def test_roles_outside_pgbg_may_not_call_the_capture_functions(test_db, sql_admin):
+    for fn in ("pgbg._messages_begin(integer, integer)", "pgbg._messages_take()"):
+        rights = sql_admin("SELECT has_function_privilege('pgbg_plain', %s, 'EXECUTE') AS plain, "
+                           "has_function_privilege('pgbg_user', %s, 'EXECUTE') AS users, "
+                           "(SELECT proowner::regrole::text FROM pg_proc WHERE oid = %s::regprocedure) AS owner",
+                           (fn, fn, fn))[0]
+        assert rights == {"plain": False, "users": True, "owner": "pgbg_owner"}, (fn, rights)
     with psycopg.connect(test_db["plain"], autocommit=True) as conn, \
             pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("SELECT pgbg._messages_begin(10, 2048)")
