@@ -7,7 +7,8 @@ connection string given as the database name override the options before it):
    ``postgresql://`` or ``postgres://``): its fields win; ``-h``, ``-p`` and ``-U`` fill in
    what it leaves out. PGBG_DSN is then not read.
 2. otherwise ``-h``, ``-p``, ``-U`` and ``-d NAME`` (a database name) override those parts
-   of PGBG_DSN (pgbg's own variable: a connection string, a URI or a database name);
+   of PGBG_DSN (pgbg's own variable: a connection string, a URI or a database name); ``-h``
+   also drops its ``hostaddr``, which libpq would connect to instead;
 3. libpq fills in whatever is still missing: PGHOST, PGPORT, PGUSER, PGDATABASE, PGSERVICE
    and the service file, .pgpass, its defaults.
 
@@ -84,6 +85,8 @@ def resolve(options: ConnOptions, env: Mapping[str, str] | None = None) -> str |
         base = _fields(from_env) if is_conninfo(from_env) else {"dbname": from_env}
         if base is None:
             return from_env  # unreadable: connect reports it
+        if "host" in parts:
+            base.pop("hostaddr", None)  # libpq would connect to it, whatever -h names
     if dbname is not None:
         parts["dbname"] = dbname
     return _make({**base, **parts})

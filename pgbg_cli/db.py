@@ -62,6 +62,16 @@ def _secrets_of(dsn: str | None) -> tuple[str, ...]:
     return tuple(s for s in found if s)
 
 
+def _hide_tokens(message: str, dsn: str | None) -> str:
+    """A parse error of libpq quotes a token of the string (``missing "=" after "word"``); one
+    written after a password may be the rest of it (``password=two words``): hidden."""
+    after = re.split(r"password", dsn or "", maxsplit=1, flags=re.IGNORECASE)
+    if len(after) < 2:
+        return message
+    return re.sub(r'"([^"]+)"', lambda m: '"***"' if m.group(1) in after[1] and m.group(1) != "=" else m.group(0),
+                  message)
+
+
 def first_line(text: str) -> str:
     lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
     return lines[0] if lines else str(text).strip()
@@ -109,7 +119,8 @@ def _params(dsn: str | None, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
     try:
         params = conninfo_to_dict(dsn or "")
     except psycopg.ProgrammingError as exc:
-        raise UsageError(f"invalid connection string: {redact(first_line(exc), secrets)}") from None
+        raise UsageError(f"invalid connection string: {_hide_tokens(redact(first_line(exc), secrets), dsn)}") \
+            from None
     params.setdefault("application_name", APPLICATION_NAME)
     params.setdefault("connect_timeout", 10)
     params["options"] = with_lock_timeout(params.get("options") or os.environ.get("PGOPTIONS", ""))

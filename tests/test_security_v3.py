@@ -109,3 +109,25 @@ def test_a_run_of_wildcards_is_one_atom_of_the_servers_regular_expression(v3, cl
                   "json", dsn=v3["admin"])
         assert res.exit_code == 0, res
         assert [r["target"] for r in json.loads(res.stdout)] == ["public.rt_wild_abcd"]
+
+
+def test_h_names_the_host_even_when_pgbg_dsn_has_a_hostaddr(v3, cli):
+    # PGBG_DSN points at one server by address; -h names another: libpq would have gone to the
+    # address, so the command ran against the server the user had just said not to use
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(v3["admin"])
+    params["hostaddr"] = params.pop("host")
+    res = cli("capacity", "-h", "elsewhere.invalid", dsn=make_conninfo(**params))
+    assert res.exit_code == 3, res
+    assert "elsewhere.invalid" in res.stderr and "sandbox-admin-secret" not in res.stderr
+    assert cli("capacity", dsn=make_conninfo(**params)).exit_code == 0  # the address alone still works
+
+
+@pytest.mark.parametrize("dsn", ["host=127.0.0.1 password=hunter2 s3cr3t-half",
+                                 "postgresql://u@127.0.0.1/x?password=pw&s3cr3t-half=1"])
+def test_an_unparsable_connection_string_never_shows_what_followed_its_password(cli, dsn):
+    res = cli("list", "-d", dsn)
+    assert res.exit_code == 2, res
+    assert res.stderr.startswith("pgbg: invalid connection string: ") and len(res.stderr.splitlines()) == 1
+    assert "s3cr3t" not in res.stderr and "hunter2" not in res.stderr, res.stderr
