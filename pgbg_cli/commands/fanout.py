@@ -68,7 +68,7 @@ def fanout(
     fmt: FormatOpt = Format.auto,
     dsn: DsnOpt = None,
 ) -> None:
-    """Expand a statement over every table that matches, most urgent first (vacuumdb, server-side).
+    """Expand a statement over every table that matches, most urgent first (as vacuumdb, in the server).
 
     Each table's name goes into the statement as the server quotes it, so no name can change
     it. Tables the role may not maintain are left out of VACUUM, ANALYZE, REINDEX and CLUSTER
