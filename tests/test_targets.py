@@ -206,7 +206,24 @@ def test_stats_and_capacity_one_row_per_target(test_db, second_db, pgbg_proc):
     assert people.stdout.splitlines()[0].split() == ["target", a]
 
 
-def test_watch_views_take_one_target(test_db, pgbg_proc):
-    for command in ("list", "stats"):
-        res = pgbg_proc(command, "--watch", "-c", "1", "-d", test_db["name"], "-d", "other", dsn=test_db["app"])
-        assert res.returncode == 2 and "one target" in res.stderr, res.stderr
+def test_list_watch_on_several_targets(test_db, second_db, pgbg_proc):
+    mine = _launch(pgbg_proc, second_db["app"], "SELECT pg_sleep(30)")
+    a, b = test_db["name"], second_db["name"]
+    res = pgbg_proc("list", "--watch", "-c", "2", "-i", "100ms", "-F", "json", "-d", a, "-d", b, "-d", UNREACHABLE,
+                    dsn=test_db["app"])
+    assert res.returncode == 0, res.stderr
+    frames = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(frames) == 2
+    for frame in frames:
+        errors = {t["target"]: t["error"] for t in frame["targets"]}
+        assert errors[a] is None and errors[b] is None and "cannot connect" in errors["127.0.0.1:1/nowhere"]
+        assert (b, mine) in {(j["target"], j["handle"]) for j in frame["jobs"]}
+        assert frame["counts"]["running"] + frame["counts"]["starting"] + frame["counts"]["queued"] >= 1
+    lines = pgbg_proc("list", "--watch", "-c", "1", "-d", a, "-d", UNREACHABLE, dsn=test_db["app"])
+    assert lines.returncode == 0 and "targets=1/2 unread=127.0.0.1:1/nowhere" in lines.stdout
+    pgbg_proc("cancel", "--no-wait", mine, dsn=second_db["app"])
+
+
+def test_stats_watch_takes_one_target(test_db, pgbg_proc):
+    res = pgbg_proc("stats", "--watch", "-c", "1", "-d", test_db["name"], "-d", "other", dsn=test_db["app"])
+    assert res.returncode == 2 and "one target" in res.stderr, res.stderr

@@ -377,7 +377,16 @@ def list_(
     chosen = chosen_targets(targets_file, service, all_databases)
     if chosen is not None:
         if watch:
-            raise UsageError("--watch shows one database: give one target (several: list without --watch)")
+            from pgbg_cli import watch as watch_mod
+            from pgbg_cli.watch_targets import ManyListView
+
+            for skipped in chosen.failed:
+                output.say(f"pgbg: {skipped.target.name}: {skipped.error}")
+            view = ManyListView(chosen.targets, states=state, label=label, include_all=all_, limit=most)
+            try:
+                raise typer.Exit(watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt))
+            finally:
+                view.close()
         _list_several(chosen, state, label, all_, most, fmt)
     with database(dsn) as conn:
         if watch:
