@@ -199,7 +199,10 @@ pgbg_emit_log_hook(ErrorData *edata)
 static void
 pgbg_messages_xact(XactEvent event, void *arg)
 {
-	/* capturing lasts one transaction at most, like the SET LOCAL of log_min_messages */
+	/*
+	 * capturing lasts one transaction at most, like the SET LOCAL of log_min_messages; the
+	 * level remembered is forgotten with it (a later take() must not set a stale one)
+	 */
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
@@ -208,6 +211,10 @@ pgbg_messages_xact(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			capturing = false;
+			if (saved_level != NULL)
+				pfree(saved_level);
+			saved_level = NULL;
+			saved_min = -1;
 			break;
 		default:
 			break;
