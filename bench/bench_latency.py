@@ -1,7 +1,8 @@
 """Job end -> ``pgbg wait`` returned, beside pg_background's own wait in the same run.
 
 Each round submits a job that blocks on an advisory lock this bench holds, runs ``pgbg wait``
-on it, lets the job end once the wait process sits listening, and takes the time the wait
+on it, lets the job end once the wait process sits listening (its last statement, the look
+at its job, idle for 50 ms), and takes the time the wait
 process exited, minus the job's recorded ``finished_at`` (the worker's own end, as pg_background 1.10 and later report
 it; on 1.8 pgbg only has the time it recorded the end, so the delay shows less than it is).
 The baseline, in alternated rounds: one session launches the same job and blocks in
@@ -87,10 +88,19 @@ def main() -> None:
             conn.execute("SELECT pgbg.ensure_supervisor()")
             waiter = subprocess.Popen([pgbg, "wait", f"{row['id']}:{row['cookie']}"], env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            while not conn.execute(
-                    "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND backend_type = 'client backend' AND state = 'idle' AND NOT (pid = ANY(%s)) "
-                    "AND state_change < clock_timestamp() - interval '50 ms'", (ours,)).fetchone()["n"]:
+            # Sitting listening: its last statement is the look at its job (the one before it
+            # sleeps on LISTEN), idle for 50 ms, seen twice. Idle alone is not enough: pgbg
+            # connects while Typer loads, and that connection idles before any statement.
+            seen = None
+            while True:
+                idle = conn.execute(
+                    "SELECT a.pid, a.state_change FROM pg_stat_activity a WHERE a.datname = current_database() "
+                    "AND a.backend_type = 'client backend' AND a.state = 'idle' AND NOT (a.pid = ANY(%s)) "
+                    "AND a.query LIKE 'SELECT j.* FROM pgbg.job j%%' "
+                    "AND a.state_change < clock_timestamp() - interval '50 ms'", (ours,)).fetchone()
+                if idle is not None and seen == (idle["pid"], idle["state_change"]):
+                    break
+                seen = None if idle is None else (idle["pid"], idle["state_change"])
                 time.sleep(0.01)
             heard.pop(row["id"], None)  # its queued and running states
             holder.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))

@@ -325,6 +325,7 @@ def wait(
     tick: Callable[[list[dict[str, Any]]], None] | None = None,
     tick_interval: float = 1.0,
     reconnect: Callable[[], psycopg.Connection[Any]] | None = None,
+    unlisten: bool = True,
 ) -> list[dict[str, Any]]:
     """Block until every job (or, with ``any_``, one job) has ended.
 
@@ -332,6 +333,8 @@ def wait(
     outcome; every second it also reconciles, so a job whose supervisor died ends too.
     Raises WaitTimedOut after ``timeout_s``. With ``reconnect``, a connection the server
     drops is made again (backing off, for up to RECONNECT_S) and the wait goes on.
+    ``unlisten=False``: the caller closes the connection soon (which stops the listening)
+    and spares the round trip of an UNLISTEN.
     """
     import psycopg
 
@@ -372,7 +375,7 @@ def wait(
                 conn = reconnected(reconnect, exc)
                 listening = True
     finally:
-        if listening and not conn.closed:
+        if listening and unlisten and not conn.closed:
             import psycopg
 
             try:

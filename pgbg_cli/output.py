@@ -122,6 +122,24 @@ def _human(col: Column, row: dict[str, Any]) -> str:
     return printable(text)
 
 
+def preload(fmt: Format | str | None) -> None:
+    """Import now what printing rows in ``fmt`` will need. A command that waits (``wait``,
+    ``launch --wait``) calls this before it sleeps, so that it prints and exits as soon as
+    its wait ends, instead of loading the renderer then (tens of milliseconds)."""
+    fmt = resolve(fmt)
+    if fmt is Format.table:
+        import rich.console  # noqa: F401
+        import rich.table  # noqa: F401
+        import rich.text  # noqa: F401
+    elif fmt is Format.plain:
+        import tabulate  # noqa: F401
+    else:
+        import csv  # noqa: F401
+        import decimal  # noqa: F401
+        import json  # noqa: F401
+        import uuid  # noqa: F401
+
+
 def dumps_json(data: Any) -> str:
     import json
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from conftest import launch_handle
 
 from pgbg_cli import __version__, commands
 from pgbg_cli.app import COMMANDS
@@ -145,3 +146,37 @@ def test_a_failed_early_connection_reads_as_any(pgbg_proc):
     assert res.stderr.startswith("pgbg: cannot connect to PostgreSQL: ")
     assert "(set -h, -p, -U, -d, PGBG_DSN or the PG* environment variables)" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+WAIT_PROBE = """
+import json, sys
+import psycopg
+sys.argv = ["pgbg", *json.loads(sys.argv[1])]
+first = []
+sleep = psycopg.Connection.notifies
+def notifies(self, *args, **kwargs):
+    if not first:
+        first.append(sorted(sys.modules))
+    return sleep(self, *args, **kwargs)
+psycopg.Connection.notifies = notifies
+from pgbg_cli.cli import run
+code = run()
+sys.stderr.write("\\nPROBE " + json.dumps({"code": code, "modules": first[0] if first else None}) + "\\n")
+"""
+
+
+@pytest.mark.parametrize("fmt, renderer", [("plain", "tabulate"), ("table", "rich.table"), ("json", "json")])
+def test_a_wait_loads_what_it_prints_before_it_sleeps(cli, test_db, fmt, renderer):
+    # so that it prints and exits the moment its job ends (bench/bench_latency.py)
+    handle = launch_handle(cli, test_db["app"], "SELECT pg_catalog.pg_sleep(60)")
+    try:
+        env = dict(os.environ, PGBG_DSN=test_db["app"], NO_COLOR="1", PYTHONPATH=str(ROOT))
+        res = subprocess.run([sys.executable, "-c", WAIT_PROBE,
+                              json.dumps(["wait", "--timeout", "1s", "--format", fmt, handle])],
+                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+        info = json.loads(res.stderr.rsplit("PROBE ", 1)[1])
+        assert info["code"] == 124, res.stderr
+        assert info["modules"] is not None, "it never slept on LISTEN"
+        assert {renderer, "pgbg_cli.jobview", "pgbg_cli.progress"} <= set(info["modules"])
+    finally:
+        assert cli("cancel", handle, dsn=test_db["app"]).exit_code == 0

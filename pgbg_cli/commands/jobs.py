@@ -97,6 +97,15 @@ def _rows_of(outcomes: list[Any], failed: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _preload_emit(fmt: Format) -> None:
+    """Load what ``_emit_jobs`` needs, ahead of a wait."""
+    from pgbg_cli import jobview, messages, output, progress  # noqa: F401
+
+    output.preload(fmt)
+    if output.resolve(fmt) is Format.table:
+        from pgbg_cli import watch  # noqa: F401
+
+
 def wait(
     handles: HandlesArg,
     timeout: Annotated[
@@ -136,11 +145,13 @@ def wait(
     if chosen is not None:
         _wait_several(chosen, handles, timeout_s, any_, strict, fmt)
     wanted = handles_mod.parse_many(handles)
+    _preload_emit(fmt)  # printed the moment the jobs end, not after loading the renderer
     with database(dsn) as conn, renewable(conn, dsn) as live:
         bar = LiveBar(conn)
         with bar:
             final = jobs.wait(conn, wanted, timeout_s=timeout_s, any_=any_, tick=bar.update,
-                              tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar))
+                              tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar),
+                              unlisten=False)  # the connection closes after the output
         # what each job said, as kept with its outcome (pgbg_cli/messages.py)
         _emit_jobs(live.conn, final, fmt, extra=("messages", "messages_dropped"))
     ended = [j for j in final if jobs.is_final(j)]

@@ -151,6 +151,7 @@ def launch(
                     say(f"pgbg: job {job['id']}:{job['cookie']} is queued, but nothing will start it: {stranded}")
                     raise typer.Exit(NOT_STARTED)
                 return
+            _preload_outcome(fmt, rows=result)
             final = _wait_with_bar(conn, job, dsn)
         except KeyboardInterrupt:
             final = _interrupted(job, keep_running=keep_running, dsn=dsn)
@@ -355,7 +356,8 @@ def _wait_with_bar(conn: Any, job: dict[str, Any], dsn: str | None) -> dict[str,
     bar = LiveBar(conn)
     with bar, renewable(conn, dsn) as live:
         return jobs.wait(conn, [jobs.handle_of(job)], tick=bar.update,
-                         tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar))[0]
+                         tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar),
+                         unlisten=False)[0]  # the connection closes after the output
 
 
 def _interrupted(job: dict[str, Any], *, keep_running: bool, dsn: str | None) -> dict[str, Any]:
@@ -374,6 +376,14 @@ def _interrupted(job: dict[str, Any], *, keep_running: bool, dsn: str | None) ->
     with db.connection(dsn) as fresh:
         jobs.cancel(fresh, [handle])
         return jobs.wait(fresh, [handle], timeout_s=120)[0]
+
+
+def _preload_outcome(fmt: Format, *, rows: bool) -> None:
+    """Load what ``_print_outcome`` needs before the wait, so that it prints as the job ends."""
+    from pgbg_cli import jobview, messages, output  # noqa: F401
+
+    if rows or output.resolve(fmt) is not Format.plain:
+        output.preload(fmt)
 
 
 def _print_outcome(job: dict[str, Any], fmt: Format, *, rows: bool) -> None:
