@@ -55,6 +55,7 @@ def capacity(
       pgbg capacity
       pgbg capacity --plan 20
       pgbg capacity --verbose -F json
+      pgbg capacity --service prod1 --service prod2
     """
     from pgbg_cli import capacity as core
     from pgbg_cli import extension, numbers, output

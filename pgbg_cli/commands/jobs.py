@@ -134,6 +134,7 @@ def wait(
       pgbg wait --timeout 5m 42:7281990022145993216 43:1185473021166459012
       pgbg wait --any -F json 42:7281990022145993216 43:1185473021166459012
       pgbg wait --strict 42:7281990022145993216
+      pgbg wait -d shop -d sales shop/42:7281990022145993216 sales/7:1185473021
     """
     from pgbg_cli import handles as handles_mod
     from pgbg_cli import jobs, output
@@ -376,6 +377,8 @@ def list_(
       pgbg list --state running --state queued --label 'nightly*'
       pgbg list --all --state failed -n 20 -F csv
       pgbg list --watch --interval 5s
+      pgbg list -h db1 -d shop -d sales
+      pgbg list --all-databases --state running
     """
     from pgbg_cli import jobs, numbers, output
     from pgbg_cli.errors import UsageError

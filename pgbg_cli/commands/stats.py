@@ -139,6 +139,7 @@ def stats_(
       pgbg stats --since 1h --by label
       pgbg stats --since 7d -F json
       pgbg stats --watch --by role
+      pgbg stats --all-databases --since 1h
     """
     from pgbg_cli import output
     from pgbg_cli import stats as core
