@@ -73,7 +73,24 @@ def _connects(args: list[str]) -> bool:
     command, _, options = _read(args)
     if command not in COMMANDS or "_PGBG_COMPLETE" in os.environ:
         return False
-    return not (_HELP & set(options))
+    return not (_HELP & set(options)) and not _maybe_a_value(options)
+
+
+def _is_connection_option(arg: str) -> bool:
+    name, eq, _ = arg.partition("=")
+    return arg in _CONNECTION or (arg.startswith("--") and bool(eq) and name in _CONNECTION) or (
+        not arg.startswith("--") and arg[:2] in _CONNECTION)
+
+
+def _maybe_a_value(options: list[str]) -> bool:
+    """Whether a word that reads like -h/-p/-U/-d may be another option's value (``--label
+    -p6000``): then nothing is guessed, for the guess would send the password where that value
+    points before Typer knew better."""
+    for before, arg in zip(options, options[1:], strict=False):
+        if (_is_connection_option(arg) and before.startswith("-") and "=" not in before
+                and (before in _CONNECTION or not _is_connection_option(before))):
+            return True
+    return False
 
 
 def _read(args: list[str]) -> tuple[str | None, dict[str, str], list[str]]:

@@ -154,3 +154,66 @@ def test_a_take_in_a_later_transaction_sets_no_log_level_of_an_earlier_one(v3):
             dba.execute("ALTER SYSTEM RESET log_min_messages")
             dba.execute("SELECT pg_reload_conf()")
         retry(lambda: app.execute("SHOW log_min_messages").fetchone()[0] == "warning", "back to warning")
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[bytes]]]:
+    """A server on 127.0.0.1 that asks every client for its password in clear, and keeps it."""
+    import socket
+    import struct
+    import threading
+
+    heard: list[bytes] = []
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def read(conn: socket.socket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            try:
+                conn.settimeout(5)
+                body = read(conn, struct.unpack("!I", read(conn, 4))[0] - 4)
+                if body[:4] == struct.pack("!I", 80877103) or body[:4] == struct.pack("!I", 80877104):
+                    conn.sendall(b"N")  # no TLS, no GSS
+                    body = read(conn, struct.unpack("!I", read(conn, 4))[0] - 4)
+                conn.sendall(b"R" + struct.pack("!II", 8, 3))  # AuthenticationCleartextPassword
+                read(conn, 1)
+                heard.append(read(conn, struct.unpack("!I", read(conn, 4))[0] - 4))
+            except (OSError, EOFError, struct.error):
+                heard.append(b"(a connection)")
+            finally:
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1], heard
+    stop.set()
+    thread.join()
+    sock.close()
+
+
+@pytest.mark.parametrize("where", ["-p{port}", "--port={port}"])
+def test_a_value_that_looks_like_a_connection_option_never_gets_the_password_sent_elsewhere(v3, pgbg_proc, listener,
+                                                                                            where):
+    # the console script begins connecting before Typer reads the command line, from a guess of
+    # it: a label (from data: a table's name, say) that reads like -p/-h must not be taken for one
+    port, heard = listener
+    label = where.format(port=port)
+    res = pgbg_proc("launch", "--label", label, "--wait", "SELECT 1", dsn=v3["app"])
+    assert res.returncode == 0, res
+    assert heard == [], heard  # before the fix: [b'sandbox-app-secret\x00']
