@@ -98,9 +98,12 @@ def name_of(spec: str | None, dsn: str | None) -> str:
     try:
         fields = conninfo_to_dict(dsn or "")
     except Exception:  # unreadable: connecting says why
+        import re
+
         from pgbg_cli.db import redact
 
-        return redact(spec or dsn or "default")
+        # what follows password= may all be the password (password=two words): none of it
+        return redact(re.sub(r"(?is)(password\s*=).*", r"\1***", spec or dsn or "default"))
     if "service" in fields:
         return str(fields["service"]) + (f"/{fields['dbname']}" if "dbname" in fields else "")
     host = str(fields.get("host") or "")

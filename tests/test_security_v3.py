@@ -217,3 +217,9 @@ def test_a_value_that_looks_like_a_connection_option_never_gets_the_password_sen
     res = pgbg_proc("launch", "--label", label, "--wait", "SELECT 1", dsn=v3["app"])
     assert res.returncode == 0, res
     assert heard == [], heard  # before the fix: [b'sandbox-app-secret\x00']
+
+
+def test_an_unparsable_target_is_named_without_what_followed_its_password(v3, cli):
+    res = cli("list", "-d", v3["name"], "-d", "host=127.0.0.1 password=hunter2 s3cr3t-half", dsn=v3["admin"])
+    assert "unreachable" in res.stdout or "invalid connection string" in res.stderr, res
+    assert "s3cr3t" not in res.stdout + res.stderr and "hunter2" not in res.stdout + res.stderr, res
