@@ -21,6 +21,9 @@ from pgbg_cli.errors import ENVIRONMENT, PgbgError, UsageError
 
 T = TypeVar("T")
 SEPARATOR = "/"  # TARGET/ID:COOKIE: the handle of a job on one target of several
+# At most this many targets are talked to at once (each holds a connection meanwhile):
+# --all-databases on a server of hundreds of databases must not take all its max_connections.
+AT_ONCE = 16
 
 
 @dataclass(frozen=True)
@@ -149,15 +152,19 @@ def _with_dbname(dsn: str | None, dbname: str) -> str:
 
 def each(targets: list[Target], work: Callable[[Target, Any], T], *,
          prepare: Callable[[Target, Any], Any] | None = None) -> list[Outcome[T]]:
-    """``work(target, conn)`` on every target at once, one thread and one connection each; outcomes in
-    the targets' order. ``prepare(target, conn)`` runs first (say, preflight.check): a failure there on
-    an optional target skips it. A target that fails says why and leaves the others be."""
+    """``work(target, conn)`` on every target at once (at most AT_ONCE at a time), one thread and
+    one connection each; outcomes in the targets' order. ``prepare(target, conn)`` runs first
+    (say, preflight.check): a failure there on an optional target skips it. A target that fails
+    says why and leaves the others be."""
     outcomes: list[Outcome[T] | None] = [None] * len(targets)
     crashed: list[BaseException] = []
 
+    turns = threading.BoundedSemaphore(AT_ONCE)
+
     def one(at: int, target: Target) -> None:
         try:
-            outcomes[at] = _one(target, work, prepare)
+            with turns:
+                outcomes[at] = _one(target, work, prepare)
         except BaseException as exc:  # a bug: raised again in the main thread
             crashed.append(exc)
 

@@ -227,3 +227,25 @@ def test_list_watch_on_several_targets(test_db, second_db, pgbg_proc):
 def test_stats_watch_takes_one_target(test_db, pgbg_proc):
     res = pgbg_proc("stats", "--watch", "-c", "1", "-d", test_db["name"], "-d", "other", dsn=test_db["app"])
     assert res.returncode == 2 and "one target" in res.stderr, res.stderr
+
+
+def test_at_most_at_once_targets_hold_a_connection(test_db, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(targets, "AT_ONCE", 2)
+    lock = threading.Lock()
+    now = [0, 0]  # connected now, most at once
+
+    def work(target, conn):
+        with lock:
+            now[0] += 1
+            now[1] = max(now[1], now[0])
+        conn.execute("SELECT pg_sleep(0.2)")
+        with lock:
+            now[0] -= 1
+        return target.name
+
+    many = [targets.Target(f"t{i}", test_db["app"]) for i in range(5)]
+    outcomes = targets.each(many, work)
+    assert [o.value for o in outcomes] == [f"t{i}" for i in range(5)]
+    assert now[1] == 2
