@@ -223,3 +223,15 @@ def test_an_unparsable_target_is_named_without_what_followed_its_password(v3, cl
     res = cli("list", "-d", v3["name"], "-d", "host=127.0.0.1 password=hunter2 s3cr3t-half", dsn=v3["admin"])
     assert "unreachable" in res.stdout or "invalid connection string" in res.stderr, res
     assert "s3cr3t" not in res.stdout + res.stderr and "hunter2" not in res.stdout + res.stderr, res
+
+
+def test_a_new_job_never_starts_with_messages_whoever_inserts_it(v3):
+    # job_guard gives every new row a clean outcome, the table's owner's included: the messages
+    # of version 3 too (they would read as what the job said before it ran)
+    with psycopg.connect(v3["admin"]) as conn:
+        row = conn.execute(
+            "INSERT INTO pgbg.job (owner, sql, messages, messages_dropped) "
+            "VALUES ('pgbg_app', 'SELECT 1', '[{\"severity\": \"WARNING\", \"message\": \"forged\"}]', 7) "
+            "RETURNING state, messages, messages_dropped").fetchone()
+        conn.rollback()  # never seen by a supervisor
+    assert row == ("queued", None, 0), row

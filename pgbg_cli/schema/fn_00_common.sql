@@ -269,6 +269,7 @@ BEGIN
         NEW.sqlstate := NULL; NEW.message := NULL; NEW.detail := NULL; NEW.hint := NULL;
         NEW.context := NULL; NEW.command_tag := NULL; NEW.row_count := NULL; NEW.reason := NULL;
         NEW.progress_pct := NULL; NEW.progress_msg := NULL; NEW.progress_at := NULL;
+        NEW.messages := NULL; NEW.messages_dropped := 0;  -- what it said comes with its outcome
         RETURN NEW;
     END IF;
     IF TG_OP = 'DELETE' THEN
