@@ -67,6 +67,7 @@ def check_template(template: str) -> None:
     if not any(p in template for p in PLACEHOLDERS):
         raise UsageError("the statement template names no table: put {table} (or {schema} and {name}) where "
                          "the table goes, e.g. 'VACUUM (ANALYZE) {table}'")
+    expand(template, "s", "t")  # a placeholder where no name can be kept is refused before any query
 
 
 MAINTENANCE = {"vacuum", "analyze", "analyse", "reindex", "cluster"}
@@ -78,13 +79,33 @@ def _first_word(sql_text: str) -> str:
 
 
 _PLACEHOLDER = re.compile(r"\{(table|schema|name)\}")
+# what the template's SQL text is at each point: a quoted part runs to its end, a comment too
+_SQL_PART = re.compile(r"""(?P<literal>'(?:[^']|'')*'?)
+    |(?P<other>[Ee]'(?:[^'\\]|''|\\.)*'?|"(?:[^"]|"")*"?|--[^\n]*|/\*.*?(?:\*/|$)
+                |(?P<tag>\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$).*?(?:(?P=tag)|$))
+    |(?P<plain>\{(?:table|schema|name)\}|[^'"$Ee/{-]+|.)""", re.S | re.X)
 
 
 def expand(template: str, schema_q: str, name_q: str) -> str:
     """The template with each placeholder replaced, in one pass: what a name put there is never
-    read again, so a table named ``x{name}`` stays inside its quotes."""
+    read again, so a table named ``x{name}`` stays inside its quotes. In a string literal
+    (``'{table}'::regclass``) the name's quotes are doubled, as the literal needs; in a comment,
+    a dollar-quoted or E'' string or a quoted identifier no name could be kept in, so a
+    placeholder there is refused (UsageError)."""
     parts = {"table": f"{schema_q}.{name_q}", "schema": schema_q, "name": name_q}
-    return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], template)
+    out = []
+    for m in _SQL_PART.finditer(template):
+        text = m.group(0)
+        if m.group("literal"):
+            out.append(_PLACEHOLDER.sub(lambda p: parts[p.group(1)].replace("'", "''"), text))
+        elif m.group("other"):
+            if _PLACEHOLDER.search(text):
+                raise UsageError(f"{_PLACEHOLDER.search(text).group(0)} inside {text[:2]!r}...: put it where an "
+                                 "identifier goes, or in a plain '...' literal")
+            out.append(text)
+        else:
+            out.append(_PLACEHOLDER.sub(lambda p: parts[p.group(1)], text))
+    return "".join(out)
 
 
 def find(conn: psycopg.Connection[Any], template: str, *, schemas: list[str], tables: list[str],

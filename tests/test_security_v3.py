@@ -235,3 +235,34 @@ def test_a_new_job_never_starts_with_messages_whoever_inserts_it(v3):
             "RETURNING state, messages, messages_dropped").fetchone()
         conn.rollback()  # never seen by a supervisor
     assert row == ("queued", None, 0), row
+
+
+LITERAL_PAYLOAD = "x'); CREATE TABLE public.rt_pwned (); --"
+
+
+def test_a_table_name_in_a_string_literal_of_the_template_stays_in_it(v3, cli):
+    # '{name}' is a natural template ('{table}'::regclass, a log line): the quoted identifier
+    # went into the literal as it was, and a quote in the name ended the literal
+    with sql_runner(v3["app"]) as app, sql_runner(v3["admin"]) as admin:
+        app(f"CREATE TABLE IF NOT EXISTS public.{_quoted(LITERAL_PAYLOAD)} (id int)")
+        try:
+            res = cli("fanout", "SELECT length('{name}'), '{table}'::regclass", "--schema", "public",
+                      "--table", "x*", "--dry-run", "-F", "json", dsn=v3["admin"])
+            assert res.exit_code == 0, res
+            (row,) = json.loads(res.stdout)
+            doubled = _quoted(LITERAL_PAYLOAD).replace("'", "''")
+            assert row["sql"] == f"SELECT length('{doubled}'), 'public.{doubled}'::regclass", row
+            (got,) = admin(row["sql"])  # one statement: the name's own length, and its table
+            assert got["length"] == len(_quoted(LITERAL_PAYLOAD))
+            assert admin("SELECT to_regclass('public.rt_pwned') AS t")[0]["t"] is None
+        finally:
+            admin("DROP TABLE IF EXISTS public.rt_pwned")
+            admin(f"DROP TABLE IF EXISTS public.{_quoted(LITERAL_PAYLOAD)}")
+
+
+@pytest.mark.parametrize("template", ["SELECT $${name}$$", "SELECT E'{name}'", "SELECT 1 -- {table}",
+                                      "SELECT 1 /* {table} */", 'SELECT "{name}"'])
+def test_a_placeholder_where_no_name_can_be_kept_is_refused(v3, cli, template):
+    res = cli("fanout", template, "--dry-run", dsn=v3["admin"])
+    assert res.exit_code == 2, res
+    assert len(res.stderr.splitlines()) == 1 and "put it where an identifier goes" in res.stderr, res
