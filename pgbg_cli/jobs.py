@@ -282,6 +282,16 @@ def handles_by_label(conn: psycopg.Connection[Any], pattern: str, *, active_only
     return [handle_of(r) for r in rows]
 
 
+def handles_by_group(conn: psycopg.Connection[Any], group: str, *, active_only: bool = True) -> list[Handle]:
+    """The jobs of a group (those of any role that the caller sees: its own; every role's for
+    pgbg_admin), in the order they were queued."""
+    rows = conn.execute(
+        "SELECT id, cookie FROM pgbg.job WHERE group_name = %s AND (NOT %s OR state = ANY(%s)) ORDER BY id",
+        (group, active_only, list(ACTIVE)),
+    ).fetchall()
+    return [handle_of(r) for r in rows]
+
+
 def glob_to_like(pattern: str) -> str:
     out = []
     for ch in pattern:
@@ -425,11 +435,12 @@ def list_jobs(
     include_all: bool = False,
     limit: int = 50,
     live_first: bool = False,
+    group: str | None = None,
 ) -> list[dict[str, Any]]:
     """Live jobs and recent ones (the last hour), newest first (``live_first``: live ones before
     the others); ``include_all`` for all history."""
     text, params = list_query(states=states, label=label, include_all=include_all, limit=limit,
-                              live_first=live_first)
+                              live_first=live_first, group=group)
     return conn.execute(text, params).fetchall()
 
 
@@ -440,6 +451,7 @@ def list_query(
     include_all: bool = False,
     limit: int = 50,
     live_first: bool = False,
+    group: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The statement ``list_jobs`` runs, and its parameters (to send it with others)."""
     return queries.text("list_jobs"), {
@@ -448,6 +460,7 @@ def list_query(
         "all": include_all,
         "limit": limit,
         "live_first": live_first,
+        "group": group,
     }
 
 

@@ -21,7 +21,7 @@ from pgbg_cli.errors import PrivilegeProblem, UsageError
 if TYPE_CHECKING:
     import psycopg
 
-GROUPINGS = ("label", "role")
+GROUPINGS = ("label", "role", "group")
 
 # The columns of pg_background_stats() (2.0), in its order.
 EXTENSION_COLUMNS = (
@@ -79,6 +79,7 @@ class Ended:
     started_at: dt.datetime | None
     finished_at: dt.datetime
     run_ms: decimal.Decimal | None
+    group_name: str | None = None
 
 
 class Window:
@@ -121,7 +122,7 @@ class Window:
                 live.append(row)
             else:
                 self.ended[row["id"]] = Ended(row["owner"], row["label"], row["state"], row["started_at"],
-                                              row["finished_at"], row["run_ms"])
+                                              row["finished_at"], row["run_ms"], row["group_name"])
                 if self._high is None or row["finished_at"] > self._high:
                     self._high = row["finished_at"]
         if self._high is None:
@@ -131,16 +132,19 @@ class Window:
         for key in [k for k, e in self.ended.items() if e.finished_at < since]:
             del self.ended[key]
 
-    def _matching(self, states: list[str] | None, label_glob: str | None) -> tuple[list[Ended], list[dict[str, Any]]]:
+    def _matching(self, states: list[str] | None, label_glob: str | None,
+                  group: str | None = None) -> tuple[list[Ended], list[dict[str, Any]]]:
         match = glob_matcher(label_glob)
         ended = [e for e in self.ended.values()
-                 if (not states or e.state in states) and match(e.label)]
-        live = [r for r in self.live if (not states or r["state"] in states) and match(r["label"])]
+                 if (not states or e.state in states) and match(e.label) and group in (None, e.group_name)]
+        live = [r for r in self.live if (not states or r["state"] in states) and match(r["label"])
+                and group in (None, r["group_name"])]
         return ended, live
 
-    def counts(self, *, states: list[str] | None = None, label_glob: str | None = None) -> dict[str, int]:
+    def counts(self, *, states: list[str] | None = None, label_glob: str | None = None,
+               group: str | None = None) -> dict[str, int]:
         """Jobs per state (every state, zeros included), optionally filtered as ``pgbg list`` does."""
-        ended, live = self._matching(states, label_glob)
+        ended, live = self._matching(states, label_glob, group)
         counts = {s: 0 for s in STATE_ORDER}
         for item in ended:
             counts[item.state] = counts.get(item.state, 0) + 1
@@ -153,22 +157,22 @@ class Window:
         since = self.since
         groups: dict[Any, dict[str, Any]] = {}
 
-        def group(owner: str, label: str | None) -> dict[str, Any]:
-            key = label if by == "label" else owner if by == "role" else "all"
+        def group(owner: str, label: str | None, name: str | None) -> dict[str, Any]:
+            key = label if by == "label" else owner if by == "role" else name if by == "group" else "all"
             if key not in groups:
                 groups[key] = {"launched": 0, "states": {}, "runs": []}
             return groups[key]
 
         if by is None:
-            group("", None)
+            group("", None, None)
         for e in self.ended.values():
-            g = group(e.owner, e.label)
+            g = group(e.owner, e.label, e.group_name)
             g["states"][e.state] = g["states"].get(e.state, 0) + 1
             g["launched"] += e.started_at is not None and e.started_at >= since
             if e.run_ms is not None:
                 g["runs"].append(e.run_ms)
         for r in self.live:
-            g = group(r["owner"], r["label"])
+            g = group(r["owner"], r["label"], r["group_name"])
             g["states"][r["state"]] = g["states"].get(r["state"], 0) + 1
             g["launched"] += r["started_at"] is not None and r["started_at"] >= since
         out = []

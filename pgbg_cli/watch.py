@@ -136,20 +136,22 @@ class ListView:
         include_all: bool = False,
         limit: int = 50,
         foreign: bool = True,
+        group: str | None = None,
     ) -> None:
         self.conn = conn
         self.states = states or None
         self.label = label
+        self.group = group
         self.include_all = include_all
         self.limit = limit
-        self.foreign = foreign and not states and not label
+        self.foreign = foreign and not states and not label and group is None
         self.window = stats.Window(3600 * 1000)  # the counts: live jobs and the last hour's
 
     def fetch(self) -> Snapshot:
         conn = self.conn
         jobs.reconcile(conn)
         rows = jobs.list_jobs(conn, states=self.states, label=self.label, include_all=self.include_all,
-                              limit=self.limit, live_first=True)
+                              limit=self.limit, live_first=True, group=self.group)
         if self.foreign:
             rows = [jobview.foreign_row(w) for w in jobs.foreign_workers(conn)] + rows
         self.window.refresh(conn)
@@ -157,7 +159,7 @@ class ListView:
             at=dt.datetime.now(dt.timezone.utc),
             slots=stats.worker_slots(conn),
             jobs=by_importance(progress.enriched(conn, rows)),
-            counts=self.window.counts(states=self.states, label_glob=self.label),
+            counts=self.window.counts(states=self.states, label_glob=self.label, group=self.group),
         )
 
     def line(self, snap: Snapshot) -> list[str]:

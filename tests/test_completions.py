@@ -60,7 +60,7 @@ def test_installed_pgbg_answers_bash_completion(instruction):
 
 
 @pytest.mark.parametrize("words, cword, expected", [
-    ("pgbg stats --by ", "3", ["label", "role"]),
+    ("pgbg stats --by ", "3", ["label", "role", "group"]),
     ("pgbg list --wa", "2", ["--watch"]),
     ("pgbg pr", "1", ["prune"]),
     ("pgbg list --format j", "3", ["json"]),
@@ -82,7 +82,7 @@ def test_bash_sourcing_the_script_completes(tmp_path):
              "complete -p pgbg\n")
     res = subprocess.run(["bash", "--norc", "-c", probe], capture_output=True, text=True, timeout=60, env=_env())
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == ["list", "label", "role", "complete -o default -F _pgbg_completion pgbg"]
+    assert res.stdout.splitlines() == ["list", "label", "role", "group", "complete -o default -F _pgbg_completion pgbg"]
 
 
 @pytest.mark.skipif(shutil.which("fish") is None and not os.environ.get("CI"),

@@ -115,3 +115,55 @@ def test_submit_refuses_a_limit_without_a_group(test_db):
             conn.execute("SELECT pgbg.submit('SELECT 1', p_group_limit => 2)")
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="group limit"):
             conn.execute("SELECT pgbg.submit('SELECT 1', p_group_name => 'g', p_group_limit => 0)")
+
+
+def test_list_wait_cancel_and_stats_take_a_group(test_db, cli, sql_admin):
+    import json
+
+    group, other = _name("lw"), _name("lw_other")
+    quick = cli("launch", "--group", group, "--jobs", "2", "SELECT 1", "SELECT 2", "SELECT 1/0", dsn=test_db["app"])
+    noise = cli("launch", "--group", other, "SELECT 4", dsn=test_db["app"])
+    assert quick.exit_code == noise.exit_code == 0
+    handles = quick.stdout.split()
+    # wait --group: every job of the group, its outcome, exit 1 (one failed)
+    res = cli("wait", "--group", group, "--format", "json", dsn=test_db["app"])
+    assert res.exit_code == 1, res
+    assert sorted(j["handle"] for j in json.loads(res.stdout)) == sorted(handles)
+    assert "division by zero" in res.stderr
+    # list --group: those jobs only (and no other pg_background worker)
+    res = cli("list", "--group", group, "--format", "json", dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    assert sorted(j["handle"] for j in json.loads(res.stdout)) == sorted(handles)
+    # stats --by group: one row per group, jobs of no group in a row of their own (null)
+    res = cli("stats", "--by", "group", "--format", "json", dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    rows = {r["group"]: r for r in json.loads(res.stdout)}
+    assert rows[group]["workers_completed"] == 2 and rows[group]["workers_failed"] == 1
+    assert rows[other]["workers_completed"] + rows[other]["workers_active"] + rows[other]["queued"] == 1
+    # list --watch --group: the counts of that group only
+    res = cli("list", "--watch", "--group", group, "--count", "1", "--format", "json", dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    snap = json.loads(res.stdout.splitlines()[0])
+    assert snap["counts"]["succeeded"] == 2 and snap["counts"]["failed"] == 1
+    assert sorted(j["handle"] for j in snap["jobs"]) == sorted(handles)
+    # wait --group of a group that holds nothing: a clear usage error
+    res = cli("wait", "--group", _name("none"), dsn=test_db["app"])
+    assert res.exit_code == 2 and "no job in group" in res.stderr
+
+
+def test_cancel_a_group(test_db, cli, sql_admin):
+    group = _name("cg")
+    res = cli("launch", "--group", group, "--jobs", "1", "SELECT pg_sleep(30)", "SELECT pg_sleep(30)",
+              "SELECT pg_sleep(30)", dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    first = int(res.stdout.split()[0].split(":")[0])
+    retry(lambda: sql_admin("SELECT 1 FROM pgbg.job WHERE id = %s AND state = 'running'", (first,)),
+          "the group's first job runs")
+    # another role cannot reach this role's group: its cancel --group finds nothing
+    res = cli("cancel", "--group", group, dsn=test_db["other"])
+    assert res.exit_code == 0 and "no live job in group" in res.stderr
+    assert sql_admin("SELECT state FROM pgbg.job WHERE id = %s", (first,))[0]["state"] == "running"
+    res = cli("cancel", "--group", group, "--format", "json", dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    states = [r["state"] for r in _group_jobs(sql_admin, group)]
+    assert states == ["canceled", "canceled", "canceled"]

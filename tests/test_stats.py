@@ -234,7 +234,7 @@ def test_window_figures_equal_the_sql_ones(test_db, sql_admin):
         # the whole database's figures: retried, in case another test's job ends in between
         window.refresh(conn)
         last.clear()
-        for by in (None, "label", "role"):
+        for by in (None, "label", "role", "group"):
             mine, theirs = keyed(window.figures(by=by)), keyed(stats.job_stats(conn, window_ms=day, by=by))
             last.extend((k, mine.get(k), theirs.get(k)) for k in set(mine) | set(theirs)
                         if mine.get(k) != theirs.get(k))

@@ -28,6 +28,11 @@ OUTCOME_KEYS = ("sqlstate", "message", "reason")
 HandlesArg = Annotated[
     list[str], typer.Argument(metavar="HANDLE...", help="Job handles ID:COOKIE, as printed by pgbg launch.")
 ]
+GroupOpt = Annotated[
+    str | None,
+    typer.Option("--group", "-G", metavar="NAME", show_default=False,
+                 help="The jobs of group NAME (pgbg launch --group or --jobs)."),
+]
 # jobs.STATES, spelled here so that help needs no import of the job service (tests/test_help.py compares)
 STATE_HELP = "queued, starting, running, succeeded, failed, canceled, timed_out, lost or detached"
 
@@ -107,7 +112,12 @@ def _preload_emit(fmt: Format) -> None:
 
 
 def wait(
-    handles: HandlesArg,
+    handles: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[HANDLE...]", help="Job handles ID:COOKIE, as printed by pgbg launch.",
+                       show_default=False),
+    ] = None,
+    group: GroupOpt = None,
     timeout: Annotated[
         str | None,
         typer.Option("--timeout", "-t", metavar="DURATION",
@@ -125,6 +135,7 @@ def wait(
 
     The WARNING, NOTICE and INFO messages each job emitted go to stderr, one line each.
     With several targets, a handle is TARGET/ID:COOKIE, as list prints it for them.
+    --group NAME waits for every job of the group (as many as it holds when the wait starts).
     Exit 0 when all succeeded, 1 when any failed, was canceled, timed out or was lost,
     4 with --strict when all succeeded but one emitted a WARNING, 124 when --timeout ran
     out first, 130 on Ctrl-C. The jobs go on after a timeout or Ctrl-C.
@@ -135,19 +146,29 @@ def wait(
       pgbg wait --any -F json 42:7281990022145993216 43:1185473021166459012
       pgbg wait --strict 42:7281990022145993216
       pgbg wait -d shop -d sales shop/42:7281990022145993216 sales/7:1185473021
+      pgbg wait --group nightly-vacuum
     """
     from pgbg_cli import handles as handles_mod
     from pgbg_cli import jobs, output
     from pgbg_cli.commands.livebar import LiveBar
     from pgbg_cli.durations import parse_ms
+    from pgbg_cli.errors import UsageError
 
     timeout_s = parse_ms(timeout, what="--timeout") / 1000 if timeout is not None else None
+    if not handles and group is None:
+        raise UsageError("name the jobs to wait for: handles, or --group NAME")
     chosen = chosen_targets(targets_file, service, all_databases)
     if chosen is not None:
-        _wait_several(chosen, handles, timeout_s, any_, strict, fmt)
-    wanted = handles_mod.parse_many(handles)
+        if group is not None:
+            raise UsageError("--group waits on one database: give one target")
+        _wait_several(chosen, handles or [], timeout_s, any_, strict, fmt)
+    wanted = handles_mod.parse_many(handles) if handles else []
     _preload_emit(fmt)  # printed the moment the jobs end, not after loading the renderer
     with database(dsn) as conn, renewable(conn, dsn) as live:
+        if group is not None:
+            wanted += [h for h in jobs.handles_by_group(conn, group, active_only=False) if h not in wanted]
+            if not wanted:
+                raise UsageError(f"no job in group {output.printable(group)!r} (or none you may see)")
         bar = LiveBar(conn)
         with bar:
             final = jobs.wait(conn, wanted, timeout_s=timeout_s, any_=any_, tick=bar.update,
@@ -228,6 +249,10 @@ def cancel(
         typer.Option("--label", "-l", metavar="PATTERN", show_default=False,
                      help="Cancel every live job whose label matches PATTERN (* and ? work)."),
     ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option("--group", "-G", metavar="NAME", show_default=False, help="Cancel every live job of group NAME."),
+    ] = None,
     grace: Annotated[
         str | None,
         typer.Option("--grace", "-g", metavar="DURATION",
@@ -248,6 +273,7 @@ def cancel(
       pgbg cancel 42:7281990022145993216
       pgbg cancel --label 'nightly*' --grace 30s
       pgbg cancel --no-wait 42:7281990022145993216 43:1185473021166459012
+      pgbg cancel --group nightly-vacuum
     """
     from pgbg_cli import handles as handles_mod
     from pgbg_cli import jobs, output
@@ -255,14 +281,19 @@ def cancel(
     from pgbg_cli.errors import UsageError
 
     grace_ms = parse_ms(grace, what="--grace", hi=GRACE_MAX_MS) if grace is not None else 0
-    if not handles and not label:
-        raise UsageError("name the jobs to cancel: handles, or --label PATTERN")
+    if not handles and not label and group is None:
+        raise UsageError("name the jobs to cancel: handles, --label PATTERN or --group NAME")
     with database(dsn) as conn:
         wanted = handles_mod.parse_many(handles) if handles else []
         if label:
             wanted += [h for h in jobs.handles_by_label(conn, label) if h not in wanted]
             if not wanted:
                 output.say(f"pgbg: no live job has a label matching {label!r}")
+                return
+        if group is not None:
+            wanted += [h for h in jobs.handles_by_group(conn, group) if h not in wanted]
+            if not wanted:
+                output.say(f"pgbg: no live job in group {output.printable(group)!r}")
                 return
         ended = [j for j in jobs.get_many(conn, wanted) if jobs.is_final(j)]
         jobs.cancel(conn, wanted, grace_ms=grace_ms)
@@ -353,6 +384,7 @@ def list_(
         typer.Option("--label", "-l", metavar="PATTERN", show_default=False,
                      help="Only jobs whose label matches PATTERN (* and ? work)."),
     ] = None,
+    group: GroupOpt = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="All history, not only live and last-hour jobs.")] = False,
     limit: Annotated[
         str, typer.Option("--limit", "-n", metavar="N", help="At most this many jobs (1 to 1000000).")
@@ -379,6 +411,7 @@ def list_(
       pgbg list --watch --interval 5s
       pgbg list -h db1 -d shop -d sales
       pgbg list --all-databases --state running
+      pgbg list --group nightly-vacuum
     """
     from pgbg_cli import jobs, numbers, output
     from pgbg_cli.errors import UsageError
@@ -396,34 +429,34 @@ def list_(
 
             for skipped in chosen.failed:
                 output.say(f"pgbg: {skipped.target.name}: {skipped.error}")
-            view = ManyListView(chosen.targets, states=state, label=label, include_all=all_, limit=most)
+            view = ManyListView(chosen.targets, states=state, label=label, include_all=all_, limit=most, group=group)
             try:
                 raise typer.Exit(watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt))
             finally:
                 view.close()
-        _list_several(chosen, state, label, all_, most, fmt)
+        _list_several(chosen, state, label, all_, most, fmt, group)
     with database(dsn) as conn:
         if watch:
             from pgbg_cli import watch as watch_mod
 
-            view = watch_mod.ListView(conn, states=state, label=label, include_all=all_, limit=most)
+            view = watch_mod.ListView(conn, states=state, label=label, include_all=all_, limit=most, group=group)
             with renewable(conn, dsn) as live:
                 raise typer.Exit(watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt,
                                                reconnect=live.renew()))
-        rows, notes = _listed(conn, state, label, all_, most)
+        rows, notes = _listed(conn, state, label, all_, most, group)
         _show_jobs(rows, fmt)
     for note in notes:
         output.say(f"pgbg: {note}")
 
 
 def _listed(conn: Any, state: list[str] | None, label: str | None, all_: bool,
-            most: int) -> tuple[list[dict[str, Any]], list[str]]:
+            most: int, group: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows of list (enriched) and the notes on queued jobs that nothing starts, in one round trip."""
     from pgbg_cli import jobs, jobview, progress, queries, waiting
 
     # one round trip: reconcile, then the list (and other pg_background workers)
-    foreign = not state and not label
-    then = [jobs.list_query(states=state, label=label, include_all=all_, limit=most)]
+    foreign = not state and not label and group is None
+    then = [jobs.list_query(states=state, label=label, include_all=all_, limit=most, group=group)]
     if foreign:
         then.append((queries.text("foreign_workers"), None))
     start, slots = jobs.reconcile_and_start(conn, *then)
@@ -436,11 +469,12 @@ def _listed(conn: Any, state: list[str] | None, label: str | None, all_: bool,
 
 
 def _list_several(chosen: Any, state: list[str] | None, label: str | None, all_: bool, most: int,
-                  fmt: Format) -> None:
+                  fmt: Format, group: str | None = None) -> None:
     """list on several targets at once: one combined listing, each row naming its target."""
     from pgbg_cli import output, preflight, targets
 
-    outcomes = chosen.failed + targets.each(chosen.targets, lambda _, conn: _listed(conn, state, label, all_, most),
+    outcomes = chosen.failed + targets.each(chosen.targets,
+                                            lambda _, conn: _listed(conn, state, label, all_, most, group),
                                             prepare=lambda _, conn: preflight.check(conn))
     answered, failed = report(outcomes)
     for outcome in answered:

@@ -123,7 +123,7 @@ def launch(
         # text: the file's, when its statements are the jobs
         _launch_many(pieces, file=file, file_text=None if lines else text, label=label, timeout_ms=timeout_ms,
                      queue_size=queue_bytes, group=group, group_limit=limit, wait=wait, result=result,
-                     keep_running=keep_running, start_s=start_s, fmt=fmt, dsn=dsn)
+                     keep_running=keep_running, start_s=start_s, strict=strict, fmt=fmt, dsn=dsn)
         return
     assert text is not None
     with database(dsn, describe=text) as conn:
@@ -211,7 +211,8 @@ def _gather(sql: list[str] | None, file: Path | None, lines: bool) -> tuple[str 
 
 def _launch_many(pieces: list[Any], *, file: Path | None, file_text: str | None, label: str | None,
                  timeout_ms: int | None, queue_size: int, group: str | None, group_limit: int | None,
-                 wait: bool, result: bool, keep_running: bool, start_s: float, fmt: Format, dsn: str | None) -> None:
+                 wait: bool, result: bool, keep_running: bool, start_s: float, strict: bool, fmt: Format,
+                 dsn: str | None) -> None:
     """Queue several jobs, all or none; print their handles (or wait for them all)."""
     from pgbg_cli import batch, jobs
     from pgbg_cli.errors import UsageError
@@ -252,20 +253,21 @@ def _launch_many(pieces: list[Any], *, file: Path | None, file_text: str | None,
             _print_outcomes(final, fmt)
             raise typer.Exit(INTERRUPTED) from None
     _print_outcomes(final, fmt)
-    raise typer.Exit(exit_for(final))
+    raise typer.Exit(exit_for(final, strict=strict))
 
 
 def _print_outcomes(final: list[dict[str, Any]], fmt: Format) -> None:
     """The jobs of a batch once ended: one line each (as wait prints them), why on stderr."""
-    from pgbg_cli import jobview, output
+    from pgbg_cli import jobview, messages, output
     from pgbg_cli.commands.jobs import OUTCOME_KEYS
 
     columns = list(jobview.LIST_COLUMNS)
     if output.resolve(fmt) in (Format.json, Format.csv):
         columns += [output.Column(key) for key in OUTCOME_KEYS]
     output.emit_rows([jobview.enrich(j) for j in final], columns, fmt)
+    messages.say_all(final)
     for job in final:
-        if job["state"] != "succeeded":
+        if job["state"] != "succeeded" or messages.with_warnings(job):
             output.say(f"pgbg: {jobview.summary(job)}")
 
 

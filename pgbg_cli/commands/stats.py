@@ -25,6 +25,7 @@ from pgbg_cli.output import Format
 class By(str, enum.Enum):
     label = "label"
     role = "role"
+    group = "group"
 
 
 WatchOpt = Annotated[
@@ -107,7 +108,7 @@ def stats_(
     by: Annotated[
         By | None,
         typer.Option("--by", "-b", metavar="|".join(b.value for b in By), show_default=False,
-                     help="One row per label or per role."),
+                     help="One row per label, per role or per group (launch --group)."),
     ] = None,
     session: Annotated[
         bool,

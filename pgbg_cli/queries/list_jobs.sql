@@ -10,7 +10,7 @@ SELECT j.id, j.cookie, j.id || ':' || j.cookie AS handle, j.label, j.state, j.ow
        j.queued_at, j.started_at, j.finished_at,
        greatest(0, round(extract(epoch FROM coalesce(j.finished_at, clock_timestamp())
                                             - coalesce(j.started_at, j.queued_at)) * 1000))::bigint AS elapsed_ms,
-       j.progress_pct, j.progress_msg, j.worker_pid, j.sqlstate, j.message, j.reason,
+       j.progress_pct, j.progress_msg, j.worker_pid, j.sqlstate, j.message, j.reason, j.group_name,
        left(regexp_replace(left(j.sql, 1000), '\s+', ' ', 'g'), 80) AS query
   FROM ((SELECT a.* FROM pgbg.job a
           WHERE NOT %(all)s AND a.state IN ('queued', 'starting', 'running'))
@@ -21,6 +21,7 @@ SELECT j.id, j.cookie, j.id || ':' || j.cookie AS handle, j.label, j.state, j.ow
             AND f.state NOT IN ('queued', 'starting', 'running')
             AND (%(states)s::text[] IS NULL OR f.state = ANY(%(states)s::text[]))
             AND (%(label)s::text IS NULL OR f.label LIKE %(label)s::text ESCAPE '\')
+            AND (%(group)s::text IS NULL OR f.group_name = %(group)s::text)
           ORDER BY f.id DESC
           LIMIT %(limit)s)
         UNION ALL
@@ -28,9 +29,11 @@ SELECT j.id, j.cookie, j.id || ':' || j.cookie AS handle, j.label, j.state, j.ow
           WHERE %(all)s
             AND (%(states)s::text[] IS NULL OR h.state = ANY(%(states)s::text[]))
             AND (%(label)s::text IS NULL OR h.label LIKE %(label)s::text ESCAPE '\')
+            AND (%(group)s::text IS NULL OR h.group_name = %(group)s::text)
           ORDER BY h.id DESC
           LIMIT %(limit)s)) j
  WHERE (%(states)s::text[] IS NULL OR j.state = ANY(%(states)s::text[]))
    AND (%(label)s::text IS NULL OR j.label LIKE %(label)s::text ESCAPE '\')
+   AND (%(group)s::text IS NULL OR j.group_name = %(group)s::text)
  ORDER BY %(live_first)s AND j.state IN ('queued', 'starting', 'running') DESC, j.id DESC
  LIMIT %(limit)s

@@ -7,15 +7,16 @@
 SELECT 'now' AS kind, NULL::bigint AS id, NULL::text AS owner, NULL::text AS label, NULL::text AS state,
        NULL::timestamptz AS started_at, NULL::timestamptz AS finished_at, NULL::numeric AS run_ms,
        statement_timestamp() AS now,
-       coalesce(nullif(current_setting('pg_background.max_workers', true), '')::int, 16) AS max_workers
+       coalesce(nullif(current_setting('pg_background.max_workers', true), '')::int, 16) AS max_workers,
+       NULL::text AS group_name
 UNION ALL
-SELECT 'live', j.id, j.owner::text, j.label, j.state, j.started_at, NULL, NULL, NULL, NULL
+SELECT 'live', j.id, j.owner::text, j.label, j.state, j.started_at, NULL, NULL, NULL, NULL, j.group_name
   FROM pgbg.job j
  WHERE j.state IN ('queued', 'starting', 'running')
 UNION ALL
 SELECT 'ended', j.id, j.owner::text, j.label, j.state, j.started_at, j.finished_at,
        CASE WHEN j.started_at IS NOT NULL THEN greatest(0, extract(epoch FROM j.finished_at - j.started_at) * 1000) END,
-       NULL, NULL
+       NULL, NULL, j.group_name
   FROM pgbg.job j
  WHERE j.finished_at > greatest(%(after)s::timestamptz,  -- greatest(), not coalesce(): an index can serve it
                            statement_timestamp() - make_interval(secs => %(window_s)s::float8))
