@@ -70,7 +70,8 @@ def submit(
     group_limit: int | None = None,
 ) -> tuple[list[dict[str, Any]], jobs.Start | None]:
     """Queue one job per piece, all in one transaction (all or none), then start this role's
-    supervisor if none is alive. Returns the jobs, in order, and what starting it found."""
+    supervisor if none is alive. Returns the jobs (id and cookie), in order, and what starting
+    it found."""
     from pgbg_cli.db import PINNED_PATH, user_search_path
     from pgbg_cli.pipeline import Batch
 
@@ -97,25 +98,19 @@ def submit(
         except JobFailed as exc:
             raise _refused(piece, exc) from None
         columns.append(jobs.columns_of(shape))
-    # all submits in one implicit transaction (no sync between them): one refused, none queued
+    # one statement queues them all (all or none); the supervisor's start after it commits
+    from psycopg.types.json import Jsonb
+
+    shapes = [None if t is None else {"t": t, "m": m, "n": n} for t, m, n in columns]
     batch = Batch(conn)
-    submitted = [batch.query(jobs.SUBMIT_SQL, (piece.sql, label, timeout_ms, queue_size, False, *cols, path,
-                                               group, group_limit))
-                 for piece, cols in zip(pieces, columns, strict=True)]
+    submitted = batch.query(SUBMIT_MANY_SQL, ([p.sql for p in pieces], Jsonb(shapes), label, timeout_ms, queue_size,
+                                              group, group_limit, path))
     batch.sync()
     started = batch.query(jobs.ENSURE_IF_QUEUED_SQL)
     batch.run()
-    rows = []
-    for piece, slot in zip(pieces, submitted, strict=True):
-        if slot.error is not None:
-            import psycopg
-
-            if isinstance(slot.error, psycopg.Error):
-                raise _refused(piece, slot.error)
-            raise slot.error
-        row = slot.one()
-        assert row is not None
-        rows.append(row)
+    if submitted.error is not None:
+        raise submitted.error  # as a single launch's submit (pgbg's one-line messages)
+    rows = sorted(submitted.rows(), key=lambda r: r["id"])
     try:
         start = jobs.start_of(started, conn.info.user)
     except PgbgError:
@@ -126,3 +121,7 @@ def submit(
             raise
         raise problem from None
     return rows, start
+
+
+SUBMIT_MANY_SQL = ("SELECT id, cookie, current_user AS owner "
+                   "FROM pgbg.submit_many(%s::text[], %s::jsonb, %s, %s, %s, %s, %s, p_search_path => %s)")

@@ -97,3 +97,27 @@ def test_a_generated_group_is_named_and_waited_for(test_db, cli, sql_admin):
     assert group and all(r["group_name"] == group for r in rows)
     assert f"pgbg wait --group {group}" in res.stderr
     retry(lambda: all(r["state"] == "succeeded" for r in _queued(sql_admin, label)), "the batch ends")
+
+
+def test_submit_many_keeps_the_checks_of_submit(test_db, sql_admin):
+    import psycopg
+
+    label = _label()
+    with psycopg.connect(test_db["app"], autocommit=True) as conn:
+        # another role's jobs: the proof is of the caller's role only
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM pgbg.submit_many(ARRAY['SELECT 1'], '[null]', %s, p_owner => 'pgbg_other')",
+                         (label,))
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="one object or null per statement"):
+            conn.execute("SELECT * FROM pgbg.submit_many(ARRAY['SELECT 1', 'SELECT 2'], '[null]', %s)", (label,))
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=r"no SQL given \(job 2 of 2\)"):
+            conn.execute("SELECT * FROM pgbg.submit_many(ARRAY['SELECT 1', ' '], '[null, null]', %s)", (label,))
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="timeout"):
+            conn.execute("SELECT * FROM pgbg.submit_many(ARRAY['SELECT 1'], '[null]', %s, 0)", (label,))
+        rows = conn.execute("SELECT * FROM pgbg.submit_many(ARRAY['SELECT 1', 'SELECT 2; SELECT 3'], "
+                            "'[{\"t\": [23], \"m\": [-1], \"n\": [\"x\"]}, null]', %s)", (label,)).fetchall()
+    assert len(rows) == 2
+    kept = sql_admin("SELECT owner, result_types, result_names, want_result FROM pgbg.job WHERE label = %s "
+                     "ORDER BY id", (label,))
+    assert kept == [{"owner": "pgbg_app", "result_types": [23], "result_names": ["x"], "want_result": False},
+                    {"owner": "pgbg_app", "result_types": None, "result_names": None, "want_result": False}]

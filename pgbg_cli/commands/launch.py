@@ -236,7 +236,7 @@ def _launch_many(pieces: list[Any], *, file: Path | None, file_text: str | None,
             _release_ctrl_c(held)
             stranded = _started(conn, rows[0], first, start_s, waiting_here=wait)
             if stranded or not wait:
-                _print_accepted_many(rows, fmt)
+                _print_accepted_many(conn, rows, fmt)
                 if stranded:
                     say(f"pgbg: the {len(rows)} jobs are queued, but nothing will start them: {stranded}")
                     raise typer.Exit(NOT_STARTED)
@@ -271,11 +271,12 @@ def _print_outcomes(final: list[dict[str, Any]], fmt: Format) -> None:
             output.say(f"pgbg: {jobview.summary(job)}")
 
 
-def _print_accepted_many(rows: list[dict[str, Any]], fmt: Format) -> None:
-    from pgbg_cli import jobview, output
+def _print_accepted_many(conn: Any, rows: list[dict[str, Any]], fmt: Format) -> None:
+    from pgbg_cli import jobs, jobview, output
 
     if output.resolve(fmt) in (Format.json, Format.csv):
-        output.emit_rows([jobview.enrich(j) for j in rows], jobview.RECORD_FIELDS, fmt)
+        full = jobs.get_many(conn, [jobs.handle_of(j) for j in rows])
+        output.emit_rows([jobview.enrich(j) for j in full], jobview.RECORD_FIELDS, fmt)
         return
     sys.stdout.write("".join(f"{j['id']}:{j['cookie']}\n" for j in rows))
     sys.stdout.flush()
