@@ -220,7 +220,7 @@ def test_usage_errors_speak_pgbg(pgbg_proc):
     """click's wording, in pgbg's voice: lower case, the hint, exit 2, no internals."""
     for args, words in ((["list", "--format", "yaml"], "'yaml' is not one of 'auto', 'table', 'plain', 'json', "
                          "'csv' (see pgbg list --help)"),
-                        (["wait"], "missing argument 'HANDLE...' (see pgbg wait --help)"),
+                        (["detach"], "missing argument 'HANDLE...' (see pgbg detach --help)"),
                         (["fanout", "VACUUM {table}", "--min-dead-tuples", "-1"],
                          "invalid --min-dead-tuples '-1': use a whole number from 0 to 9223372036854775807")):
         res = pgbg_proc(*args, dsn=NOWHERE)
