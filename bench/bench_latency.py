@@ -31,6 +31,30 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+EXIT_PROBE = """
+import os, sys, time
+import psycopg
+conn = psycopg.connect(os.environ["PGBG_DSN"], autocommit=True)
+conn.execute("SELECT 1")
+conn.close()
+sys.stdout.write(repr(time.time()) + "\\n")
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def client_exit(dsn: str) -> float:
+    """Seconds from a psycopg client's last write (a connection made, used and closed, as
+    ``pgbg wait`` has done when it prints) to this process seeing it exit: what leaving costs
+    any Python client that loaded psycopg (its memory given back), the floor of the delay."""
+    probe = subprocess.Popen([sys.executable, "-c", EXIT_PROBE], env=dict(os.environ, PGBG_DSN=dsn),
+                             stdout=subprocess.PIPE, text=True)
+    assert probe.stdout is not None
+    wrote = float(probe.stdout.readline())
+    probe.wait()
+    return time.time() - wrote
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=15, help="rounds of each (default 15)")
@@ -55,6 +79,7 @@ def main() -> None:
     job = f"SELECT pg_catalog.pg_advisory_xact_lock({lock_key})"
     pgbg_delays: list[float] = []
     direct_delays: list[float] = []
+    exit_delays: list[float] = []
     recorded_delays: list[float] = []
     heard_delays: list[float] = []
     try:
@@ -104,7 +129,12 @@ def main() -> None:
                 time.sleep(0.01)
             heard.pop(row["id"], None)  # its queued and running states
             holder.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
-            waiter.wait(timeout=120)
+            # a blocking wait: Popen.wait(timeout=) polls, up to 50 ms apart, which the delay
+            # would count; the watchdog ends a wait that never returns
+            watchdog = threading.Timer(120, waiter.kill)
+            watchdog.start()
+            waiter.wait()
+            watchdog.cancel()
             returned = dt.datetime.now(dt.timezone.utc)
             finished = conn.execute(
                 "SELECT j.finished_at, (SELECT max(e.at) FROM pgbg.job_event e WHERE e.job_id = j.id) AS recorded "
@@ -113,6 +143,7 @@ def main() -> None:
             recorded_delays.append((finished["recorded"] - finished["finished_at"]).total_seconds())
             if row["id"] in heard:
                 heard_delays.append((heard[row["id"]] - finished["finished_at"]).total_seconds())
+            exit_delays.append(client_exit(dsn))
             if not ext.worker_times:
                 continue
             # the baseline: pg_background's own blocking wait, in the launching session
@@ -138,6 +169,9 @@ def main() -> None:
 
     print(f"Job end -> wait returned ({args.runs} jobs each, pg_background {ext.version})")
     print(line("pgbg wait (process exit)            ", pgbg_delays) + "   (target median <= 25 ms)")
+    if exit_delays:
+        print(line("  of which any Python client's exit ", exit_delays)
+              + "   (psycopg loaded, connected: its last write to this bench seeing it exit)")
     print(line("  the supervisor recorded the end     ", recorded_delays))
     if heard_delays:
         print(line("  a LISTEN pgbg_jobs session heard it ", heard_delays))
