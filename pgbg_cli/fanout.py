@@ -81,7 +81,8 @@ def _first_word(sql_text: str) -> str:
 _PLACEHOLDER = re.compile(r"\{(table|schema|name)\}")
 # what the template's SQL text is at each point: a quoted part runs to its end, a comment too
 _SQL_PART = re.compile(r"""(?P<literal>'(?:[^']|'')*'?)
-    |(?P<other>[Ee]'(?:[^'\\]|''|\\.)*'?|"(?:[^"]|"")*"?|--[^\n]*|/\*.*?(?:\*/|$)
+    |(?P<comment>/\*)
+    |(?P<other>[Ee]'(?:[^'\\]|''|\\.)*'?|"(?:[^"]|"")*"?|--[^\n]*
                 |(?P<tag>\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$).*?(?:(?P=tag)|$))
     |(?P<plain>\{(?:table|schema|name)\}|[^'"$Ee/{-]+|.)""", re.S | re.X)
 
@@ -94,11 +95,21 @@ def expand(template: str, schema_q: str, name_q: str) -> str:
     placeholder there is refused (UsageError)."""
     parts = {"table": f"{schema_q}.{name_q}", "schema": schema_q, "name": name_q}
     out = []
-    for m in _SQL_PART.finditer(template):
-        text = m.group(0)
+    pos = 0
+    while pos < len(template):
+        m = _SQL_PART.match(template, pos)
+        assert m is not None  # `.` matches any character
+        text, pos = m.group(0), m.end()
+        if m.group("comment"):  # to its end: block comments nest
+            depth = 1
+            while depth and pos < len(template):
+                step = template[pos:pos + 2]
+                depth += 1 if step == "/*" else -1 if step == "*/" else 0
+                pos += 2 if step in ("/*", "*/") else 1
+            text = template[m.start():pos]
         if m.group("literal"):
             out.append(_PLACEHOLDER.sub(lambda p: parts[p.group(1)].replace("'", "''"), text))
-        elif m.group("other"):
+        elif m.group("other") or m.group("comment"):
             if _PLACEHOLDER.search(text):
                 raise UsageError(f"{_PLACEHOLDER.search(text).group(0)} inside {text[:2]!r}...: put it where an "
                                  "identifier goes, or in a plain '...' literal")

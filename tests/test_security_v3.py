@@ -261,7 +261,8 @@ def test_a_table_name_in_a_string_literal_of_the_template_stays_in_it(v3, cli):
 
 
 @pytest.mark.parametrize("template", ["SELECT $${name}$$", "SELECT E'{name}'", "SELECT 1 -- {table}",
-                                      "SELECT 1 /* {table} */", 'SELECT "{name}"'])
+                                      "SELECT 1 /* {table} */", 'SELECT "{name}"',
+                                      "SELECT 1 /* nested /* */ {name} */"])  # block comments nest
 def test_a_placeholder_where_no_name_can_be_kept_is_refused(v3, cli, template):
     res = cli("fanout", template, "--dry-run", dsn=v3["admin"])
     assert res.exit_code == 2, res
