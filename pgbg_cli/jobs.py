@@ -452,8 +452,10 @@ def list_query(
     limit: int = 50,
     live_first: bool = False,
     group: str | None = None,
+    counted: bool = False,
 ) -> tuple[str, dict[str, Any]]:
-    """The statement ``list_jobs`` runs, and its parameters (to send it with others)."""
+    """The statement ``list_jobs`` runs, and its parameters (to send it with others). With
+    ``counted``, each row's ``total`` is how many jobs match in all, the limit aside."""
     return queries.text("list_jobs"), {
         "states": list(states) if states else None,
         "label": glob_to_like(label) if label else None,
@@ -461,6 +463,7 @@ def list_query(
         "limit": limit,
         "live_first": live_first,
         "group": group,
+        "counted": counted,
     }
 
 

@@ -1,12 +1,14 @@
-"""How jobs look: the columns of ``list``, the fields of ``show`` and of an outcome."""
+"""How jobs look: the job record of JSON and CSV (the contract), and for people the columns of
+``list`` and the fields of ``show`` and of an outcome."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
+from pgbg_cli import output
 from pgbg_cli.durations import format_ms
-from pgbg_cli.output import Column, bar
+from pgbg_cli.output import Column, Format, bar
 
 
 def _ms(value: Any, row: dict[str, Any]) -> str:
@@ -31,6 +33,73 @@ def _progress(value: Any, row: dict[str, Any]) -> str:
     return f"{bar(pct)} {text}".strip() if pct is not None else text
 
 
+def _preview(value: Any, row: dict[str, Any]) -> str:
+    """The SQL as a table shows it: white space as single spaces, cut to PREVIEW characters."""
+    return preview(value)
+
+
+PREVIEW = 80
+
+
+def preview(sql: Any, limit: int = PREVIEW) -> str:
+    """``sql`` on one line (runs of white space as one space), cut to ``limit`` characters."""
+    return " ".join(str(sql or "")[: limit * 10].split())[:limit]
+
+
+# The job record: one per job, the same in every command's JSON and CSV (list, show, wait,
+# cancel, detach, launch and list --watch's JSON lines); README "JSON contract" documents each
+# field. Within one CONTRACT_VERSION fields keep their names, types and meanings and are never
+# removed; new ones are added at the end only.
+CONTRACT = "pgbg_job"
+CONTRACT_VERSION = 1
+CONTRACT_FIELDS = (
+    CONTRACT, "id", "handle", "source", "state", "label", "group", "owner", "sql",
+    "queued_at", "started_at", "finished_at", "duration_ms", "timeout_ms", "worker_pid", "client_addr",
+    "sqlstate", "message", "detail", "hint", "context", "command_tag", "row_count", "reason",
+    "progress", "messages", "messages_dropped", "target",
+)
+CONTRACT_COLUMNS = [Column(key) for key in CONTRACT_FIELDS]
+# the states of a row that stands for a target of several that answered no jobs (``message`` says why)
+UNREACHED = ("unreachable", "unavailable")
+_TIMES = ("queued_at", "started_at", "finished_at")
+
+
+def _utc(value: Any) -> Any:
+    return value.astimezone(dt.timezone.utc) if isinstance(value, dt.datetime) else value
+
+
+def record(row: dict[str, Any], *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """A job row (from the registry, ``enrich``ed, a ``foreign_row`` or a target's that could not
+    be used) as the contract's record: CONTRACT_FIELDS in order, timestamps in UTC, the whole SQL."""
+    other = row.get("source") == "other"
+    source = "other" if other else None if row.get("state") in UNREACHED else "pgbg"
+    ours = source == "pgbg"
+    started, finished = row.get("started_at"), row.get("finished_at")
+    duration = None
+    if isinstance(started, dt.datetime):
+        end = finished if isinstance(finished, dt.datetime) else now or dt.datetime.now(dt.timezone.utc)
+        duration = max(0, round((end - started).total_seconds() * 1000))
+    out: dict[str, Any] = {}
+    for key in CONTRACT_FIELDS:
+        if key == CONTRACT:
+            out[key] = CONTRACT_VERSION
+        elif key == "id":
+            out[key] = row.get("id") if ours else None
+        elif key == "handle":
+            out[key] = (row.get("handle") or f"{row['id']}:{row['cookie']}") if ours else None
+        elif key == "source":
+            out[key] = source
+        elif key == "group":
+            out[key] = row.get("group_name")
+        elif key == "duration_ms":
+            out[key] = duration
+        elif key == "messages_dropped":
+            out[key] = (row.get("messages_dropped") or 0) if ours else None
+        elif key in _TIMES:
+            out[key] = _utc(row.get(key))
+        else:
+            out[key] = row.get(key)
+    return out
 
 
 LIST_COLUMNS = [
@@ -43,12 +112,13 @@ LIST_COLUMNS = [
     Column("started_at", "STARTED", _time),
     Column("elapsed_ms", "ELAPSED", _ms, justify="right"),
     Column("progress", "PROGRESS", _progress),
-    Column("query", "QUERY"),
+    Column("sql", "QUERY", _preview),
 ]
 
 RECORD_FIELDS = [
     Column("handle", "handle"),
     Column("label", "label"),
+    Column("group_name", "group"),
     Column("state", "state"),
     Column("owner", "role"),
     Column("sqlstate", "sqlstate"),
@@ -74,6 +144,29 @@ RECORD_FIELDS = [
 ]
 
 
+def for_scripts(fmt: Format | str | None) -> bool:
+    """Whether ``fmt`` is one of the formats that print job records (JSON, CSV)."""
+    return output.resolve(fmt) in (Format.json, Format.csv)
+
+
+def emit_job(row: dict[str, Any], fmt: Format | str | None) -> None:
+    """One job (an ``enrich``ed row): its record in JSON (an object) or CSV; for people, the
+    fields it has (RECORD_FIELDS)."""
+    if for_scripts(fmt):
+        output.emit_record(record(row), CONTRACT_COLUMNS, fmt)
+    else:
+        output.emit_record(row, RECORD_FIELDS, fmt, compact=True)
+
+
+def emit_jobs(rows: list[dict[str, Any]], fmt: Format | str | None) -> None:
+    """Several jobs: an array of records in JSON (even of one or none), CSV rows under one
+    header; for people, LIST_COLUMNS (tabulate's plain table; see watch.jobs_table for Rich)."""
+    if for_scripts(fmt):
+        output.emit_rows([record(row) for row in rows], CONTRACT_COLUMNS, fmt)
+    else:
+        output.emit_rows(rows, LIST_COLUMNS, fmt)
+
+
 def enrich(job: dict[str, Any], progress: dict[str, Any] | None = None) -> dict[str, Any]:
     """Add the derived fields (handle, elapsed, progress) that listings show."""
     out = dict(job)
@@ -83,8 +176,6 @@ def enrich(job: dict[str, Any], progress: dict[str, Any] | None = None) -> dict[
         start = job.get("started_at") or job.get("queued_at")
         end = job.get("finished_at") or dt.datetime.now(dt.timezone.utc)
         out["elapsed_ms"] = None if start is None else round((end - start).total_seconds() * 1000)
-    if out.get("query") is None and job.get("sql") is not None:
-        out["query"] = " ".join(str(job["sql"]).split())[:80]
     out["progress"] = progress
     for private in ("result", "result_types", "result_typmods", "cancel_signalled_at",
                     "cancel_terminated", "supervisor_pid", "worker_cookie", "worker_started"):
@@ -107,7 +198,7 @@ def foreign_row(worker: dict[str, Any]) -> dict[str, Any]:
         "finished_at": None,
         "elapsed_ms": worker["elapsed_ms"],
         "worker_pid": worker["pid"],
-        "query": worker["query"],
+        "sql": worker["query"],
     }
 
 

@@ -173,7 +173,7 @@ class ListView:
 
     def record(self, snap: Snapshot) -> dict[str, Any]:
         return {"at": snap.at, "counts": snap.counts, **snap.slots.as_dict(),
-                "jobs": [{key: j.get(key) for key in JSON_JOB_KEYS} for j in snap.jobs]}
+                "jobs": [jobview.record(j, now=snap.at) for j in snap.jobs]}  # as `list -F json` has them
 
     def head(self, snap: Snapshot) -> list[str]:
         """Two lines: what runs now, and every state's count over the last hour."""
@@ -295,8 +295,6 @@ DURATION_WIDTH = 6  # "12m05s", "2d03h"
 LABEL_PLANNED = 14  # what the first column of a table by label or role is planned with
 NAME_MIN = 8  # narrower than this, a label is no help
 LIVE_JOBS_SHOWN = 100
-# A job in the JSON lines: the columns of `pgbg list`, and why it ended (as `list -F json` has).
-JSON_JOB_KEYS = tuple(c.key for c in jobview.LIST_COLUMNS) + ("sqlstate", "message", "reason")
 LINE_STATES = ("running", "queued", "succeeded", "failed", "canceled", "timed_out", "lost", "detached")
 
 
@@ -451,7 +449,7 @@ def jobs_table(rows: list[dict[str, Any]], width: int, room: int, *, hidden: int
             line += [_clock(row.get("queued_at")), _clock(row.get("started_at"))]
         line += [format_ms(row.get("elapsed_ms")), progress_text(row.get("progress"))]
         if query_width:
-            line.append(_one_line(row.get("query"), 200))
+            line.append(_one_line(str(row.get("sql") or "")[:1000], 200))
         cells.append(line)
     parts: list[RenderableType] = [_fill(headers, widths, cells, {headers.index("ELAPSED")})]
     if len(shown) < total:

@@ -8,7 +8,7 @@ import datetime as dt
 import threading
 from typing import TYPE_CHECKING, Any
 
-from pgbg_cli import output, stats, watch
+from pgbg_cli import jobview, output, stats, watch
 from pgbg_cli.targets import SEPARATOR, Target
 
 if TYPE_CHECKING:
@@ -97,10 +97,9 @@ class ManyListView:
                  "targets_read": len(self.ones) - len(self._failed()), "targets": len(self.ones)}]
 
     def record(self, snap: watch.Snapshot) -> dict[str, Any]:
-        keys = ("target", *watch.JSON_JOB_KEYS)
         return {"at": snap.at, "counts": snap.counts,
                 "targets": [{"target": one.target.name, "error": one.error} for one in self.ones],
-                "jobs": [{key: j.get(key) for key in keys} for j in snap.jobs]}
+                "jobs": [jobview.record(j, now=snap.at) for j in snap.jobs]}  # each naming its target
 
     def render(self, snap: watch.Snapshot, width: int, height: int) -> RenderableType:
         from rich.console import Group

@@ -291,7 +291,7 @@ def test_launch_timeout_ends_timed_out(test_db, cli, sql_admin):
     assert rec["state"] == "timed_out"
     assert rec["timeout_ms"] == 1000
     assert "timeout" in rec["reason"]
-    assert 900 <= rec["elapsed_ms"] < 20_000
+    assert 900 <= rec["duration_ms"] < 20_000
     assert not _alive(sql_admin, rec["worker_pid"])
 
 

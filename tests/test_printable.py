@@ -165,7 +165,7 @@ def test_record_json_is_exact(capsys):
 
 
 def test_job_lines_escape_labels_and_roles_and_collapse_query_previews():
-    rows = [jobview.enrich({**JOB, "state": "running", "query": "SELECT\n\t1 \x1b[2J"})]
+    rows = [jobview.enrich({**JOB, "state": "running", "sql": "SELECT\n\t1 \x1b[2J"})]
     text = _rich(Group(*watch.jobs_table(rows, 300, 10, keep_handles=True)), width=300)
     _assert_clean(text)
     body = [line for line in text.splitlines() if line.strip()]

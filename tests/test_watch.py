@@ -177,7 +177,7 @@ def _jobs(n: int) -> list[dict[str, Any]]:
     return [{"id": 1000 + i, "handle": f"{1000 + i}:{7_000_000_000_000_000_000 + i}", "label": f"backfill-{i}",
              "state": "running" if i < 5 else "succeeded", "owner": "pgbg_app", "elapsed_ms": 1000 * i,
              "progress": {"percent": 10.0 * (i % 10), "message": "chunk [x]"} if i < 5 else None,
-             "query": "SELECT something FROM somewhere WHERE it = 'long enough to be cut'"} for i in range(n)]
+             "sql": "SELECT something FROM somewhere WHERE it = 'long enough to be cut'"} for i in range(n)]
 
 
 def _frame(view: Any, snap: watch.Snapshot, width: int, height: int) -> list[str]:

@@ -23,8 +23,6 @@ from pgbg_cli.commands.common import (
 from pgbg_cli.commands.stats import CountOpt, IntervalOpt, WatchOpt, watch_options
 from pgbg_cli.output import Format
 
-OUTCOME_KEYS = ("sqlstate", "message", "reason")
-
 HandlesArg = Annotated[
     list[str], typer.Argument(metavar="HANDLE...", help="Job handles ID:COOKIE, as printed by pgbg launch.")
 ]
@@ -45,15 +43,13 @@ def register(app: typer.Typer) -> None:
     app.command("list")(list_)
 
 
-def _emit_jobs(conn: Any, rows: list[dict[str, Any]], fmt: Format, *, title: str | None = None,
-               extra: tuple[str, ...] = ()) -> None:
+def _emit_jobs(conn: Any, rows: list[dict[str, Any]], fmt: Format) -> None:
     from pgbg_cli import progress
 
-    _show_jobs(progress.enriched(conn, rows), fmt, title=title, extra=extra)
+    _show_jobs(progress.enriched(conn, rows), fmt)
 
 
-def _show_jobs(enriched: list[dict[str, Any]], fmt: Format, *, title: str | None = None,
-               several: bool = False, extra: tuple[str, ...] = ()) -> None:
+def _show_jobs(enriched: list[dict[str, Any]], fmt: Format, *, several: bool = False) -> None:
     """Jobs as listings show them (``progress.enriched``); ``several``: of several targets, each
     row naming its target (``target`` in JSON and CSV; TARGET/ID:COOKIE handles for people)."""
     from pgbg_cli import jobview, output
@@ -72,13 +68,8 @@ def _show_jobs(enriched: list[dict[str, Any]], fmt: Format, *, title: str | None
         for part in watch.jobs_table(enriched, console.width, len(enriched) + 3, keep_handles=True):
             console.print(part)
         return
-    columns = list(jobview.LIST_COLUMNS)
-    if resolved in (Format.json, Format.csv):
-        # scripts read why a job ended from the same output (people get it on stderr)
-        columns += [output.Column(key) for key in OUTCOME_KEYS + extra]
-        if several:
-            columns.insert(0, output.Column("target", "TARGET"))
-    output.emit_rows(enriched, columns, fmt, title=title)
+    # scripts get job records (README: JSON contract), people the columns of list
+    jobview.emit_jobs(enriched, fmt)
 
 
 def _unreachable(outcome: Any) -> dict[str, Any]:
@@ -87,7 +78,7 @@ def _unreachable(outcome: Any) -> dict[str, Any]:
     state = "unreachable" if outcome.unreachable else "unavailable"
     return {"target": outcome.target.name, "handle": None, "id": None, "cookie": None, "label": None,
             "state": state, "source": None, "owner": None, "queued_at": None, "started_at": None,
-            "finished_at": None, "elapsed_ms": None, "progress": None, "query": None, "sqlstate": None,
+            "finished_at": None, "elapsed_ms": None, "progress": None, "sql": None, "sqlstate": None,
             "message": outcome.error, "reason": None}
 
 
@@ -174,8 +165,8 @@ def wait(
             final = jobs.wait(conn, wanted, timeout_s=timeout_s, any_=any_, tick=bar.update,
                               tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar),
                               unlisten=False)  # the connection closes after the output
-        # what each job said, as kept with its outcome (pgbg_cli/messages.py)
-        _emit_jobs(live.conn, final, fmt, extra=("messages", "messages_dropped"))
+        # what each job said is in its record (messages, messages_dropped; pgbg_cli/messages.py)
+        _emit_jobs(live.conn, final, fmt)
     ended = [j for j in final if jobs.is_final(j)]
     from pgbg_cli import jobview, messages
 
@@ -228,7 +219,7 @@ def _wait_several(chosen: Any, handles: list[str], timeout_s: float | None, any_
         if timed_out:
             late.append(outcome.target.name)
     rows = _rows_of(chosen.failed + outcomes, failed)
-    _show_jobs(rows, fmt, several=True, extra=("messages", "messages_dropped"))
+    _show_jobs(rows, fmt, several=True)
     ended = [job for job in rows if job["state"] not in ("unreachable", "unavailable") and jobs.is_final(job)]
     messages.say_all(ended)
     for job in ended:
@@ -369,8 +360,8 @@ def show(
             return
         # queued, and nothing starts it: why, and the fix (as its reason)
         waiting.annotate(conn, [job], started=start.role if start and start.alive else None)
-        record = messages.for_people(progress.enriched(conn, [job])[0], fmt)
-        output.emit_record(record, jobview.RECORD_FIELDS, fmt, compact=True)
+        row = progress.enriched(conn, [job])[0]
+        jobview.emit_job(row if jobview.for_scripts(fmt) else messages.for_people(row, fmt), fmt)
 
 
 def list_(
@@ -443,29 +434,45 @@ def list_(
             with renewable(conn, dsn) as live:
                 raise typer.Exit(watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt,
                                                reconnect=live.renew()))
-        rows, notes = _listed(conn, state, label, all_, most, group)
+        rows, notes, total = _listed(conn, state, label, all_, most, group)
         _show_jobs(rows, fmt)
+    _say_cut(len(rows), total, all_)
     for note in notes:
         output.say(f"pgbg: {note}")
 
 
 def _listed(conn: Any, state: list[str] | None, label: str | None, all_: bool,
-            most: int, group: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """The rows of list (enriched) and the notes on queued jobs that nothing starts, in one round trip."""
+            most: int, group: str | None = None) -> tuple[list[dict[str, Any]], list[str], int]:
+    """The rows of list (enriched, at most ``most``, other pg_background workers first and
+    counted), the notes on queued jobs that nothing starts, and how many rows there were in all;
+    in one round trip."""
     from pgbg_cli import jobs, jobview, progress, queries, waiting
 
     # one round trip: reconcile, then the list (and other pg_background workers)
     foreign = not state and not label and group is None
-    then = [jobs.list_query(states=state, label=label, include_all=all_, limit=most, group=group)]
+    then = [jobs.list_query(states=state, label=label, include_all=all_, limit=most, group=group, counted=True)]
     if foreign:
         then.append((queries.text("foreign_workers"), None))
     start, slots = jobs.reconcile_and_start(conn, *then)
     rows = slots[0].rows()
+    total = rows[0]["total"] if rows else 0
+    if foreign:
+        others = [jobview.foreign_row(w) for w in slots[1].rows()]
+        rows, total = others + rows, total + len(others)
+    rows = rows[:most]  # the limit counts every row, other workers too
     # queued jobs that nothing starts: why, and the fix
     notes = waiting.annotate(conn, rows, started=start.role if start and start.alive else None)
-    if foreign:
-        rows = [jobview.foreign_row(w) for w in slots[1].rows()] + rows
-    return progress.enriched(conn, rows), notes
+    return progress.enriched(conn, rows), notes, total
+
+
+def _say_cut(shown: int, total: int, all_: bool, target: str | None = None) -> None:
+    """On stderr, when the limit left rows out: how many there were, and how to see them."""
+    from pgbg_cli import output
+
+    if shown < total:
+        where = f"{target}: " if target else ""
+        output.say(f"pgbg: {where}showing {shown} of {total} (use -n/--limit to show more"
+                   + (")" if all_ else ", --all for older jobs)"))
 
 
 def _list_several(chosen: Any, state: list[str] | None, label: str | None, all_: bool, most: int,
@@ -478,7 +485,8 @@ def _list_several(chosen: Any, state: list[str] | None, label: str | None, all_:
                                             prepare=lambda _, conn: preflight.check(conn))
     answered, failed = report(outcomes)
     for outcome in answered:
-        outcome.value, notes = outcome.value
+        outcome.value, notes, total = outcome.value
+        _say_cut(len(outcome.value), total, all_, outcome.target.name)  # the limit is each target's
         for note in notes:
             output.say(f"pgbg: {outcome.target.name}: {note}")
     _show_jobs(_rows_of(outcomes, failed), fmt, several=True)

@@ -259,12 +259,8 @@ def _launch_many(pieces: list[Any], *, file: Path | None, file_text: str | None,
 def _print_outcomes(final: list[dict[str, Any]], fmt: Format) -> None:
     """The jobs of a batch once ended: one line each (as wait prints them), why on stderr."""
     from pgbg_cli import jobview, messages, output
-    from pgbg_cli.commands.jobs import OUTCOME_KEYS
 
-    columns = list(jobview.LIST_COLUMNS)
-    if output.resolve(fmt) in (Format.json, Format.csv):
-        columns += [output.Column(key) for key in OUTCOME_KEYS]
-    output.emit_rows([jobview.enrich(j) for j in final], columns, fmt)
+    jobview.emit_jobs([jobview.enrich(j) for j in final], fmt)  # JSON: an array of job records
     messages.say_all(final)
     for job in final:
         if job["state"] != "succeeded" or messages.with_warnings(job):
@@ -272,11 +268,11 @@ def _print_outcomes(final: list[dict[str, Any]], fmt: Format) -> None:
 
 
 def _print_accepted_many(conn: Any, rows: list[dict[str, Any]], fmt: Format) -> None:
-    from pgbg_cli import jobs, jobview, output
+    from pgbg_cli import jobs, jobview
 
-    if output.resolve(fmt) in (Format.json, Format.csv):
+    if jobview.for_scripts(fmt):
         full = jobs.get_many(conn, [jobs.handle_of(j) for j in rows])
-        output.emit_rows([jobview.enrich(j) for j in full], jobview.RECORD_FIELDS, fmt)
+        jobview.emit_jobs([jobview.enrich(j) for j in full], fmt)  # an array of job records
         return
     sys.stdout.write("".join(f"{j['id']}:{j['cookie']}\n" for j in rows))
     sys.stdout.flush()
@@ -342,8 +338,8 @@ def _release_ctrl_c(held: Any) -> None:
 def _print_accepted(job: dict[str, Any], fmt: Format) -> None:
     from pgbg_cli import jobview, output
 
-    if output.resolve(fmt) in (Format.json, Format.csv):
-        output.emit_record(jobview.enrich(job), jobview.RECORD_FIELDS, fmt)
+    if jobview.for_scripts(fmt):
+        jobview.emit_job(jobview.enrich(job), fmt)
         return
     sys.stdout.write(f"{job['id']}:{job['cookie']}\n")
     sys.stdout.flush()
@@ -398,10 +394,13 @@ def _print_outcome(job: dict[str, Any], fmt: Format, *, rows: bool) -> None:
         messages.say_all([job])
         output.say(f"pgbg: {jobview.summary(job)}")
         return
-    record = messages.for_people(jobview.enrich(job), fmt)
-    if output.resolve(fmt) not in (Format.json, Format.csv):
-        record["messages"] = None  # for people they go to stderr, below
-    output.emit_record(record, jobview.RECORD_FIELDS, fmt, compact=True)
+    row = jobview.enrich(job)
+    if jobview.for_scripts(fmt):
+        jobview.emit_job(row, fmt)
+    else:
+        shown = messages.for_people(row, fmt)
+        shown["messages"] = None  # for people they go to stderr, below
+        jobview.emit_job(shown, fmt)
     messages.say_all([job])
     if job["state"] != "succeeded" or messages.with_warnings(job):
         output.say(f"pgbg: {jobview.summary(job)}")

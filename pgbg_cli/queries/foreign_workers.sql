@@ -3,7 +3,7 @@
 SELECT a.pid, a.usename::text AS owner, a.application_name, a.state AS backend_state,
        a.backend_start, a.query_start, a.wait_event,
        round(extract(epoch FROM clock_timestamp() - a.backend_start) * 1000)::bigint AS elapsed_ms,
-       left(regexp_replace(a.query, '\s+', ' ', 'g'), 80) AS query
+       a.query
   FROM pg_stat_activity a
  WHERE a.backend_type = 'pg_background'
    AND a.datname = current_database()
