@@ -62,7 +62,7 @@ def _check_record(rec: dict[str, Any]) -> None:
     """One JSON record: the contract's keys in order, and values of the documented types."""
     assert list(rec) == FIELDS, list(rec)
     assert rec["pgbg_job"] == jobview.CONTRACT_VERSION == 1
-    assert rec["source"] in ("pgbg", "other")
+    assert rec["source"] in ("pgbg", "other", None)
     for key in TIMES:
         if rec[key] is not None:
             stamp = dt.datetime.fromisoformat(rec[key])
@@ -71,8 +71,10 @@ def _check_record(rec: dict[str, Any]) -> None:
         assert isinstance(rec["id"], int) and rec["handle"].startswith(f"{rec['id']}:")
         assert isinstance(rec["messages_dropped"], int)
         assert rec["messages"] is None or isinstance(rec["messages"], list)
-    else:
+    else:  # a worker pgbg did not launch (other), or a target that could not be used (None)
         assert rec["id"] is None and rec["handle"] is None and rec["messages"] is None
+        assert rec["messages_dropped"] is None
+        assert (rec["source"] is None) == (rec["state"] in ("unreachable", "unavailable"))
     if rec["started_at"] and rec["finished_at"]:
         took = dt.datetime.fromisoformat(rec["finished_at"]) - dt.datetime.fromisoformat(rec["started_at"])
         assert abs(rec["duration_ms"] - took.total_seconds() * 1000) <= 1, rec
@@ -98,6 +100,7 @@ def outputs(cli: Callable[..., Any], test_db: dict[str, str]) -> Callable[..., A
         records = got["json"] if isinstance(got["json"], list) else [got["json"]]
         for rec in records:
             _check_record(rec)
+            assert rec["target"] is None  # one target
         assert [_as_csv(rec) for rec in records] == got["csv"]  # same columns, same values, whole SQL
         return got["json"]
 
@@ -245,3 +248,22 @@ def test_the_readme_documents_every_field_in_order():
     documented = re.findall(r"^\| `([a-z_]+)` \|", section, re.M)
     assert documented == FIELDS
     assert f'"pgbg_job": {jobview.CONTRACT_VERSION}' in section
+
+
+def test_several_targets_print_the_same_record(cli, test_db):
+    """With several targets each record names its own (``target``); one that cannot be reached
+    is a record too, with its state and why in ``message``."""
+    name = test_db["name"]
+    assert cli("launch", "--wait", "--label", _label(), "SELECT 1", dsn=test_db["app"]).exit_code == 0
+    nowhere = "host=127.0.0.1 port=1 dbname=nowhere connect_timeout=3"
+    for fmt in ("json", "csv"):
+        res = cli("list", "-n", "2", "-d", name, "-d", nowhere, "--format", fmt, dsn=test_db["app"])
+        assert res.exit_code == 3, res
+        rows = _parse(res.stdout, fmt)
+        if fmt == "json":
+            for rec in rows:
+                _check_record(rec)
+        assert [r["target"] for r in rows] == [name, name, "127.0.0.1:1/nowhere"]
+        down = rows[-1]
+        assert down["state"] == "unreachable" and "cannot connect" in down["message"]
+        assert down["source"] in (None, "") and down["handle"] in (None, "")

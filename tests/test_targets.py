@@ -78,9 +78,9 @@ def test_list_names_the_target_of_every_row(test_db, second_db, pgbg_proc):
     # for people: TARGET/ID:COOKIE, the handle wait takes
     plain = pgbg_proc("list", "-a", "-d", test_db["name"], "-d", second_db["name"], dsn=test_db["app"])
     assert f"{test_db['name']}/{mine}" in plain.stdout and f"{second_db['name']}/{theirs}" in plain.stdout
-    # one target: the listing as ever, no target field
+    # one target: the listing as ever, its job records' target null (README: JSON contract)
     one = pgbg_proc("list", "-a", "-F", "json", dsn=test_db["app"])
-    assert one.returncode == 0 and all("target" not in row for row in _jobs(one))
+    assert one.returncode == 0 and all(row["target"] is None for row in _jobs(one))
 
 
 def test_wait_takes_a_handle_per_target(test_db, second_db, pgbg_proc):
