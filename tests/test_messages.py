@@ -211,3 +211,14 @@ def test_vacuum_verbose_keeps_its_info_report(test_db, cli, sql_admin):
     infos = [m["message"] for m in row["messages"] if m["severity"] == "INFO"]
     assert infos and infos[0].startswith("vacuuming ") and table in infos[0], row["messages"]
     assert f"INFO: {infos[0]}" in res.stderr
+
+
+def test_a_batch_launch_wait_prints_each_jobs_messages_and_strict_counts_them(test_db, cli, sql_admin):
+    dsn = test_db["app"]
+    res = cli("launch", "--wait", "--strict", "-F", "json", "DO $$ BEGIN RAISE WARNING 'from the first'; END $$",
+              "SELECT 1", dsn=dsn)
+    assert res.exit_code == WARNED, res
+    first, second = json.loads(res.stdout)
+    assert [m["message"] for m in first["messages"]] == ["from the first"] and second["messages"] == []
+    assert f"job {first['handle']}: WARNING: from the first" in res.stderr
+    assert f"job {first['handle']} succeeded with 1 warning" in res.stderr
