@@ -271,7 +271,7 @@ def _add_connection_options(command: Any) -> None:
         meta[CONTEXT_KEY] = (names, options)
         if len(names) > 1 and not several:
             raise UsageError(f"-d was given {len(names)} times: {command.name} works on one database "
-                             "(list, wait, stats and capacity take several)")
+                             "(launch, list, wait, stats and capacity take several)")
         kwargs["dsn"] = resolve(replace(options, dbname=names[-1] if names else None))
         return inner(**kwargs)
 

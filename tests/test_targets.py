@@ -176,9 +176,9 @@ def test_targets_file_and_services(test_db, second_db, pgbg_proc, tmp_path):
 
 
 def test_commands_of_one_database_refuse_several(test_db, pgbg_proc):
-    res = pgbg_proc("launch", "-d", test_db["name"], "-d", "other", "SELECT 1", dsn=test_db["app"])
+    res = pgbg_proc("show", "-d", test_db["name"], "-d", "other", "1:2", dsn=test_db["app"])
     assert res.returncode == 2
-    assert "launch works on one database" in res.stderr and res.stderr.count("\n") == 1
+    assert "show works on one database" in res.stderr and res.stderr.count("\n") == 1
     # -d after the command replaces -d before it: one target
     res = pgbg_proc("-d", "nosuch", "list", "-d", test_db["name"], dsn=test_db["app"])
     assert res.returncode == 0, res.stderr
@@ -249,3 +249,29 @@ def test_at_most_at_once_targets_hold_a_connection(test_db, monkeypatch):
     outcomes = targets.each(many, work)
     assert [o.value for o in outcomes] == [f"t{i}" for i in range(5)]
     assert now[1] == 2
+
+
+def test_launch_on_several_targets_then_wait(test_db, second_db, pgbg_proc):
+    a, b = test_db["name"], second_db["name"]
+    res = pgbg_proc("launch", "-l", "everywhere", "-d", a, "-d", b, "SELECT 1", dsn=test_db["app"])
+    assert res.returncode == 0, res.stderr
+    handles = res.stdout.split()
+    assert [h.rsplit("/", 1)[0] for h in handles] == [a, b]
+    done = pgbg_proc("wait", "-F", "json", "-d", a, "-d", b, *handles, dsn=test_db["app"])
+    assert done.returncode == 0, done.stderr
+    assert {(row["target"], row["label"], row["state"]) for row in _jobs(done)} \
+        == {(a, "everywhere", "succeeded"), (b, "everywhere", "succeeded")}
+    # every database with pgbg; JSON names the target of each job; one that fails is named, exit 3
+    every = pgbg_proc("launch", "-F", "json", "--all-databases", "SELECT 2", dsn=test_db["app"])
+    assert every.returncode == 0, every.stderr
+    assert {a, b} <= {row["target"] for row in _jobs(every)}
+    down = pgbg_proc("launch", "-F", "json", "-d", a, "-d", UNREACHABLE, "SELECT 3", dsn=test_db["app"])
+    assert down.returncode == 3
+    assert [row["state"] for row in _jobs(down)][1] == "unreachable"
+    assert _jobs(down)[0]["handle"]
+
+
+@pytest.mark.parametrize("extra", [["--wait"], ["--result"], ["SELECT 2"]], ids=" ".join)
+def test_launch_on_several_targets_takes_one_statement_and_no_wait(test_db, pgbg_proc, extra):
+    res = pgbg_proc("launch", "-d", test_db["name"], "-d", "other", "SELECT 1", *extra, dsn=test_db["app"])
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr

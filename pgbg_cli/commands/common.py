@@ -27,7 +27,7 @@ def _port(value: str | None) -> str | None:
 # -p and -U; connopts.py says how they, PGBG_DSN and libpq's environment combine). A command's
 # ``dsn`` is the connection string they make.
 _DSN_HELP = ("Database name, or a connection string or URI (default: PGBG_DSN; README: Connecting). "
-             "Repeat it for several targets (list, wait, stats, capacity).")
+             "Repeat it for several targets (launch, list, wait, stats, capacity).")
 DsnOpt = Annotated[
     str | None,
     typer.Option("--dbname", "-d", "--dsn", metavar="DBNAME|CONNINFO", help=_DSN_HELP, show_default=False),
@@ -142,7 +142,7 @@ def exit_for(jobs: list[dict[str, Any]], *, strict: bool = False) -> int:
     return 0
 
 
-# Several targets (list, wait, stats, capacity): README, "Several databases and servers".
+# Several targets (launch, list, wait, stats, capacity): README, "Several databases and servers".
 TargetsFileOpt = Annotated[
     list[Path] | None,
     typer.Option("--targets-file", metavar="FILE",

@@ -8,7 +8,20 @@ from typing import Annotated, Any
 
 import typer
 
-from pgbg_cli.commands.common import DsnOpt, FormatOpt, StrictOpt, database, exit_for, read_sql
+from pgbg_cli.commands.common import (
+    AllDatabasesOpt,
+    DsnOpt,
+    FormatOpt,
+    ServiceOpt,
+    StrictOpt,
+    TargetsFileOpt,
+    chosen_targets,
+    database,
+    exit_for,
+    exit_of_targets,
+    read_sql,
+    report,
+)
 from pgbg_cli.errors import INTERRUPTED, NOT_STARTED
 from pgbg_cli.output import Format
 
@@ -82,6 +95,9 @@ def launch(
     ] = "10s",
     strict: StrictOpt = False,
     fmt: FormatOpt = Format.auto,
+    targets_file: TargetsFileOpt = None,
+    service: ServiceOpt = None,
+    all_databases: AllDatabasesOpt = False,
     dsn: DsnOpt = None,
 ) -> None:
     """Run SQL in a pg_background worker, supervised inside the server.
@@ -104,9 +120,11 @@ def launch(
       pgbg launch --wait --file nightly.sql
       pgbg launch --group analyze --jobs 2 "ANALYZE orders" "ANALYZE customers"
       pgbg launch --lines < statements.sql
+      pgbg launch --all-databases -l nightly "ANALYZE"
     """
     from pgbg_cli import jobs, numbers
     from pgbg_cli.durations import parse_ms
+    from pgbg_cli.errors import UsageError
     from pgbg_cli.output import say
 
     # options first: a bad one is refused before the SQL is read (perhaps from stdin)
@@ -119,6 +137,9 @@ def launch(
     limit = numbers.parse_count(jobs_at_once, "--jobs", 1, GROUP_LIMIT_MAX) if jobs_at_once is not None else None
     group = _group_name(group, limit)
     text, pieces = _gather(sql, file, lines)
+    chosen = chosen_targets(targets_file, service, all_databases)
+    if chosen is not None and pieces is not None:
+        raise UsageError("launch on several targets takes one SQL statement (no batch)")
     if pieces is not None:
         # text: the file's, when its statements are the jobs
         _launch_many(pieces, file=file, file_text=None if lines else text, label=label, timeout_ms=timeout_ms,
@@ -126,6 +147,12 @@ def launch(
                      keep_running=keep_running, start_s=start_s, strict=strict, fmt=fmt, dsn=dsn)
         return
     assert text is not None
+    if chosen is not None:
+        if wait or result:
+            raise UsageError("launch on several targets prints their handles: wait for them with pgbg wait "
+                             "and the same targets (no --wait, no --result)")
+        _launch_several(chosen, text, label=label, timeout_ms=timeout_ms, queue_size=queue_bytes, group=group,
+                        group_limit=limit, start_s=start_s, fmt=fmt)
     with database(dsn, describe=text) as conn:
         # Ctrl-C waits while the job is registered (and its supervisor started): one that came
         # after the server committed it but before pgbg had its handle would leave a job nobody
@@ -159,6 +186,45 @@ def launch(
     _print_outcome(final, fmt, rows=result)
     # Ctrl-C is 130 whatever became of the job (a script tells "stopped by the user" from "failed")
     raise typer.Exit(INTERRUPTED if interrupted else exit_for([final], strict=strict))
+
+
+def _launch_several(chosen: Any, text: str, *, label: str | None, timeout_ms: int | None, queue_size: int | None,
+                    group: str | None, group_limit: int | None, start_s: float, fmt: Format) -> None:
+    """The same SQL as one job on each target at once; their handles TARGET/ID:COOKIE in the
+    targets' order (``target`` in JSON and CSV). Ctrl-C waits until every handle is printed."""
+    from pgbg_cli import jobs, jobview, output, preflight, targets
+
+    def work(_: Any, conn: Any) -> tuple[dict[str, Any], str | None]:
+        job, first = jobs.register(conn, text, label=label, timeout_ms=timeout_ms, queue_size=queue_size,
+                                   want_result=False, group=group, group_limit=group_limit)
+        return job, _started(conn, job, first, start_s, waiting_here=False)
+
+    held = _hold_ctrl_c()  # the threads inherit it: no job is left without its handle printed
+    try:
+        outcomes = chosen.failed + targets.each(chosen.targets, work,
+                                                prepare=lambda _, conn: preflight.check(conn, sql=text))
+        _, failed = report(outcomes)
+        rows, stranded = [], []
+        for outcome in outcomes:
+            if outcome in failed:
+                rows.append({"target": outcome.target.name, "handle": None, "message": outcome.error,
+                             "state": "unreachable" if outcome.unreachable else "unavailable"})
+            elif outcome.ok:
+                job, why = outcome.value
+                rows.append({"target": outcome.target.name, **jobview.enrich(job)})
+                if why:
+                    stranded.append(f"pgbg: {outcome.target.name}: job {job['id']}:{job['cookie']} is queued, "
+                                    f"but nothing will start it: {why}")
+        if output.resolve(fmt) in (Format.json, Format.csv):
+            output.emit_rows(rows, [output.Column("target"), *jobview.RECORD_FIELDS], fmt)
+        else:
+            sys.stdout.write("".join(f"{r['target']}{targets.SEPARATOR}{r['handle']}\n" for r in rows if r["handle"]))
+            sys.stdout.flush()
+        for line in stranded:
+            output.say(line)
+    finally:
+        _release_ctrl_c(held)
+    raise typer.Exit(exit_of_targets(failed, NOT_STARTED if stranded else 0))
 
 
 def _group_name(group: str | None, limit: int | None) -> str | None:
