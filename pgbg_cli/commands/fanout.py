@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from pgbg_cli.commands.common import DsnOpt, FormatOpt, database
+from pgbg_cli.commands.common import DsnOpt, FormatOpt, StrictOpt, database
 from pgbg_cli.output import Format
 
 DEAD_TUPLES_MAX = 2**63 - 1  # n_dead_tup is a bigint
@@ -65,6 +65,7 @@ def fanout(
         "--wait", help="Wait for every job, showing progress, and print the outcomes.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the tables and the statement for each; launch nothing.")] = False,
+    strict: StrictOpt = False,
     fmt: FormatOpt = Format.auto,
     dsn: DsnOpt = None,
 ) -> None:
@@ -114,7 +115,7 @@ def fanout(
     pieces = [Piece(t.sql, f"table {t.target}") for t in chosen]
     launcher._launch_many(pieces, file=None, file_text=None, label=label, timeout_ms=timeout_ms, queue_size=0,
                           group=launcher._group_name(group, limit), group_limit=limit, wait=wait, result=False,
-                          keep_running=False, start_s=10.0, fmt=fmt, dsn=dsn)
+                          keep_running=False, start_s=10.0, strict=strict, fmt=fmt, dsn=dsn)
 
 
 def _columns() -> list:
