@@ -108,7 +108,7 @@ def expand(template: str, schema_q: str, name_q: str) -> str:
                 pos += 2 if step in ("/*", "*/") else 1
             text = template[m.start():pos]
         if m.group("literal"):
-            out.append(_PLACEHOLDER.sub(lambda p: parts[p.group(1)].replace("'", "''"), text))
+            out.append(_PLACEHOLDER.sub(lambda p: _in_literal(parts[p.group(1)]), text))
         elif m.group("other") or m.group("comment"):
             if _PLACEHOLDER.search(text):
                 raise UsageError(f"{_PLACEHOLDER.search(text).group(0)} inside {text[:2]!r}...: put it where an "
@@ -117,6 +117,16 @@ def expand(template: str, schema_q: str, name_q: str) -> str:
         else:
             out.append(_PLACEHOLDER.sub(lambda p: parts[p.group(1)], text))
     return "".join(out)
+
+
+def _in_literal(name: str) -> str:
+    """A quoted name inside a plain '...' literal: its quotes doubled. A backslash is refused:
+    where standard_conforming_strings is off (a setting of the worker's, not known here) it
+    would escape the literal's closing quote."""
+    if "\\" in name:
+        raise UsageError(f"the table {name} has a backslash in its name, which a '...' literal cannot hold "
+                         "safely: put the placeholder where an identifier goes")
+    return name.replace("'", "''")
 
 
 def find(conn: psycopg.Connection[Any], template: str, *, schemas: list[str], tables: list[str],

@@ -259,3 +259,19 @@ def test_a_placeholder_where_no_name_can_be_kept_is_refused(v3, cli, template):
     res = cli("fanout", template, "--dry-run", dsn=v3["admin"])
     assert res.exit_code == 2, res
     assert len(res.stderr.splitlines()) == 1 and "put it where an identifier goes" in res.stderr, res
+
+
+def test_a_backslash_in_a_name_never_goes_into_a_literal(v3, cli):
+    # where standard_conforming_strings is off, 'public.x\' would end with an escaped quote
+    name = "xb\\'; SELECT 1; --"
+    with sql_runner(v3["app"]) as app, sql_runner(v3["admin"]) as admin:
+        app(f"CREATE TABLE IF NOT EXISTS public.{_quoted(name)} (id int)")
+        try:
+            res = cli("fanout", "SELECT '{table}'::regclass", "--schema", "public", "--table", "xb*",
+                      "--dry-run", dsn=v3["admin"])
+            assert res.exit_code == 2 and "has a backslash in its name" in res.stderr, res
+            res = cli("fanout", "ANALYZE {table}", "--schema", "public", "--table", "xb*", "--dry-run", "-F", "json",
+                      dsn=v3["admin"])  # where an identifier goes it is quoted as one: fine
+            assert res.exit_code == 0, res
+        finally:
+            admin(f"DROP TABLE IF EXISTS public.{_quoted(name)}")
