@@ -277,8 +277,8 @@ def _gather(sql: list[str] | None, file: Path | None, lines: bool) -> tuple[str 
 
 def _launch_many(pieces: list[Any], *, file: Path | None, file_text: str | None, label: str | None,
                  timeout_ms: int | None, queue_size: int, group: str | None, group_limit: int | None,
-                 wait: bool, result: bool, keep_running: bool, start_s: float, strict: bool, fmt: Format,
-                 dsn: str | None) -> None:
+                 wait: bool, result: bool, keep_running: bool, start_s: float, fmt: Format,
+                 dsn: str | None, strict: bool = False) -> None:
     """Queue several jobs, all or none; print their handles (or wait for them all)."""
     from pgbg_cli import batch, jobs
     from pgbg_cli.errors import UsageError
