@@ -1,4 +1,4 @@
-"""The one output layer: Rich tables on a terminal, tabulate plain text, JSON or CSV.
+"""The one output layer: Rich tables on a terminal, plain text tables, JSON or CSV.
 
 Only data goes to stdout; messages go to stderr (see ``say``). NO_COLOR is honoured
 (Rich reads it), and plain text carries no escape codes. JSON and CSV carry every value
@@ -132,7 +132,7 @@ def preload(fmt: Format | str | None) -> None:
         import rich.table  # noqa: F401
         import rich.text  # noqa: F401
     elif fmt is Format.plain:
-        import tabulate  # noqa: F401
+        import pgbg_cli.plaintable  # noqa: F401
     else:
         import csv  # noqa: F401
         import decimal  # noqa: F401
@@ -173,11 +173,11 @@ def render_rows(
         lines = [_csv_line([c.key for c in columns])]
         lines += [_csv_line([_csv_value(row.get(c.key)) for c in columns]) for row in rows]
         return "".join(lines)
-    from tabulate import tabulate
+    from pgbg_cli.plaintable import simple  # tabulate's "simple" layout, without its import time
 
     body = [[_human(c, row) for c in columns] for row in rows]
     headers = [printable(c.title) for c in columns]
-    text = tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)
+    text = simple(body, headers)
     if not rows:
         text = "  ".join(headers) + "\n(no rows)"
     return text + "\n"

@@ -165,7 +165,7 @@ sys.stderr.write("\\nPROBE " + json.dumps({"code": code, "modules": first[0] if 
 """
 
 
-@pytest.mark.parametrize("fmt, renderer", [("plain", "tabulate"), ("table", "rich.table"), ("json", "json")])
+@pytest.mark.parametrize("fmt, renderer", [("plain", "pgbg_cli.plaintable"), ("table", "rich.table"), ("json", "json")])
 def test_a_wait_loads_what_it_prints_before_it_sleeps(cli, test_db, fmt, renderer):
     # so that it prints and exits the moment its job ends (bench/bench_latency.py)
     handle = launch_handle(cli, test_db["app"], "SELECT pg_catalog.pg_sleep(60)")
