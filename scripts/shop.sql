@@ -3,6 +3,13 @@
 -- superuser, after `SET shop.rows = N` (orders per status; the README's outputs used 500000).
 -- Idempotent: the tables are made again each time.
 DROP TABLE IF EXISTS public.order_lines, public.orders, public.customers, public.audit_log;
+DO $$
+BEGIN
+    FOR m IN 1..6 LOOP
+        EXECUTE pg_catalog.format('DROP TABLE IF EXISTS public.%I', 'events_2026_' || pg_catalog.lpad(m::text, 2, '0'));
+    END LOOP;
+END
+$$;
 
 CREATE TABLE public.customers (
     id   bigint PRIMARY KEY,
@@ -36,6 +43,24 @@ CREATE TABLE public.audit_log (
     what text NOT NULL
 );
 INSERT INTO public.audit_log (what) VALUES ('shop created');
+
+-- a month of events per table, 2026-01 to 2026-06 (what a night's fan-out goes through)
+DO $$
+BEGIN
+    FOR m IN 1..6 LOOP
+        EXECUTE pg_catalog.format(
+            'CREATE TABLE public.%I (id bigint PRIMARY KEY, at timestamptz NOT NULL, kind text NOT NULL)',
+            'events_2026_' || pg_catalog.lpad(m::text, 2, '0'));
+        EXECUTE pg_catalog.format(
+            'INSERT INTO public.%I SELECT i, %L::timestamptz + i * interval ''1 second'', ''view'' '
+            'FROM pg_catalog.generate_series(1, $1) AS i',
+            'events_2026_' || pg_catalog.lpad(m::text, 2, '0'), pg_catalog.format('2026-%s-01', m))
+          USING m * pg_catalog.current_setting('shop.rows')::bigint / 10;
+        EXECUTE pg_catalog.format('ALTER TABLE public.%I OWNER TO pgbg_app',
+                                  'events_2026_' || pg_catalog.lpad(m::text, 2, '0'));
+    END LOOP;
+END
+$$;
 
 ALTER TABLE public.customers OWNER TO pgbg_app;
 ALTER TABLE public.orders OWNER TO pgbg_app;

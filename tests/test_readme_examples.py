@@ -10,7 +10,8 @@ README shows the example timing out (124), finished otherwise. The README's `pgb
 on a database where pgbg is not installed yet. A console block after the comment
 `<!-- situation: no free worker slot -->` runs with every free worker slot of the server
 taken and no supervisor of pgbg_app alive; one after `<!-- situation: pgbg installed -->`
-runs right after the README's `pgbg init`. Each example must:
+runs right after the README's `pgbg init`; before one after `<!-- situation: dead tuples -->`
+every row of orders is updated (20,000 dead tuples; autovacuum is off for it). Each example must:
 
 - exit with the code the README shows after it (`$ echo $?`), or else not with a usage
   error (2) nor a connection, extension, schema or privilege problem (3) it does not show;
@@ -43,7 +44,7 @@ EXTRA_ROLES = ("ops", "reporting")  # `pgbg grant ops --admin`, `pgbg revoke rep
 
 
 SITUATION = re.compile(r"<!-- situation: (.+?) -->")
-SITUATIONS = ("no free worker slot", "pgbg installed")
+SITUATIONS = ("no free worker slot", "pgbg installed", "dead tuples")
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Example:
     line: int
     command: str
     situation: str | None = None
+    situation_block: int | None = None  # the line of the comment that set the situation
     output: list[str] = field(default_factory=list)
     exit_code: int | None = None  # shown by a following `$ echo $?`
 
@@ -62,10 +64,11 @@ def examples(text: str) -> list[Example]:
     last: Example | None = None
     expect_code = False
     situation: str | None = None
+    situation_line: int | None = None
     for number, raw in enumerate(text.splitlines(), 1):
         said = SITUATION.search(raw)
         if said:
-            situation = said.group(1)
+            situation, situation_line = said.group(1), number
             assert situation in SITUATIONS, f"README.md:{number}: no test knows situation {situation!r}"
             continue
         if raw.startswith("```"):
@@ -82,7 +85,7 @@ def examples(text: str) -> list[Example]:
                 expect_code = last is not None
                 continue
             expect_code = False
-            last = Example(number, command, situation) if re.match(r"pgbg\b", command) else None
+            last = Example(number, command, situation, situation_line) if re.match(r"pgbg\b", command) else None
             if last:
                 found.append(last)
             continue
@@ -117,8 +120,9 @@ def shop(server_dsn: str) -> Iterator[dict[str, str]]:
             "plain": _with_db(server_dsn, name, "pgbg_plain", APP_PASSWORD), "name": name}
     try:
         with sql_runner(admin) as run:
-            run("SET shop.rows = 2000")
+            run("SET shop.rows = 5000")
             run(SHOP_SQL.read_text(encoding="utf-8"))
+            run("ALTER TABLE public.orders SET (autovacuum_enabled = false)")
         yield dsns
         subprocess.run([sys.executable, "-m", "pgbg_cli", "dispatch", "disable"], capture_output=True,
                        env=dict(os.environ, PGBG_DSN=admin, PYTHONPATH=str(ROOT)), timeout=60)
@@ -167,6 +171,14 @@ def _job(shop: dict[str, str], *, running: bool) -> str:
     return found.group(0)
 
 
+def _make_dead_tuples(shop: dict[str, str]) -> None:
+    with sql_runner(shop["admin"]) as run:
+        run("UPDATE public.orders SET total_cents = coalesce(total_cents, 0) + 1")
+        run("SELECT pg_stat_force_next_flush()")
+        retry(lambda: run("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'public.orders'::regclass")
+              [0]["n_dead_tup"] >= 10000, "the server counts orders' dead tuples", timeout=30)
+
+
 def _in_situation(example: Example, shop: dict[str, str], server_dsn: str) -> tuple[int | None, str, str]:
     from test_dispatch import slots_filled
 
@@ -190,12 +202,16 @@ def _in_order(found: list[Example]) -> list[Example]:
 def test_every_example_runs_as_written(shop, server_dsn):
     handles: dict[str, str] = {}
     failures: list[str] = []
+    dead_for: int | None = None
     for example in _in_order(examples(README.read_text(encoding="utf-8"))):
         command = example.command
         for shown in dict.fromkeys(m.group(0) for m in HANDLE.finditer(command)):
             if shown not in handles:
                 handles[shown] = _job(shop, running=example.exit_code == 124)
             command = command.replace(shown, handles[shown])
+        if example.situation == "dead tuples" and dead_for != example.situation_block:
+            _make_dead_tuples(shop)
+            dead_for = example.situation_block
         if example.situation == "no free worker slot":
             code, out, err = _in_situation(Example(example.line, command), shop, server_dsn)
         else:
