@@ -384,6 +384,12 @@ def wait(
                     raise  # the connection is fine (a lock timeout, say): not this handler's business
                 conn = reconnected(reconnect, exc)
                 listening = True
+    except KeyboardInterrupt:
+        # Ctrl-C may have come in the middle of a statement: the connection is not fit for
+        # UNLISTEN ("another command is already in progress", exit 3 instead of 130). Its owner
+        # closes it, and a closed connection listens to nothing.
+        listening = False
+        raise
     finally:
         if listening and unlisten and not conn.closed:
             import psycopg
