@@ -165,6 +165,37 @@ def test_every_command_prints_the_same_record_in_json_and_csv(cli, outputs, test
     assert rec["state"] == "detached" and rec["handle"] == detached and rec["sql"] == SQL % 1
 
 
+def test_batches_groups_and_watch_lines_print_the_same_record(cli, outputs, test_db):
+    app = test_db["app"]
+    label, group = _label(), f"g-{uuid.uuid4().hex[:8]}"
+    sqls = [SQL % 0, "SELECT 2"]
+    # launch of several jobs: an array of records (JSON), one row each (CSV), in the given order
+    res = cli("launch", "--group", group, "--jobs", "2", "--label", label, "--format", "json", *sqls, dsn=app)
+    assert res.exit_code == 0, res
+    batch = json.loads(res.stdout)
+    for rec in batch:
+        _check_record(rec)
+    assert [r["sql"] for r in batch] == sqls and {r["group"] for r in batch} == {group}
+    res = cli("launch", "--group", group, "--label", label, "--format", "csv", *sqls, dsn=app)
+    assert res.exit_code == 0, res
+    assert [r["sql"] for r in _parse(res.stdout, "csv")] == sqls
+    # wait --group and list --group: the same records
+    waited = outputs("wait", "--group", group)
+    assert len(waited) == 4 and {r["handle"] for r in batch} <= {r["handle"] for r in waited}
+    assert {r["state"] for r in waited} == {"succeeded"} and {r["group"] for r in waited} == {group}
+    listed = outputs("list", "--group", group)
+    assert {r["handle"] for r in listed} == {r["handle"] for r in waited}
+    # list --watch's JSON lines: their jobs are records too
+    res = cli("list", "--watch", "--count", "1", "--interval", "0.1", "--label", label, "--format", "json",
+              dsn=app)
+    assert res.exit_code == 0, res
+    [line] = [json.loads(text) for text in res.stdout.splitlines()]
+    for rec in line["jobs"]:
+        _check_record(rec)
+    assert {r["handle"] for r in line["jobs"]} == {r["handle"] for r in listed}
+    assert {r["sql"] for r in line["jobs"]} == set(sqls)
+
+
 @contextmanager
 def _foreign_worker(dsn: str) -> Iterator[int]:
     """A pg_background worker that pgbg did not launch, running for a minute; its pid."""
