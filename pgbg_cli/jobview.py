@@ -160,7 +160,7 @@ def emit_job(row: dict[str, Any], fmt: Format | str | None) -> None:
 
 def emit_jobs(rows: list[dict[str, Any]], fmt: Format | str | None) -> None:
     """Several jobs: an array of records in JSON (even of one or none), CSV rows under one
-    header; for people, LIST_COLUMNS (tabulate's plain table; see watch.jobs_table for Rich)."""
+    header; for people, LIST_COLUMNS (the plain table; watch.jobs_table draws Rich's)."""
     if for_scripts(fmt):
         output.emit_rows([record(row) for row in rows], CONTRACT_COLUMNS, fmt)
     else:
