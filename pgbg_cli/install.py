@@ -502,43 +502,61 @@ def _role_exists(conn: psycopg.Connection[Any], role: str) -> None:
 
 
 def grant(conn: psycopg.Connection[Any], role: str, *, admin: bool = False) -> list[str]:
-    """Give ``role`` what it needs to use pgbg; returns the statements run."""
+    """Give ``role`` what it needs to use pgbg; returns the statements run. A membership of
+    pgbackground_role the role had before is left alone (and kept by ``revoke``)."""
     from psycopg import sql
 
     _role_exists(conn, role)
     if role in GROUP_ROLES:
         raise UsageError(f"{role} is one of pgbg's group roles: grant pgbg to the roles that log in")
-    groups = ["pgbackground_role", USER_ROLE] + ([ADMIN_ROLE] if admin else [])
+    groups = [USER_ROLE] + ([ADMIN_ROLE] if admin else [])
     done = []
     with conn.transaction():
+        had_extension_role = _direct_member(conn, "pgbackground_role", role)
+        if not had_extension_role:
+            groups.insert(0, "pgbackground_role")
         for group in groups:
             stmt = sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role))
             conn.execute(stmt)
             done.append(stmt.as_string(conn))
         # the key it proves who it is with (pgbg._proof()), readable by that role alone, new
-        # at every grant; and whether it is an admin in this database
+        # at every grant; whether it is an admin in this database; whether pgbg gave it
+        # pgbackground_role (then revoke takes it back)
         conn.execute(
-            "INSERT INTO pgbg.role_key AS k (role, admin) VALUES (%s, %s) ON CONFLICT (role) DO UPDATE "
-            "SET secret = EXCLUDED.secret, admin = k.admin OR EXCLUDED.admin", (role, admin))
+            "INSERT INTO pgbg.role_key AS k (role, admin, granted_extension_role) VALUES (%s, %s, %s) "
+            "ON CONFLICT (role) DO UPDATE SET secret = EXCLUDED.secret, admin = k.admin OR EXCLUDED.admin, "
+            "granted_extension_role = k.granted_extension_role OR EXCLUDED.granted_extension_role",
+            (role, admin, not had_extension_role))
     return done
 
 
-def revoke(conn: psycopg.Connection[Any], role: str) -> list[str]:
-    """Take back what ``grant`` gave; returns the statements run."""
+def _direct_member(conn: psycopg.Connection[Any], group: str, role: str) -> bool:
+    return conn.execute(
+        "SELECT 1 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid "
+        "JOIN pg_catalog.pg_roles r ON r.oid = m.member WHERE g.rolname = %s AND r.rolname = %s",
+        (group, role)).fetchone() is not None
+
+
+def revoke(conn: psycopg.Connection[Any], role: str) -> tuple[list[str], list[str]]:
+    """Take back what ``grant`` gave; returns the statements run, and notes: pgbackground_role
+    is taken back only where pgbg's grant gave it."""
     from psycopg import sql
 
     _role_exists(conn, role)
-    done = []
+    done: list[str] = []
+    notes: list[str] = []
     with conn.transaction():
+        key = conn.execute("SELECT granted_extension_role FROM pgbg.role_key WHERE role = %s", (role,)).fetchone()
+        gave_extension_role = bool(key and (key["granted_extension_role"] if isinstance(key, dict) else key[0]))
         for group in (ADMIN_ROLE, USER_ROLE, "pgbackground_role"):
-            member = conn.execute(
-                "SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
-                "JOIN pg_roles r ON r.oid = m.member WHERE g.rolname = %s AND r.rolname = %s",
-                (group, role),
-            ).fetchone()
-            if member:
-                stmt = sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), sql.Identifier(role))
-                conn.execute(stmt)
-                done.append(stmt.as_string(conn))
+            if not _direct_member(conn, group, role):
+                continue
+            if group == "pgbackground_role" and not gave_extension_role:
+                notes.append(f"{role} keeps pgbackground_role: pgbg did not grant it (REVOKE pgbackground_role "
+                             f"FROM {role} takes it away from pg_background too)")
+                continue
+            stmt = sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), sql.Identifier(role))
+            conn.execute(stmt)
+            done.append(stmt.as_string(conn))
         conn.execute("DELETE FROM pgbg.role_key WHERE role = %s", (role,))
-    return done
+    return done, notes

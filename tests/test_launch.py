@@ -326,6 +326,22 @@ def test_grant_and_revoke_change_membership(test_db, cli, sql_admin, server_dsn,
     assert res.exit_code == 2 and "no role named" in res.stderr
 
 
+def test_revoke_keeps_a_pgbackground_role_membership_pgbg_did_not_give(test_db, cli, sql_admin, scratch_role):
+    from psycopg import sql
+
+    sql_admin(sql.SQL("GRANT pgbackground_role TO {}").format(sql.Identifier(scratch_role)))  # before pgbg
+    res = cli("grant", scratch_role, dsn=test_db["admin"])
+    assert res.exit_code == 0, res
+    assert "pgbackground_role" not in res.stdout  # it had it: nothing to grant
+    res = cli("revoke", scratch_role, dsn=test_db["admin"])
+    assert res.exit_code == 0, res
+    assert f'REVOKE "pgbg_user" FROM "{scratch_role}";' in res.stdout and "pgbackground_role" not in res.stdout
+    assert f"pgbg: {scratch_role} keeps pgbackground_role: pgbg did not grant it" in res.stderr
+    rows = sql_admin("SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+                     "JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = %s", (scratch_role,))
+    assert {r["rolname"] for r in rows} == {"pgbackground_role"}
+
+
 # --- Ctrl-C -------------------------------------------------------------------------------
 
 

@@ -40,7 +40,7 @@ SHOP_SQL = ROOT / "scripts" / "shop.sql"
 ADMIN_COMMANDS = {"init", "grant", "revoke", "dispatch", "doctor"}
 HANDLE = re.compile(r"\b(\d+):(\d{10,})\b")  # short cookies are the README's wrong handles
 WATCH_STOP_S = 4
-EXTRA_ROLES = ("ops", "reporting")  # `pgbg grant ops --admin`, `pgbg revoke reporting`
+EXTRA_ROLES = ("ops", "reporting", "etl")  # the README grants and revokes them; etl uses pg_background
 
 
 SITUATION = re.compile(r"<!-- situation: (.+?) -->")
@@ -114,6 +114,7 @@ def shop(server_dsn: str) -> Iterator[dict[str, str]]:
         for role in EXTRA_ROLES:
             if not run("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)):
                 run(f"CREATE ROLE {role} LOGIN")
+        run("GRANT pgbackground_role TO etl")  # before pgbg: `pgbg revoke etl` keeps it
     name = f"pgbg_readme_{uuid.uuid4().hex[:8]}"
     admin = _make_db(server_dsn, name, init=False)
     dsns = {"admin": admin, "app": _with_db(server_dsn, name, "pgbg_app", APP_PASSWORD),

@@ -101,7 +101,7 @@ def test_init_upgrades_version_1_with_jobs_running_and_queued(v1_db, cli):
         res = cli("init", dsn=v1_db["admin"])
         assert res.exit_code == 0, res
         assert "applied v002_trust.sql" in res.stderr and "applied v003_messages_groups.sql" in res.stderr \
-            and "version 3, current" in res.stderr
+            and "applied v004_grant_memory.sql" in res.stderr and "version 4, current" in res.stderr
 
         legacy = admin("SELECT pid, role, legacy FROM pgbg.supervisor")
         assert legacy == [{"pid": old, "role": "pgbg_app", "legacy": True}]
@@ -135,6 +135,7 @@ def test_init_upgrades_version_1_with_jobs_running_and_queued(v1_db, cli):
 RELEASED = {
     "v001_registry.sql": "06b74519d5843e90b0e87bf1d18151c9197183ae0d6eeb51b348d9531c2b7afd",
     "v002_trust.sql": "7f8c91d68dddcc1629c9fd1b8c689c931107998cc8c826c1052c3e1f002701e9",
+    "v003_messages_groups.sql": "71afb48d7df636b71df77e0f0e084bbfeca3eb21433e5501d2c5a802e203740e",
 }
 
 

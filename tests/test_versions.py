@@ -151,7 +151,7 @@ def test_doctor_reports_versions_and_features(test_db, cli, server_features):
     rep = json.loads(res.stdout)
     assert rep["extension_version"] == server_features.extversion
     assert rep["server"].startswith(f"PostgreSQL {server_features.pg_major}")
-    assert rep["schema_state"] == "version 3, current" and rep["problems"] == []
+    assert rep["schema_state"] == "version 4, current" and rep["problems"] == []
     ext = extnames.ext(test_db["app"])
     assert rep["features"] == ext.features()
     assert rep["features"]["outcome without reading"] is server_features.ext_at_least("1.9")

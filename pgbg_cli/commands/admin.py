@@ -96,10 +96,12 @@ def revoke(
     from pgbg_cli.output import printable, say
 
     with database(dsn) as conn:
-        done = install.revoke(conn, role)
+        done, notes = install.revoke(conn, role)
         dispatched = conn.execute("SELECT 1 FROM pgbg.meta WHERE key = %s", ("dispatch:" + role,)).fetchone()
     if dispatched:
         say(f"pgbg: the dispatcher still runs as {role} (pg_cron would keep trying): pgbg dispatch disable {role}")
+    for note in notes:
+        say(f"pgbg: {note}")
     if not done:
         say(f"pgbg: {role} had nothing to revoke")
     for stmt in done:
