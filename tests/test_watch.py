@@ -316,3 +316,26 @@ def test_watch_outlives_a_dropped_connection(test_db, sql_admin, pgbg_proc, comm
     res = results[0]
     assert res.returncode == 0, res.stderr
     assert len(res.stdout.splitlines()) == 20  # every refresh, the dropped one included
+
+
+def test_watch_of_a_group_counts_all_its_jobs_done_of_total(test_db, cli):
+    from pgbg_cli import db
+
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    res = cli("launch", "--group", group, "--jobs", "1", "SELECT 1", "SELECT 2", "SELECT 1/0", dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    assert cli("wait", "--group", group, dsn=test_db["app"]).exit_code == 1  # one failed
+    res = cli("list", "--watch", "--group", group, "--count", "1", "-F", "plain", dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    assert re.search(r" succeeded=2 failed=1 .* done=3/3 slots=", res.stdout), res.stdout
+    res = cli("list", "--watch", "--group", group, "--count", "1", "-F", "json", dsn=test_db["app"])
+    rec = json.loads(res.stdout.splitlines()[0])
+    assert rec["group"] == {"name": group, "done": 3, "total": 3, "counts": {"succeeded": 2, "failed": 1}}
+    conn = db.connect(test_db["app"])
+    try:
+        conn.row_factory = __import__("psycopg").rows.dict_row
+        view = watch.ListView(conn, group=group)
+        head = view.head(view.fetch())
+    finally:
+        conn.close()
+    assert head[1] == f"group {group}: 3 of 3 done (2 succeeded, 1 not), 0 detached"
