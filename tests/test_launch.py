@@ -261,7 +261,7 @@ def fresh_db(server_dsn):
 
 def test_init_twice_and_check(fresh_db, cli):
     res = cli("init", "--check", dsn=fresh_db["admin"])
-    assert res.exit_code == 3 and "not installed" in res.stderr
+    assert res.exit_code == 3 and res.stdout == "pgbg schema: not installed (run pgbg init)\n" and not res.stderr
     res = cli("init", dsn=fresh_db["admin"])
     assert res.exit_code == 0, res
     assert "applied v001" in res.stderr and "current" in res.stderr
@@ -269,7 +269,7 @@ def test_init_twice_and_check(fresh_db, cli):
     assert res.exit_code == 0, res
     assert "nothing to do" in res.stderr
     res = cli("init", "--check", dsn=fresh_db["admin"])
-    assert res.exit_code == 0 and "current" in res.stderr
+    assert res.exit_code == 0 and res.stdout.endswith(", current\n") and not res.stderr
 
 
 def test_concurrent_init_on_fresh_database(fresh_db, cli):

@@ -42,9 +42,9 @@ def init(
 
     with db.connection(dsn) as conn:
         ext = extension.discover(conn)
-        if check:
+        if check:  # the status is what was asked for: stdout, and the exit code
             st = install.status(conn)
-            say(st.describe())
+            typer.echo(st.describe())
             raise typer.Exit(0 if st.current else 3)
         st = install.install(conn, ext)
     for action in st.actions or ["nothing to do"]:
