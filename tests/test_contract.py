@@ -298,3 +298,14 @@ def test_several_targets_print_the_same_record(cli, test_db):
         down = rows[-1]
         assert down["state"] == "unreachable" and "cannot connect" in down["message"]
         assert down["source"] in (None, "") and down["handle"] in (None, "")
+
+
+def test_progress_keeps_the_keys_the_readme_documents():
+    """``progress`` is part of the record: its keys (README, JSON contract) change only with the contract."""
+    from pgbg_cli import progress
+
+    assert list(progress.Progress().as_dict()) == ["percent", "reported_pct", "message", "command", "phase",
+                                                    "done", "total", "unit", "rate_bytes_per_s", "eta_ms"]
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `progress` |"))
+    assert re.findall(r"`([a-z_]+)`", row.split("|")[3]) == list(progress.Progress().as_dict())
