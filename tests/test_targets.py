@@ -225,9 +225,42 @@ def test_list_watch_on_several_targets(test_db, second_db, pgbg_proc):
     pgbg_proc("cancel", "--no-wait", mine, dsn=second_db["app"])
 
 
-def test_stats_watch_takes_one_target(test_db, pgbg_proc):
-    res = pgbg_proc("stats", "--watch", "-c", "1", "-d", test_db["name"], "-d", "other", dsn=test_db["app"])
+def test_stats_session_takes_one_target(test_db, pgbg_proc):
+    res = pgbg_proc("stats", "--session", "-d", test_db["name"], "-d", "other", dsn=test_db["app"])
     assert res.returncode == 2 and "one target" in res.stderr, res.stderr
+
+
+def test_stats_watch_on_several_targets(test_db, second_db, pgbg_proc):
+    mine = _launch(pgbg_proc, second_db["app"], "SELECT pg_sleep(30)")
+    a, b = test_db["name"], second_db["name"]
+    down = "127.0.0.1:1/nowhere"
+    res = pgbg_proc("stats", "--watch", "-c", "2", "-i", "100ms", "-F", "json", "-d", a, "-d", b, "-d", UNREACHABLE,
+                    dsn=test_db["app"])
+    assert res.returncode == 3, res.stderr
+    frames = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(frames) == 2
+    for frame in frames:
+        errors = {t["target"]: t["error"] for t in frame["targets"]}
+        assert errors[a] is None and errors[b] is None and "cannot connect" in errors[down]
+        rows = {row["target"]: row for row in frame["stats"]}
+        assert [row["target"] for row in frame["stats"]] == [a, b, down]
+        assert rows[a]["error"] is None and rows[a]["max_worker_processes"] > 0 and "group" not in rows[a]
+        assert rows[b]["workers_active"] + rows[b]["queued"] >= 1  # the job launched on b
+        assert "cannot connect" in rows[down]["error"]
+    by = pgbg_proc("stats", "--watch", "-c", "1", "-F", "json", "--by", "role", "-d", a, "-d", b,
+                   dsn=test_db["app"])
+    assert by.returncode == 0, by.stderr
+    assert (b, "pgbg_app") in {(row["target"], row["group"]) for row in json.loads(by.stdout)["groups"]}
+    csv = pgbg_proc("stats", "--watch", "-c", "2", "-i", "100ms", "-F", "csv", "-d", a, "-d", UNREACHABLE,
+                    dsn=test_db["app"])
+    assert csv.returncode == 3
+    lines = csv.stdout.splitlines()
+    assert lines[0].startswith("at,target,window_s,") and lines[0].endswith(",error") and len(lines) == 5
+    assert [line.split(",")[1] for line in lines[1:]] == [a, down, a, down]
+    plain = pgbg_proc("stats", "--watch", "-c", "1", "-d", a, "-d", UNREACHABLE, dsn=test_db["app"])
+    assert plain.returncode == 3 and f"target={a} window=24h" in plain.stdout
+    assert f"target={down} unread: cannot connect" in plain.stdout
+    pgbg_proc("cancel", "--no-wait", mine, dsn=second_db["app"])
 
 
 def test_at_most_at_once_targets_hold_a_connection(test_db, monkeypatch):

@@ -141,6 +141,7 @@ def stats_(
       pgbg stats --since 7d -F json
       pgbg stats --watch --by role
       pgbg stats --all-databases --since 1h
+      pgbg stats --watch -d shop -d sales --by group
     """
     from pgbg_cli import output
     from pgbg_cli import stats as core
@@ -153,8 +154,10 @@ def stats_(
         raise UsageError("--session shows one row of this session: it goes without --by and --watch")
     chosen = chosen_targets(targets_file, service, all_databases)
     if chosen is not None:
-        if session or watch:
-            raise UsageError("--session and --watch show one database: give one target")
+        if session:
+            raise UsageError("--session shows this session on one database: give one target")
+        if watch:
+            _watch_several(chosen, window_ms, since.strip(), by, seconds, refreshes, fmt)
         _stats_several(chosen, window_ms, by, fmt)
     with database(dsn) as conn:
         if session:
@@ -179,6 +182,27 @@ def stats_(
     else:
         record = {"window_s": window_ms / 1000, **{k: v for k, v in rows[0].items() if k != "group"}, **slots}
         output.emit_record(record, columns, fmt)
+
+
+def _watch_several(chosen: Any, window_ms: int, window_text: str, by: By | None, seconds: float,
+                   refreshes: int | None, fmt: Format) -> None:
+    """stats --watch of several targets: every refresh reads them all at once; exit 3 when a
+    target could not be read (or used) at some refresh, the others shown all the same."""
+    from pgbg_cli import output
+    from pgbg_cli import watch as watch_mod
+    from pgbg_cli.errors import ENVIRONMENT
+    from pgbg_cli.watch_targets import ManyStatsView
+
+    for skipped in chosen.failed:
+        output.say(f"pgbg: {skipped.target.name}: {skipped.error}")
+    view = ManyStatsView(chosen.targets, window_ms=window_ms, window_text=window_text, by=by.value if by else None)
+    try:
+        code = watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt)
+    finally:
+        view.close()
+    if chosen.failed:
+        raise typer.Exit(exit_of_targets(chosen.failed, code))
+    raise typer.Exit(ENVIRONMENT if view.unread_ever else code)
 
 
 def _stats_several(chosen: Any, window_ms: int, by: By | None, fmt: Format) -> None:
