@@ -135,13 +135,15 @@ def stats_(
     workers of the session that asks, and each pgbg command is a new session, so it is
     almost always zero. It is there to compare.
 
+    With several targets (-d repeated, --service, --targets-file, --all-databases) there is
+    one row per target, and --watch reads them all at each refresh; --session takes one.
+
     Examples:
       pgbg stats
       pgbg stats --since 1h --by label
       pgbg stats --since 7d -F json
       pgbg stats --watch --by role
       pgbg stats --all-databases --since 1h
-      pgbg stats --watch -d shop -d sales --by group
     """
     from pgbg_cli import output
     from pgbg_cli import stats as core
