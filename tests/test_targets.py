@@ -9,7 +9,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import SANDBOX, fresh_database
+from conftest import ROOT, SANDBOX, fresh_database, retry, sql_runner
 from psycopg.conninfo import conninfo_to_dict
 
 from pgbg_cli import targets
@@ -261,6 +261,37 @@ def test_stats_watch_on_several_targets(test_db, second_db, pgbg_proc):
     assert plain.returncode == 3 and f"target={a} window=24h" in plain.stdout
     assert f"target={down} unread: cannot connect" in plain.stdout
     pgbg_proc("cancel", "--no-wait", mine, dsn=second_db["app"])
+
+
+def test_stats_watch_makes_a_dropped_target_connection_again(test_db, second_db):
+    """Each target's connection is kept from one refresh to the next; one the server drops is a
+    row saying so at that refresh, and is made again at the next."""
+    import sys
+
+    a, b = test_db["name"], second_db["name"]
+    env = dict(os.environ, PGBG_DSN=test_db["app"], NO_COLOR="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "pgbg_cli", "stats", "--watch", "-c", "3", "-i", "2s", "-F", "json",
+                             "-d", a, "-d", b], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert {t["target"]: t["error"] for t in first["targets"]} == {a: None, b: None}
+        mine = ("SELECT pid FROM pg_stat_activity"
+                " WHERE datname = %s AND usename = 'pgbg_app' AND application_name = 'pgbg'")
+        with sql_runner(second_db["admin"]) as run:
+            pids = [r["pid"] for r in run(mine, (b,))]
+            assert len(pids) == 1  # the one connection kept for b
+            run("SELECT pg_terminate_backend(%s)", (pids[0],))
+            retry(lambda: not run(mine, (b,)), "b's connection gone")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    frames = [first] + [json.loads(line) for line in out.splitlines()]
+    assert len(frames) == 3 and proc.returncode == 3, err
+    second, third = ({t["target"]: t["error"] for t in f["targets"]} for f in frames[1:])
+    assert second[a] is None and second[b] is not None
+    assert third == {a: None, b: None}
+    assert [row["target"] for row in frames[2]["stats"]] == [a, b] and frames[2]["stats"][1]["error"] is None
 
 
 def test_at_most_at_once_targets_hold_a_connection(test_db, monkeypatch):
