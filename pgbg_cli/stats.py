@@ -58,15 +58,17 @@ def worker_slots(conn: psycopg.Connection[Any]) -> Slots:
 
 
 def job_stats(
-    conn: psycopg.Connection[Any], *, window_ms: int, by: str | None = None
+    conn: psycopg.Connection[Any], *, window_ms: int, by: str | None = None, group: str | None = None
 ) -> list[dict[str, Any]]:
-    """One row (``by=None``) or one row per label or role, over live jobs and the window.
+    """One row (``by=None``) or one row per label, role or group, over live jobs and the window;
+    ``group``: the jobs of that group only.
 
     A window with no job still gives its row (of zeros) when ``by`` is None.
     """
     if by is not None and by not in GROUPINGS:
         raise UsageError(f"unknown grouping {by!r}: one of {', '.join(GROUPINGS)}")
-    return conn.execute(queries.text("stats_jobs"), {"window_s": window_ms / 1000, "by": by}).fetchall()
+    return conn.execute(queries.text("stats_jobs"),
+                        {"window_s": window_ms / 1000, "by": by, "group": group}).fetchall()
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,9 @@ class Window:
             counts[row["state"]] = counts.get(row["state"], 0) + 1
         return counts
 
-    def figures(self, *, by: str | None = None) -> list[dict[str, Any]]:
-        """The rows of ``job_stats`` for this window, computed from what the window holds."""
+    def figures(self, *, by: str | None = None, only_group: str | None = None) -> list[dict[str, Any]]:
+        """The rows of ``job_stats`` for this window, computed from what the window holds
+        (``only_group``: as ``job_stats(group=...)``)."""
         since = self.since
         groups: dict[Any, dict[str, Any]] = {}
 
@@ -166,12 +169,16 @@ class Window:
         if by is None:
             group("", None, None)
         for e in self.ended.values():
+            if only_group is not None and e.group_name != only_group:
+                continue
             g = group(e.owner, e.label, e.group_name)
             g["states"][e.state] = g["states"].get(e.state, 0) + 1
             g["launched"] += e.started_at is not None and e.started_at >= since
             if e.run_ms is not None:
                 g["runs"].append(e.run_ms)
         for r in self.live:
+            if only_group is not None and r["group_name"] != only_group:
+                continue
             g = group(r["owner"], r["label"], r["group_name"])
             g["states"][r["state"]] = g["states"].get(r["state"], 0) + 1
             g["launched"] += r["started_at"] is not None and r["started_at"] >= since

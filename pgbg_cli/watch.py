@@ -234,24 +234,25 @@ class StatsView:
     """``pgbg stats --watch``: the stats of a window, worker slots, and live jobs' progress."""
 
     def __init__(self, conn: psycopg.Connection[Any], *, window_ms: int, window_text: str,
-                 by: str | None = None) -> None:
+                 by: str | None = None, group: str | None = None) -> None:
         self.conn = conn
         self.window_ms = window_ms
         self.window_text = window_text
         self.by = by
+        self.group = group
         self.window = stats.Window(window_ms)
 
     def fetch(self) -> Snapshot:
         conn = self.conn
         jobs.reconcile(conn)
-        live = jobs.list_jobs(conn, states=list(jobs.ACTIVE), limit=LIVE_JOBS_SHOWN)
+        live = jobs.list_jobs(conn, states=list(jobs.ACTIVE), limit=LIVE_JOBS_SHOWN, group=self.group)
         self.window.refresh(conn)
         return Snapshot(
             at=dt.datetime.now(dt.timezone.utc),
             slots=stats.worker_slots(conn),
-            groups=self.window.figures(by=self.by),
+            groups=self.window.figures(by=self.by, only_group=self.group),
             jobs=progress.enriched(conn, live),
-            hidden_jobs=max(0, len(self.window.live) - len(live)),
+            hidden_jobs=max(0, sum(self.group in (None, r["group_name"]) for r in self.window.live) - len(live)),
         )
 
     def line(self, snap: Snapshot) -> list[str]:

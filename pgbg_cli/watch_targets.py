@@ -146,12 +146,13 @@ class ManyStatsView:
     """The stats view of several targets (watch.View): one row per target (per target and
     group with ``by``); a target that cannot be read is a row saying so."""
 
-    def __init__(self, targets: list[Target], *, window_ms: int, window_text: str, by: str | None = None) -> None:
+    def __init__(self, targets: list[Target], *, window_ms: int, window_text: str, by: str | None = None,
+                 group: str | None = None) -> None:
         self.window_ms = window_ms
         self.window_text = window_text
         self.by = by
         self.ones = [_One(t, lambda conn: watch.StatsView(conn, window_ms=window_ms, window_text=window_text,
-                                                          by=by)) for t in targets]
+                                                          by=by, group=group)) for t in targets]
 
     @property
     def unread_ever(self) -> bool:

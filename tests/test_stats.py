@@ -367,3 +367,33 @@ def test_stats_by_label_table_keeps_labels_apart_at_80_columns():
     assert first[:3] == ["batch-1", "batch-10", "batch-11"]
     assert first[3] != first[4] and first[3].endswith("-25") and first[4].endswith("-26") and "…" in first[3]
     assert lines[2].split()[1:] == ["2", "1", "0", "0", "0", "0", "1m01s", "2.5s"]  # OK .. QUEUED, AVG, P95
+
+
+def test_stats_of_one_group_counts_its_jobs_only(test_db, cli):
+    from pgbg_cli import db
+
+    group_name = label_of("stats-group")
+    res = cli("launch", "--group", group_name, "--jobs", "2", "SELECT 1", "SELECT 2", "SELECT 1/0",
+              dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    assert cli("launch", "--wait", "SELECT 3", dsn=test_db["app"]).exit_code == 0  # of no group
+    assert cli("wait", "--group", group_name, dsn=test_db["app"]).exit_code == 1
+    res = cli("stats", "--group", group_name, "-F", "json", dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    rec = json.loads(res.stdout)
+    assert (rec["workers_completed"], rec["workers_failed"], rec["workers_active"]) == (2, 1, 0)
+    res = cli("stats", "--watch", "--count", "1", "--group", group_name, "-F", "json", dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    frame = json.loads(res.stdout.splitlines()[0])
+    assert (frame["stats"]["workers_completed"], frame["stats"]["workers_failed"]) == (2, 1)
+    conn = db.connect(test_db["app"])
+    try:
+        window = stats.Window(3600 * 1000)
+        window.refresh(conn)
+        for by in (None, "label"):
+            assert window.figures(by=by, only_group=group_name) == stats.job_stats(
+                conn, window_ms=3600 * 1000, by=by, group=group_name)
+    finally:
+        conn.close()
+    res = cli("stats", "--session", "--group", group_name, dsn=test_db["app"])
+    assert res.exit_code == 2 and "--session shows one row" in res.stderr

@@ -110,6 +110,11 @@ def stats_(
         typer.Option("--by", "-b", metavar="|".join(b.value for b in By), show_default=False,
                      help="One row per label, per role or per group (launch --group)."),
     ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option("--group", "-G", metavar="NAME", show_default=False,
+                     help="Count the jobs of group NAME only (pgbg launch --group)."),
+    ] = None,
     session: Annotated[
         bool,
         typer.Option("--session", help="Show pg_background_stats() of pgbg's own session instead (see below)."),
@@ -143,6 +148,7 @@ def stats_(
       pgbg stats --since 1h --by label
       pgbg stats --since 7d -F json
       pgbg stats --watch --by role
+      pgbg stats --group nightly-vacuum --since 7d
       pgbg stats --all-databases --since 1h
     """
     from pgbg_cli import output
@@ -152,15 +158,15 @@ def stats_(
 
     seconds, refreshes = watch_options(interval, count, watch)
     window_ms = parse_ms(since, what="--since", lo=1)
-    if session and (by or watch):
-        raise UsageError("--session shows one row of this session: it goes without --by and --watch")
+    if session and (by or watch or group is not None):
+        raise UsageError("--session shows one row of this session: it goes without --by, --group and --watch")
     chosen = chosen_targets(targets_file, service, all_databases)
     if chosen is not None:
         if session:
             raise UsageError("--session shows this session on one database: give one target")
         if watch:
-            _watch_several(chosen, window_ms, since.strip(), by, seconds, refreshes, fmt)
-        _stats_several(chosen, window_ms, by, fmt)
+            _watch_several(chosen, window_ms, since.strip(), by, seconds, refreshes, fmt, group)
+        _stats_several(chosen, window_ms, by, fmt, group)
     with database(dsn) as conn:
         if session:
             row = core.session_stats(conn)
@@ -170,11 +176,11 @@ def stats_(
             from pgbg_cli import watch as watch_mod
 
             view = watch_mod.StatsView(conn, window_ms=window_ms, window_text=since.strip(),
-                                       by=by.value if by else None)
+                                       by=by.value if by else None, group=group)
             with renewable(conn, dsn) as live:
                 raise typer.Exit(watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt,
                                                reconnect=live.renew()))
-        rows = core.job_stats(conn, window_ms=window_ms, by=by.value if by else None)
+        rows = core.job_stats(conn, window_ms=window_ms, by=by.value if by else None, group=group)
         slots = core.worker_slots(conn).as_dict()
     columns = _stat_columns(by, fmt)
     if by and output.resolve(fmt) is Format.table:
@@ -187,7 +193,7 @@ def stats_(
 
 
 def _watch_several(chosen: Any, window_ms: int, window_text: str, by: By | None, seconds: float,
-                   refreshes: int | None, fmt: Format) -> None:
+                   refreshes: int | None, fmt: Format, group: str | None = None) -> None:
     """stats --watch of several targets: every refresh reads them all at once; exit 3 when a
     target could not be read (or used) at some refresh, the others shown all the same."""
     from pgbg_cli import output
@@ -197,7 +203,8 @@ def _watch_several(chosen: Any, window_ms: int, window_text: str, by: By | None,
 
     for skipped in chosen.failed:
         output.say(f"pgbg: {skipped.target.name}: {skipped.error}")
-    view = ManyStatsView(chosen.targets, window_ms=window_ms, window_text=window_text, by=by.value if by else None)
+    view = ManyStatsView(chosen.targets, window_ms=window_ms, window_text=window_text, by=by.value if by else None,
+                         group=group)
     try:
         code = watch_mod.run(view, interval=seconds, count=refreshes, fmt=fmt)
     finally:
@@ -207,13 +214,13 @@ def _watch_several(chosen: Any, window_ms: int, window_text: str, by: By | None,
     raise typer.Exit(ENVIRONMENT if view.unread_ever else code)
 
 
-def _stats_several(chosen: Any, window_ms: int, by: By | None, fmt: Format) -> None:
+def _stats_several(chosen: Any, window_ms: int, by: By | None, fmt: Format, group: str | None = None) -> None:
     """stats of several targets at once: one row per target (per target and group with --by)."""
     from pgbg_cli import output, preflight, targets
     from pgbg_cli import stats as core
 
     def work(_: Any, conn: Any) -> list[dict[str, Any]]:
-        rows = core.job_stats(conn, window_ms=window_ms, by=by.value if by else None)
+        rows = core.job_stats(conn, window_ms=window_ms, by=by.value if by else None, group=group)
         slots = core.worker_slots(conn).as_dict()
         if by:
             return [{**r, **slots} for r in rows]

@@ -1,18 +1,21 @@
 -- Statistics of pgbg's jobs in the columns of pg_background_stats(), plus the queue and
 -- the spread of run times, over a window: every live job, and the jobs that ended in the
 -- last %(window_s)s seconds. RLS applies: a role counts its own jobs, pgbg_admin all.
--- %(by)s is NULL (one row), 'label', 'role' or 'group' (one row per value; jobs of no group: NULL). Each branch of the
+-- %(by)s is NULL (one row), 'label', 'role' or 'group' (one row per value; jobs of no group: NULL);
+-- %(group)s, when not NULL, counts the jobs of that group only. Each branch of the
 -- union reads one index (job_active_idx, job_finished_idx), so the cost follows the
 -- live jobs and the window, never the whole history.
 WITH w AS (
     SELECT j.owner, j.label, j.group_name, j.state, j.started_at, j.finished_at
       FROM pgbg.job j
      WHERE j.state IN ('queued', 'starting', 'running')
+       AND (%(group)s::text IS NULL OR j.group_name = %(group)s::text)
     UNION ALL
     SELECT j.owner, j.label, j.group_name, j.state, j.started_at, j.finished_at
       FROM pgbg.job j
      WHERE j.finished_at >= statement_timestamp() - make_interval(secs => %(window_s)s::float8)
        AND j.state NOT IN ('queued', 'starting', 'running')
+       AND (%(group)s::text IS NULL OR j.group_name = %(group)s::text)
 ), g AS (
     SELECT CASE %(by)s::text WHEN 'label' THEN w.label
                              WHEN 'role' THEN w.owner::text
