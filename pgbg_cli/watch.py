@@ -45,7 +45,7 @@ class Snapshot:
     counts: dict[str, int] = field(default_factory=dict)  # list view: jobs per state
     groups: list[dict[str, Any]] = field(default_factory=list)  # stats view: stats rows
     hidden_jobs: int = 0  # live jobs not read (stats view: it reads the newest LIVE_JOBS_SHOWN)
-    group_counts: dict[str, int] | None = None  # list view of a group: all its jobs per state
+    group: Any = None  # list view of a group: group_progress.Status (all its jobs, whenever they ended)
 
 
 class View(Protocol):
@@ -144,6 +144,11 @@ class ListView:
         self.label = label
         self.group = group
         self.include_all = include_all
+        self.progress = None
+        if group is not None:
+            from pgbg_cli.group_progress import GroupProgress
+
+            self.progress = GroupProgress(group, include_all=include_all)
         self.limit = limit
         self.foreign = foreign and not states and not label and group is None
         self.window = stats.Window(3600 * 1000)  # the counts: live jobs and the last hour's
@@ -161,22 +166,17 @@ class ListView:
             slots=stats.worker_slots(conn),
             jobs=by_importance(progress.enriched(conn, rows)),
             counts=self.window.counts(states=self.states, label_glob=self.label, group=self.group),
-            group_counts=self._group_counts(conn) if self.group is not None else None,
+            group=self.progress.refresh(conn) if self.progress is not None else None,
         )
-
-    def _group_counts(self, conn: psycopg.Connection[Any]) -> dict[str, int]:
-        from pgbg_cli import queries
-
-        rows = conn.execute(queries.text("group_counts"), {"group": self.group, "all": self.include_all}).fetchall()
-        return {r["state"]: r["n"] for r in rows}
 
     def line(self, snap: Snapshot) -> list[str]:
         c = _counts(snap)
         counts = " ".join(f"{state}={c[state]}" for state in LINE_STATES)
         done = ""
-        if snap.group_counts is not None:
-            ended, total = group_done(snap.group_counts)
-            done = f" done={ended}/{total}"
+        if snap.group is not None:
+            done = f" done={snap.group.done}/{snap.group.total}"
+            if snap.group.bytes_total is not None:
+                done += f" bytes_done={snap.group.bytes_done}/{snap.group.bytes_total}"
         return [f"{stats.utc_stamp(snap.at)} {counts}{done} slots={snap.slots.used}/{snap.slots.max_worker_processes}"]
 
     def csv_rows(self, snap: Snapshot) -> list[dict[str, Any]]:
@@ -184,10 +184,11 @@ class ListView:
                  "max_worker_processes": snap.slots.max_worker_processes}]
 
     def record(self, snap: Snapshot) -> dict[str, Any]:
-        if snap.group_counts is not None:
-            ended, total = group_done(snap.group_counts)
-            return {"at": snap.at, "counts": snap.counts, "group": {"name": self.group, "done": ended, "total": total,
-                                                                    "counts": snap.group_counts},
+        if snap.group is not None:
+            g = snap.group
+            return {"at": snap.at, "counts": snap.counts,
+                    "group": {"name": self.group, "done": g.done, "total": g.total, "counts": g.counts,
+                              "bytes_done": g.bytes_done, "bytes_total": g.bytes_total},
                     **snap.slots.as_dict(), "jobs": [jobview.record(j, now=snap.at) for j in snap.jobs]}
         return {"at": snap.at, "counts": snap.counts, **snap.slots.as_dict(),
                 "jobs": [jobview.record(j, now=snap.at) for j in snap.jobs]}  # as `list -F json` has them
@@ -198,12 +199,16 @@ class ListView:
         now = f"{snap.at.astimezone():%H:%M:%S}  {c['running']} running, {c['queued']} queued"
         now += f" · {_slots_text(snap.slots)}"
         ended = ", ".join(f"{c[state]} {state}" for state in LINE_STATES[2:])
-        if snap.group_counts is not None:  # a group's night may be longer than an hour: all of it
-            done, total = group_done(snap.group_counts)
-            g = snap.group_counts
+        if snap.group is not None:  # a group's night may be longer than an hour: all of it
+            g = snap.group.counts
             failed = sum(g.get(s, 0) for s in ("failed", "canceled", "timed_out", "lost"))
-            return [now, f"group {self.group}: {done} of {total} done ({g.get('succeeded', 0)} succeeded, "
-                         f"{failed} not), {g.get('detached', 0)} detached"]
+            text = (f"group {self.group}: {snap.group.done} of {snap.group.total} done ({g.get('succeeded', 0)} "
+                    f"succeeded, {failed} not), {g.get('detached', 0)} detached")
+            if snap.group.bytes_total is not None:
+                from pgbg_cli.fanout import spell_bytes
+
+                text += f"; {spell_bytes(snap.group.bytes_done or 0)} of {spell_bytes(snap.group.bytes_total)}"
+            return [now, text]
         return [now, f"last 1h: {ended}"]
 
     def render(self, snap: Snapshot, width: int, height: int) -> RenderableType:
@@ -215,12 +220,6 @@ class ListView:
                                             style="bold" if i == 0 else None) for i, line in enumerate(head)]
         parts += jobs_table(snap.jobs, width, height - len(head))
         return Group(*parts)
-
-
-def group_done(counts: dict[str, int]) -> tuple[int, int]:
-    """(jobs of the group that ended, all its jobs): detached ones count as ended."""
-    total = sum(counts.values())
-    return total - sum(counts.get(s, 0) for s in ("queued", "starting", "running")), total
 
 
 def _counts(snap: Snapshot) -> dict[str, int]:

@@ -330,7 +330,8 @@ def test_watch_of_a_group_counts_all_its_jobs_done_of_total(test_db, cli):
     assert re.search(r" succeeded=2 failed=1 .* done=3/3 slots=", res.stdout), res.stdout
     res = cli("list", "--watch", "--group", group, "--count", "1", "-F", "json", dsn=test_db["app"])
     rec = json.loads(res.stdout.splitlines()[0])
-    assert rec["group"] == {"name": group, "done": 3, "total": 3, "counts": {"succeeded": 2, "failed": 1}}
+    assert rec["group"] == {"name": group, "done": 3, "total": 3, "counts": {"succeeded": 2, "failed": 1},
+                            "bytes_done": None, "bytes_total": None}  # not VACUUMs of named tables
     conn = db.connect(test_db["app"])
     try:
         conn.row_factory = __import__("psycopg").rows.dict_row
@@ -339,3 +340,32 @@ def test_watch_of_a_group_counts_all_its_jobs_done_of_total(test_db, cli):
     finally:
         conn.close()
     assert head[1] == f"group {group}: 3 of 3 done (2 succeeded, 1 not), 0 detached"
+
+
+def test_watch_of_a_vacuum_group_counts_the_bytes_of_its_tables(test_db, cli, sql_admin):
+    group = f"v-{uuid.uuid4().hex[:8]}"
+    names = [f"public.wv_{uuid.uuid4().hex[:6]}_{i}" for i in range(2)]
+    for name in names:
+        sql_admin(f"CREATE TABLE {name} AS SELECT g AS id FROM generate_series(1, 5000) g")
+        sql_admin(f"ALTER TABLE {name} OWNER TO pgbg_app")
+    try:
+        res = cli("launch", "--group", group, "--jobs", "1", *[f"VACUUM (ANALYZE) {n}" for n in names],
+                  "VACUUM", dsn=test_db["app"])  # the last names no table: no bytes for the group
+        assert res.exit_code == 0, res
+        res = cli("list", "--watch", "--group", group, "--count", "1", "-F", "json", dsn=test_db["app"])
+        assert json.loads(res.stdout.splitlines()[0])["group"]["bytes_total"] is None
+        cli("cancel", "--group", group, dsn=test_db["app"])
+        res = cli("launch", "--group", group + "b", "--jobs", "1", *[f"VACUUM (ANALYZE) {n}" for n in names],
+                  dsn=test_db["app"])
+        assert res.exit_code == 0, res
+        assert cli("wait", "--group", group + "b", dsn=test_db["app"]).exit_code == 0
+        sizes = sum(sql_admin("SELECT pg_total_relation_size(%s::regclass) AS b", (n,))[0]["b"] for n in names)
+        res = cli("list", "--watch", "--group", group + "b", "--count", "1", "-F", "json", dsn=test_db["app"])
+        g = json.loads(res.stdout.splitlines()[0])["group"]
+        assert (g["done"], g["total"], g["bytes_done"], g["bytes_total"]) == (2, 2, sizes, sizes)
+        res = cli("list", "--watch", "--group", group + "b", "--count", "1", "-F", "plain", dsn=test_db["app"])
+        assert f" done=2/2 bytes_done={sizes}/{sizes} slots=" in res.stdout
+    finally:
+        cli("wait", "--group", group, dsn=test_db["app"])
+        for name in names:
+            sql_admin(f"DROP TABLE IF EXISTS {name}")
