@@ -76,7 +76,8 @@ def for_people(record: dict[str, Any], fmt: Any) -> dict[str, Any]:
 
 
 def say_all(jobs: list[dict[str, Any]]) -> None:
-    """Each job's messages on stderr, one escaped line each (prefixed by the job when several)."""
+    """Each job's messages on stderr (prefixed by the job when several); a message of several
+    lines (VACUUM VERBOSE's report) as that many lines, the later ones indented, each escaped."""
     from pgbg_cli import output
 
     for job in jobs:
@@ -85,4 +86,7 @@ def say_all(jobs: list[dict[str, Any]]) -> None:
             continue
         prefix = f"job {job['id']}:{job['cookie']}: " if len(jobs) > 1 else ""
         for text in lines(job):
-            output.say(prefix + text)
+            first, *more = text.split("\n")
+            output.say(prefix + first)
+            for rest in more:
+                output.say(prefix + "  " + rest)

@@ -222,3 +222,11 @@ def test_a_batch_launch_wait_prints_each_jobs_messages_and_strict_counts_them(te
     assert [m["message"] for m in first["messages"]] == ["from the first"] and second["messages"] == []
     assert f"job {first['handle']}: WARNING: from the first" in res.stderr
     assert f"job {first['handle']} succeeded with 1 warning" in res.stderr
+
+
+def test_a_message_of_several_lines_prints_as_lines_each_escaped(test_db, cli):
+    sql = "DO $$ BEGIN RAISE NOTICE E'first line\\nsecond \\x1b[31mline'; END $$"
+    res = cli("launch", "--wait", sql, dsn=test_db["app"])
+    assert res.exit_code == 0, res
+    assert "NOTICE: first line\n  second \\x1b[31mline\n" in res.stderr, res.stderr  # ESC escaped, not sent
+    assert "\x1b" not in res.stderr
