@@ -344,3 +344,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return [f"server: PostgreSQL {version}, pg_background {ext[0] if ext else 'missing'} ({where})"]
     except Exception as exc:  # the fixture reports it properly
         return [f"server: not reachable yet ({type(exc).__name__})"]
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a process a test will interrupt (SIGINT, as Ctrl-C): SIGINT back to its
+    default before it starts, as a process started from a terminal has it. A test runner started
+    as a shell's background job inherits SIGINT ignored, and so would every pgbg it runs: Python
+    then leaves Ctrl-C ignored (as nohup wants), and the test would wait for an interrupt that
+    never comes."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

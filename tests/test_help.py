@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import typer
-from conftest import ROOT, launch_handle, retry
+from conftest import ROOT, interruptible, launch_handle, retry
 
 from pgbg_cli import jobs
 from pgbg_cli.app import app, split_examples
@@ -237,7 +237,8 @@ LOOK_SQL = "SELECT j.* FROM pgbg.job j JOIN unnest"  # jobs.fetch_query, run on 
 def _popen(*args: str, dsn: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PGBG_DSN=dsn, PYTHONPATH=str(ROOT), NO_COLOR="1")
     return subprocess.Popen([sys.executable, "-m", "pgbg_cli", *args], env=env, text=True, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=interruptible)
 
 
 def _waiting(sql_admin: Any) -> None:

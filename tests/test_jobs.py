@@ -10,9 +10,9 @@ from typing import Any
 
 import extnames
 import pytest
+from conftest import interruptible, retry
 from conftest import job_row as _job
 from conftest import launch_handle as _launch
-from conftest import retry
 
 
 def _label(prefix: str = "t") -> str:
@@ -418,7 +418,7 @@ def test_ctrl_c_while_queued_cancels_it_before_it_runs(test_db, cli, sql_admin, 
     env = dict(os.environ, PGBG_DSN=dsn, PYTHONPATH=str(ROOT), NO_COLOR="1")
     proc = subprocess.Popen([sys.executable, "-m", "pgbg_cli", "launch", "--wait", "--format", "json", "-l", label,
                              "SELECT 1"], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=interruptible)
     try:
         retry(lambda: sql_admin("SELECT state FROM pgbg.job WHERE label = %s", (label,)) == [{"state": "queued"}],
               "the second job waits in the queue")

@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import ROOT, _make_db, _with_db, retry
+from conftest import ROOT, _make_db, _with_db, interruptible, retry
 
 PASSWORD = "sandbox-app-secret"
 
@@ -348,7 +348,8 @@ def test_revoke_keeps_a_pgbackground_role_membership_pgbg_did_not_give(test_db, 
 def _popen_pgbg(*args: str, dsn: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PGBG_DSN=dsn, PYTHONPATH=str(ROOT), NO_COLOR="1")
     return subprocess.Popen([sys.executable, "-m", "pgbg_cli", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=interruptible)
 
 
 def _running(sql_admin: Any, label: str) -> dict[str, Any]:

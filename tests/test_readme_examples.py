@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, retry, sql_runner
+from conftest import ROOT, interruptible, retry, sql_runner
 
 README = ROOT / "README.md"
 SHOP_SQL = ROOT / "scripts" / "shop.sql"
@@ -150,7 +150,7 @@ def _run(command: str, dsn: str) -> tuple[int | None, str, str]:
     bindir = Path(sys.executable).parent
     env = dict(os.environ, PGBG_DSN=dsn, NO_COLOR="1", COLUMNS="100", PATH=f"{bindir}:{os.environ['PATH']}")
     proc = subprocess.Popen(["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+                            env=env, start_new_session=True, preexec_fn=interruptible)
     watching = "--watch" in command and "--count" not in command
     try:
         out, err = proc.communicate(timeout=WATCH_STOP_S if watching else 120)

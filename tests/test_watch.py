@@ -20,7 +20,7 @@ from typing import Any
 
 import extnames
 import pytest
-from conftest import retry
+from conftest import interruptible, retry
 from test_stats import insert_job, label_of
 
 from pgbg_cli import stats, watch
@@ -41,7 +41,8 @@ def progress_sql(dsn: str) -> str:
 
 def _proc(args: list[str], dsn: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PGBG_DSN=dsn, NO_COLOR="1")
-    return subprocess.Popen([PGBG, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen([PGBG, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=interruptible)
 
 
 @pytest.mark.parametrize("command, pattern", [("list", LINE), ("stats", STATS_LINE)])
