@@ -74,8 +74,13 @@ MAINTENANCE = {"vacuum", "analyze", "analyse", "reindex", "cluster"}
 
 
 def _first_word(sql_text: str) -> str:
-    match = re.match(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*([A-Za-z]+)", sql_text, re.S)
-    return match.group(1).lower() if match else ""
+    """The template's first keyword, as the server reads it (statements.split: comments, nested
+    ones too, are skipped)."""
+    from pgbg_cli import statements as st
+
+    stmts = st.split(sql_text)
+    toks = stmts[0].tokens if stmts else []
+    return toks[0].value if toks and toks[0].kind == st.WORD else ""
 
 
 _PLACEHOLDER = re.compile(r"\{(table|schema|name)\}")
