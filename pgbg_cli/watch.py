@@ -184,13 +184,12 @@ class ListView:
                  "max_worker_processes": snap.slots.max_worker_processes}]
 
     def record(self, snap: Snapshot) -> dict[str, Any]:
+        rec: dict[str, Any] = {"at": snap.at, "counts": snap.counts}
         if snap.group is not None:
             g = snap.group
-            return {"at": snap.at, "counts": snap.counts,
-                    "group": {"name": self.group, "done": g.done, "total": g.total, "counts": g.counts,
-                              "bytes_done": g.bytes_done, "bytes_total": g.bytes_total},
-                    **snap.slots.as_dict(), "jobs": [jobview.record(j, now=snap.at) for j in snap.jobs]}
-        return {"at": snap.at, "counts": snap.counts, **snap.slots.as_dict(),
+            rec["group"] = {"name": self.group, "done": g.done, "total": g.total, "counts": g.counts,
+                            "bytes_done": g.bytes_done, "bytes_total": g.bytes_total}
+        return {**rec, **snap.slots.as_dict(),
                 "jobs": [jobview.record(j, now=snap.at) for j in snap.jobs]}  # as `list -F json` has them
 
     def head(self, snap: Snapshot) -> list[str]:
