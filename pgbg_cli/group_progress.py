@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pgbg_cli import queries
+from pgbg_cli.jobs import ACTIVE
 from pgbg_cli import statements as st
 
 if TYPE_CHECKING:
     import psycopg
 
-LIVE = ("queued", "starting", "running")
 # schema.name, each part plain or double-quoted: what to_regclass reads the same whatever the
 # search_path (an unqualified name would be looked up in pgbg's pinned path, not the job's)
 _PART = r'(?:"(?:[^"]|"")+"|[^".\s]+)'
@@ -34,7 +34,7 @@ class Status:
 
     @property
     def done(self) -> int:
-        return sum(n for state, n in self.counts.items() if state not in LIVE)
+        return sum(n for state, n in self.counts.items() if state not in ACTIVE)
 
     @property
     def total(self) -> int:
@@ -71,7 +71,7 @@ class GroupProgress:
                 return Status(counts)
             job_bytes = sum(s for s in sizes if s is not None)
             total += job_bytes
-            if row["state"] not in LIVE:
+            if row["state"] not in ACTIVE:
                 done += job_bytes
         return Status(counts, done, total) if rows else Status(counts)
 
