@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pgbg_cli import queries
-from pgbg_cli.jobs import ACTIVE
 from pgbg_cli import statements as st
+from pgbg_cli.jobs import ACTIVE
 
 if TYPE_CHECKING:
     import psycopg
