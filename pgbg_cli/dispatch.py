@@ -130,11 +130,16 @@ def enable(conn: psycopg.Connection[Any], dsn: str | None, roles: list[str] | No
     return chosen, notes
 
 
+def dispatched_roles(conn: psycopg.Connection[Any]) -> list[str]:
+    """The roles the dispatcher is marked on for in this database (pgbg.meta, dispatch:<role>)."""
+    return [r["key"][len("dispatch:"):] for r in conn.execute(
+        "SELECT key FROM pgbg.meta WHERE key LIKE 'dispatch:%'").fetchall()]
+
+
 def follow_grant(conn: psycopg.Connection[Any], dsn: str | None, role: str) -> str | None:
     """After ``pgbg grant ROLE``: where the dispatcher runs for other roles of this database,
     run it for ROLE too (a superuser may; otherwise say who can). What was done, or None."""
-    marked = [r["key"][len("dispatch:"):] for r in conn.execute(
-        "SELECT key FROM pgbg.meta WHERE key LIKE 'dispatch:%'").fetchall()]
+    marked = dispatched_roles(conn)
     if not marked or role in marked:
         return None
     login = conn.execute("SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = %s", (role,)).fetchone()
@@ -153,8 +158,7 @@ def disable(conn: psycopg.Connection[Any], dsn: str | None, roles: list[str] | N
     _superuser(conn, "disable")
     cron_db = cron_database(conn)
     dbname = conn.info.dbname
-    marked = [r["key"][len("dispatch:"):] for r in conn.execute(
-        "SELECT key FROM pgbg.meta WHERE key LIKE 'dispatch:%'").fetchall()]
+    marked = dispatched_roles(conn)
     wanted = list(dict.fromkeys(roles)) if roles else marked
     if wanted:
         conn.execute("SELECT * FROM pgbg.dispatch_mark(%s::name[], false)", (wanted,))
