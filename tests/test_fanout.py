@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from conftest import fresh_database, sql_runner
+from conftest import fresh_database, retry, sql_runner
 
 ODD = 'odd "name"; DROP TABLE public.big --'
 
@@ -19,7 +19,7 @@ def db(server_dsn) -> Iterator[dict[str, str]]:
             run("CREATE SCHEMA sales AUTHORIZATION pgbg_app")
             run("CREATE TABLE public.big AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 20000) g")
             run("CREATE TABLE public.small (id int)")
-            run("CREATE TABLE sales.orders_2025 (id int)")
+            run("CREATE TABLE sales.orders_2025 (id int) WITH (autovacuum_enabled = false)")  # keeps its dead tuples
             run("INSERT INTO sales.orders_2025 SELECT generate_series(1, 3000)")
             run("CREATE TABLE sales.orders_2026 (id int)")
             run("CREATE TABLE public." + '"' + ODD.replace('"', '""') + '"' + " (id int)")
@@ -28,7 +28,11 @@ def db(server_dsn) -> Iterator[dict[str, str]]:
                          'public."' + ODD.replace('"', '""') + '"'):
                 run(f"ALTER TABLE {name} OWNER TO pgbg_app")
             run("DELETE FROM sales.orders_2025 WHERE id <= 1000")
+            run("SELECT pg_stat_force_next_flush()")
             run("ANALYZE")
+            # the statistics reach other sessions a moment later: wait for the server to count them
+            retry(lambda: run("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'sales.orders_2025'::regclass")
+                  [0]["n_dead_tup"] >= 1000, "the server counts the dead tuples", timeout=30)
         yield dsns
 
 
