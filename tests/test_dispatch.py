@@ -13,14 +13,14 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import extnames
 import psycopg
 import pytest
-from conftest import ROOT, fresh_database, job_row, retry, sql_runner
+from conftest import ROOT, Result, fresh_database, job_row, retry, sql_runner
 from psycopg.rows import dict_row
 
 # within this long of a slot freeing, the dispatcher (every 5 s) has started the job
@@ -36,17 +36,34 @@ class Fillers:
         self.conn.execute("SET pg_background.max_workers = 1000")
         self.pids: list[int] = []
         self.launch = extnames.fn(dsn, "launch")
+        # supervisors of earlier tests leave within supervisor_idle_ms, each freeing a slot
+        # that would then be free for the test: first let them go
+        retry(lambda: not self.conn.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pg_background' "
+            "AND query = 'CALL pgbg.supervise()'").fetchall(), "no supervisor is alive", timeout=60)
         self.refill()
         assert self.pids, "no slot was free to fill"
 
-    def refill(self) -> None:
-        """Take any slot that freed meanwhile (another test's worker that ended)."""
+    def refill(self) -> int:
+        """Take any slot that freed meanwhile (another test's worker that ended); how many."""
+        taken = 0
         while True:
             try:
                 self.pids.append(self.conn.execute(f"SELECT pid FROM {self.launch}('SELECT pg_sleep(600)')")
                                  .fetchone()["pid"])
+                taken += 1
             except psycopg.errors.InsufficientResources:
-                return
+                return taken
+
+    def look(self, run: Callable[[], Result]) -> Result:
+        """``run()`` while every slot is taken: again if a slot freed meanwhile (a worker of an
+        earlier test that ended), which ``run()`` may have seen free."""
+        for _ in range(10):
+            self.refill()
+            res = run()
+            if not self.refill():
+                return res
+        raise AssertionError("worker slots kept freeing")
 
     def free(self) -> float:
         """Stop them (SIGTERM, to verified pg_background workers), wait until they are gone; when."""
@@ -156,17 +173,15 @@ def test_launch_with_no_slot_exits_75_and_every_view_says_why(test_db, cli, sql_
                "runs pgbg dispatch enable (pg_cron)" in res.stderr
 
         why = "no supervisor of pgbg_app runs and no worker slot is free for one"
-        fillers.refill()
-        res = cli("list", "-F", "json", dsn=test_db["admin"])
+        res = fillers.look(lambda: cli("list", "-F", "json", dsn=test_db["admin"]))
         assert res.exit_code == 0, res
         [row] = [r for r in json.loads(res.stdout) if r["handle"] == handle]
         assert row["state"] == "queued" and row["reason"].startswith(f"waiting: {why}")
         assert f"queued job of pgbg_app waits: {why}" in res.stderr
-        fillers.refill()
-        res = cli("show", "-F", "json", handle, dsn=test_db["app"])  # tries to start it: no slot
+        # show tries to start it: no slot
+        res = fillers.look(lambda: cli("show", "-F", "json", handle, dsn=test_db["app"]))
         assert json.loads(res.stdout)["reason"].startswith(f"waiting: {why}")
-        fillers.refill()
-        res = cli("capacity", dsn=test_db["app"])
+        res = fillers.look(lambda: cli("capacity", dsn=test_db["app"]))
         assert f"queued job of pgbg_app waits: {why}" in res.stderr
         fillers.free()
     # the slots are free, and nothing starts the job, as launch said
