@@ -153,6 +153,9 @@ def main() -> None:
                 print(f"  isolated job {i + 1}/{args.isolated}", file=sys.stderr, flush=True)
                 time.sleep(0.02 + random.random() * 0.08)
                 job = conn.execute("SELECT (pgbg.submit('SELECT 1')).id").fetchone()["id"]
+                # as pgbg launch does once the job is committed: the supervisor of the rounds
+                # above may have left before it read the longer supervisor_idle_ms
+                conn.execute("SELECT pgbg.ensure_supervisor()")
                 while conn.execute("SELECT state FROM pgbg.job WHERE id = %s", (job,)).fetchone()["state"] in (
                         "queued", "starting", "running"):
                     time.sleep(0.005)
