@@ -127,8 +127,18 @@ BEGIN
     -- pg_background must answer first (its library may not match its SQL objects): a
     -- supervisor alive since before cannot launch anything either
     PERFORM pgbg._bg_probe();
-    IF pgbg.supervisor_pid(current_user) IS NOT NULL OR session_user <> current_user THEN
-        RETURN NULL;  -- alive; or this session only borrows the role (see _supervisor_register)
+    IF pgbg.supervisor_pid(current_user) IS NOT NULL THEN
+        BEGIN
+            PERFORM pgbg._wake_supervisor();  -- alive: ring, should it doze (fn_25_doorbell.sql)
+        EXCEPTION WHEN OTHERS THEN
+            -- no bell for this role here (it is not granted pgbg): the supervisor finds the job
+            -- on its own within a second
+            RAISE LOG 'pgbg: could not wake the supervisor of %: %', current_user, SQLERRM;
+        END;
+        RETURN NULL;
+    END IF;
+    IF session_user <> current_user THEN
+        RETURN NULL;  -- this session only borrows the role (see _supervisor_register)
     END IF;
     PERFORM pg_catalog.set_config('statement_timeout', '0', true);
     IF pg_catalog.current_setting('pg_background.worker_timeout', true) IS NOT NULL THEN
@@ -148,9 +158,10 @@ $$;
 -- then tells the truth about its jobs.
 --
 -- Between passes it waits up to poll_ms on its oldest running job's worker (pg_background
--- returns as soon as that worker stops), so a job's end is seen at once; with nothing
--- running it sleeps poll_ms and looks only for a queued job, one cheap query. Every wait is
--- one short statement of its own transaction (the CREATE INDEX CONCURRENTLY trap).
+-- returns as soon as that worker stops), so a job's end is seen at once; with jobs queued
+-- but none startable it looks again after poll_ms; with nothing to do it dozes until a
+-- session of its role rings (fn_25_doorbell.sql). Every wait is one statement of its own
+-- transaction, of 5 seconds at most (the CREATE INDEX CONCURRENTLY trap).
 CREATE OR REPLACE PROCEDURE pgbg.supervise()
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -161,6 +172,9 @@ DECLARE
     claimed bigint;
     launched boolean;
     started integer;
+    dozing boolean;
+    woken boolean;
+    canceled boolean;
     poll_ms integer := 25;
     idle_ms integer := 3000;
     w record;
@@ -250,15 +264,55 @@ BEGIN
                     -- pass); OTHERS leaves out a cancel of this supervisor itself
                     PERFORM pg_catalog.pg_sleep(poll_ms / 1000.0);
                 END;
+            ELSIF EXISTS (SELECT 1 FROM pgbg.job j
+                           WHERE j.owner = current_user AND j.state IN ('queued', 'starting', 'running')) THEN
+                -- queued jobs wait for a free slot or for their group: look again after poll_ms
+                COMMIT;
+                PERFORM pg_catalog.pg_sleep(poll_ms / 1000.0);
             ELSE
-                -- nothing runs: sleep, then look for a queued job with one query before a pass
+                -- Nothing to do: doze until a session of this role rings (fn_25_doorbell.sql),
+                -- until idle_ms has passed, 5 seconds at a time at most (settings are read again
+                -- then, and no transaction of this supervisor lasts longer). Only reads and sleeps
+                -- run inside the doze: a cancel there ends the doze, nothing else. Should the
+                -- doorbell's key be held by someone else, it looks for work every poll_ms.
                 LOOP
                     COMMIT;
-                    PERFORM pg_catalog.pg_sleep(poll_ms / 1000.0);
-                    EXIT WHEN pg_catalog.clock_timestamp() - idle_since > pg_catalog.make_interval(secs => idle_ms / 1000.0)
-                           OR pg_catalog.clock_timestamp() - settings_read > interval '1 second'
+                    dozing := pgbg._supervisor_doze_begin();
+                    woken := false;
+                    canceled := false;
+                    BEGIN
+                        IF pg_catalog.clock_timestamp() - settings_read >= interval '5 seconds' THEN
+                            poll_ms := pgbg._setting_int('poll_ms');
+                            idle_ms := pgbg._setting_int('supervisor_idle_ms');
+                            settings_read := pg_catalog.clock_timestamp();
+                        END IF;
+                        IF pg_catalog.clock_timestamp() - idle_since > pg_catalog.make_interval(secs => idle_ms / 1000.0)
                            OR EXISTS (SELECT 1 FROM pgbg.job j
-                                       WHERE j.owner = current_user AND j.state IN ('queued', 'starting', 'running'));
+                                       WHERE j.owner = current_user AND j.state IN ('queued', 'starting', 'running')) THEN
+                            woken := true;
+                        ELSE
+                            PERFORM pg_catalog.pg_sleep(CASE WHEN dozing THEN GREATEST(0.001, LEAST(
+                                5.0 - pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - settings_read),
+                                idle_ms / 1000.0 - pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - idle_since)))
+                                ELSE poll_ms / 1000.0 END);
+                        END IF;
+                    EXCEPTION
+                        WHEN query_canceled THEN
+                            woken := true;
+                            canceled := true;
+                        WHEN lock_not_available THEN
+                            woken := true;  -- a pass now
+                    END;
+                    IF dozing AND pgbg._supervisor_doze_end() THEN
+                        canceled := true;
+                    END IF;
+                    IF canceled THEN
+                        -- Rung, or canceled or terminated by someone (fn_25_doorbell.sql): leave
+                        -- after this pass as if idle for idle_ms, unless it finds a job to do.
+                        idle_since := pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => idle_ms / 1000.0 + 1);
+                        woken := true;
+                    END IF;
+                    EXIT WHEN woken;
                 END LOOP;
             END IF;
         END IF;

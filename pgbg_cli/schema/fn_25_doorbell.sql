@@ -1,0 +1,121 @@
+-- The doorbell: a session that queued a job wakes its role's idle supervisor at once, instead
+-- of the supervisor looking for work on a timer.
+--
+-- An idle supervisor dozes in pg_sleep(), which only an interrupt ends early. The one a role
+-- may send its own backends is a cancel (pg_cancel_backend), and a cancel that reached the
+-- supervisor while it launched or recorded a job would break that step. So a cancel is sent
+-- only inside a region where the supervisor catches it, and the region is fenced:
+--
+--  * Entering, the supervisor takes the advisory lock (DOORBELL_KEY, its own pid), shared and
+--    session-level: visible at once, and read by pid, so nobody else can raise it for it. It
+--    then looks for work once more (a job committed before that is seen) and dozes.
+--  * A waker (pgbg._wake_supervisor(), after its job is committed) locks the supervisor's row
+--    FOR SHARE, then signals that backend (pid and start time) only while it holds that lock.
+--  * Leaving, the supervisor locks its own row FOR NO KEY UPDATE, which waits for every waker
+--    that may still signal, catching their cancels; lets go of the advisory lock; takes any
+--    cancel still on its way in one last short wait; and commits. A waker that comes later
+--    skips the locked row, or finds the advisory lock gone: it signals nothing.
+--
+-- Everything in the region is a read or a sleep: a cancel there ends nothing but the doze.
+-- It cannot tell a ring from a cancel or terminate an administrator sent (pg_background 2.0
+-- turns SIGTERM into a cancel), so after any cancel the supervisor leaves as if idle for
+-- supervisor_idle_ms: unless a job is queued, which is what a ring means (it comes after its
+-- job has committed), it ends at once, as it would have on that signal before.
+-- Should someone else hold the key exclusively, the supervisor cannot enter the region and
+-- looks for work on a timer as before (pgbg.setting poll_ms): slower, never wrong.
+--
+-- DOORBELL_KEY is 1885823591 (the bytes 'pgbg'), written out below.
+
+-- The supervisor's row of p_role, locked FOR SHARE until the caller's transaction ends (it
+-- holds the supervisor in its region meanwhile); NULLs when there is none, or when the
+-- supervisor is leaving its region (its row is locked: it will look for work anyway).
+CREATE OR REPLACE FUNCTION pgbg._doorbell(p_role name DEFAULT current_user, p_proof text DEFAULT pgbg._proof())
+RETURNS TABLE (pid integer, backend_start timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgbg._actor(p_role, p_proof);
+    RETURN QUERY
+        SELECT s.pid, s.backend_start FROM pgbg.supervisor s
+         WHERE s.role = p_role AND NOT s.legacy
+           FOR SHARE SKIP LOCKED;
+END
+$$;
+
+-- Wake the current role's supervisor if it dozes; true when a signal was sent. Run with the
+-- caller's rights: pg_cancel_backend() then reaches only backends the caller may signal anyway.
+-- Call it after the job it is for has committed (or in the same transaction: the supervisor
+-- waits for that transaction's end before it looks for work).
+CREATE OR REPLACE FUNCTION pgbg._wake_supervisor()
+RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s record;
+BEGIN
+    SELECT * INTO s FROM pgbg._doorbell();
+    IF s.pid IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM pg_catalog.pg_stat_clear_snapshot();  -- a fresh look at the backends, after the lock
+    RETURN coalesce((
+        SELECT pg_catalog.pg_cancel_backend(a.pid) FROM pg_catalog.pg_stat_activity a
+         WHERE a.pid = s.pid AND a.backend_start = s.backend_start AND a.backend_type = 'pg_background'
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                        WHERE l.locktype = 'advisory' AND l.pid = s.pid AND l.granted
+                          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                             WHERE d.datname = pg_catalog.current_database())
+                          AND l.classid = 1885823591 AND l.objid = s.pid AND l.objsubid = 2)), false);
+END
+$$;
+
+-- The supervisor's side of leaving the region: its own row, locked FOR NO KEY UPDATE until it
+-- commits. False when it has no row (nobody can ring then). 42501 unless the caller is a
+-- registered supervisor.
+CREATE OR REPLACE FUNCTION pgbg._supervisor_hold()
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me pgbg.supervisor := pgbg._supervisor_self();
+BEGIN
+    PERFORM 1 FROM pgbg.supervisor s
+     WHERE s.pid = me.pid AND s.backend_start = me.backend_start
+       FOR NO KEY UPDATE;
+    RETURN FOUND;
+END
+$$;
+
+-- Enter the region: true when this supervisor may now doze and be woken.
+CREATE OR REPLACE FUNCTION pgbg._supervisor_doze_begin()
+RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgbg._supervisor_self();
+    RETURN pg_catalog.pg_try_advisory_lock_shared(1885823591, pg_catalog.pg_backend_pid());
+END
+$$;
+
+-- Leave the region (see above). The caller commits next, which lets wakers in again. True
+-- when a cancel reached it meanwhile.
+CREATE OR REPLACE FUNCTION pgbg._supervisor_doze_end()
+RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    canceled boolean := false;
+BEGIN
+    LOOP
+        BEGIN
+            PERFORM pgbg._supervisor_hold();
+            EXIT;
+        EXCEPTION
+            WHEN query_canceled THEN
+                canceled := true;  -- a waker's cancel (or not: see pgbg.supervise()): again
+            WHEN lock_not_available THEN
+                NULL;  -- a waker still holds the row: again
+        END;
+    END LOOP;
+    PERFORM pg_catalog.pg_advisory_unlock_shared(1885823591, pg_catalog.pg_backend_pid());
+    BEGIN
+        -- a cancel sent before the row lock was ours ends this wait (1 ms at most), not a
+        -- later step of the supervisor
+        PERFORM pg_catalog.pg_sleep(0.0001);
+    EXCEPTION WHEN query_canceled THEN
+        canceled := true;
+    END;
+    RETURN canceled;
+END
+$$;

@@ -1,0 +1,177 @@
+"""The doorbell (pgbg_cli/schema/fn_25_doorbell.sql): an idle supervisor dozes until a session
+of its role rings it, a ring reaches it only where it can take one, and a cancel or terminate
+from anyone else still ends an idle supervisor. Real server, real pg_background; every wait
+polls a state with a deadline.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import fresh_database, retry, sql_runner
+
+KEY = 1885823591  # the doorbell's advisory lock key ('pgbg'), fn_25_doorbell.sql
+
+
+@pytest.fixture
+def bell(server_dsn: str) -> Iterator[dict[str, str]]:
+    with fresh_database(server_dsn, "pgbg_bell") as dsns:
+        with sql_runner(dsns["admin"]) as admin:
+            admin("SELECT * FROM pgbg.set_setting('supervisor_idle_ms', '600000')")
+        yield dsns
+
+
+def _submit(run: Callable[..., list[dict[str, Any]]], sql: str = "SELECT 1") -> int:
+    """As `pgbg launch` does: the job committed, then the supervisor made sure of (and rung)."""
+    job = run("SELECT (pgbg.submit(%s)).id", (sql,))[0]["id"]
+    run("SELECT pgbg.ensure_supervisor()")
+    return job
+
+
+def _state(admin: Callable[..., list[dict[str, Any]]], job: int) -> str:
+    return admin("SELECT state FROM pgbg.job WHERE id = %s", (job,))[0]["state"]
+
+
+def _dozing(admin: Callable[..., list[dict[str, Any]]], pid: int) -> bool:
+    """The supervisor sits in its doze: in pg_sleep, holding the doorbell's key."""
+    return bool(admin(
+        "SELECT 1 FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+        "WHERE a.pid = %s AND a.wait_event = 'PgSleep' AND l.locktype = 'advisory' "
+        "AND l.classid = %s AND l.objid = %s AND l.objsubid = 2 AND l.granted", (pid, KEY, pid)))
+
+
+def _idle_supervisor(admin: Callable[..., list[dict[str, Any]]], app: Callable[..., list[dict[str, Any]]]) -> int:
+    job = _submit(app)
+    retry(lambda: _state(admin, job) == "succeeded", "the first job succeeded", timeout=30)
+    pid = app("SELECT pgbg.supervisor_pid() AS pid")[0]["pid"]
+    assert pid is not None
+    retry(lambda: _dozing(admin, pid), "the supervisor dozes", timeout=30)
+    return pid
+
+
+def test_a_ring_wakes_a_dozing_supervisor_which_starts_the_job_and_stays(bell):
+    with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app:
+        pid = _idle_supervisor(admin, app)
+        for _ in range(3):
+            job = app("SELECT (pgbg.submit('SELECT 1')).id")[0]["id"]
+            assert app("SELECT pgbg._wake_supervisor() AS rung")[0]["rung"] is True
+            retry(lambda job=job: _state(admin, job) == "succeeded", "the job succeeded", timeout=30)
+            assert app("SELECT pgbg.supervisor_pid() AS pid")[0]["pid"] == pid  # woken, not replaced
+            retry(lambda: _dozing(admin, pid), "the supervisor dozes again", timeout=30)
+        assert admin("SELECT last_error FROM pgbg.supervisors()")[0]["last_error"] is None
+
+
+def test_a_busy_supervisor_is_never_rung(bell):
+    with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app:
+        _idle_supervisor(admin, app)
+        job = _submit(app, "SELECT pg_sleep(60)")
+        retry(lambda: _state(admin, job) == "running", "the long job runs", timeout=30)
+        pid = app("SELECT pgbg.supervisor_pid() AS pid")[0]["pid"]
+        retry(lambda: not _dozing(admin, pid), "the supervisor left its doze", timeout=30)
+        assert app("SELECT pgbg._wake_supervisor() AS rung")[0]["rung"] is False
+        app("SELECT pgbg.request_cancel(ARRAY[%s]::bigint[], ARRAY[cookie]) FROM pgbg.job WHERE id = %s", (job, job))
+        retry(lambda: _state(admin, job) == "canceled", "the long job canceled", timeout=30)
+
+
+def test_a_storm_of_rings_never_reaches_a_supervisor_at_work(bell):
+    """Three sessions queue 25 short jobs each and ring; a fourth rings without pause. A ring
+    that landed outside the doze would end the supervisor in the middle of a step: a job
+    would then be lost or failed, and the supervisor would note an error."""
+    errors: list[BaseException] = []
+    jobs: list[int] = []
+    done = threading.Event()
+
+    def submitter(seed: int) -> None:
+        rnd = random.Random(seed)
+        try:
+            with sql_runner(bell["app"]) as app:
+                for _ in range(25):
+                    jobs.append(_submit(app, f"SELECT pg_sleep({rnd.choice([0, 0, 0.005, 0.02])})"))
+                    if rnd.random() < 0.5:
+                        app("SELECT pgbg._wake_supervisor()")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def ringer() -> None:
+        try:
+            with sql_runner(bell["app"]) as app:
+                while not done.is_set():
+                    app("SELECT pgbg._wake_supervisor()")
+        except BaseException as exc:
+            errors.append(exc)
+
+    with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app:
+        _idle_supervisor(admin, app)
+        threads = [threading.Thread(target=submitter, args=(i,)) for i in range(3)]
+        bell_thread = threading.Thread(target=ringer)
+        bell_thread.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        try:
+            assert not errors, errors
+            assert len(jobs) == 75
+            retry(lambda: not admin("SELECT 1 FROM pgbg.job WHERE state IN ('queued', 'starting', 'running')"),
+                  "every job ended", timeout=120)
+        finally:
+            done.set()
+            bell_thread.join(30)
+        states = {r["state"]: r["n"] for r in admin("SELECT state, count(*) AS n FROM pgbg.job GROUP BY state")}
+        assert states == {"succeeded": 76}, states
+        # each job started once: one transition into running apiece
+        assert admin("SELECT count(*) AS n FROM pgbg.job_event WHERE to_state = 'running'")[0]["n"] == 76
+        assert [r["last_error"] for r in admin("SELECT last_error FROM pgbg.supervisors()")] in ([], [None])
+
+
+@pytest.mark.parametrize("signal", ["pg_cancel_backend", "pg_terminate_backend"])
+def test_a_cancel_or_terminate_still_ends_an_idle_supervisor(bell, signal):
+    """pg_background 2.0 turns SIGTERM into a cancel, which the doze takes: with no job queued
+    it must still end the supervisor (DROP DATABASE ... WITH (FORCE) and shutdowns rely on it)."""
+    with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app:
+        pid = _idle_supervisor(admin, app)
+        assert admin(f"SELECT pg_catalog.{signal}(%s) AS ok", (pid,))[0]["ok"]
+        retry(lambda: not admin("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)),
+              "the supervisor ended", timeout=30)
+        assert app("SELECT pgbg.supervisor_pid() AS pid")[0]["pid"] is None
+        job = _submit(app)  # and the next launch starts a new one
+        retry(lambda: _state(admin, job) == "succeeded", "the job succeeded", timeout=30)
+
+
+def test_someone_holding_the_key_slows_the_supervisor_but_never_stops_it(bell):
+    with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app, sql_runner(bell["other"]) as other:
+        pid = _idle_supervisor(admin, app)
+
+        def squat() -> bool:
+            _submit(app)  # a job, and a ring: out of its doze for a pass, its shared lock let go
+            return bool(other("SELECT pg_try_advisory_lock(%s, %s) AS got", (KEY, pid))[0]["got"])
+
+        retry(squat, "another role holds the doorbell's key", timeout=30)
+        for _ in range(3):
+            job = _submit(app)
+            assert app("SELECT pgbg._wake_supervisor() AS rung")[0]["rung"] is False  # no doze to ring
+            retry(lambda job=job: _state(admin, job) == "succeeded", "the job succeeded on the timer", timeout=30)
+        assert app("SELECT pgbg.supervisor_pid() AS pid")[0]["pid"] == pid
+        assert not admin("SELECT 1 FROM pgbg.job WHERE state <> 'succeeded'")
+
+
+def test_a_role_rings_only_its_own_supervisor(bell):
+    with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app, sql_runner(bell["other"]) as other:
+        _idle_supervisor(admin, app)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            other("SELECT * FROM pgbg._doorbell('pgbg_app', pgbg._proof())")
+        assert other("SELECT pgbg._wake_supervisor() AS rung")[0]["rung"] is False  # it has none
+        with sql_runner(bell["plain"]) as plain, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            plain("SELECT pgbg._wake_supervisor()")
+
+
+@pytest.mark.parametrize("call", ["SELECT pgbg._supervisor_hold()", "SELECT pgbg._supervisor_doze_begin()",
+                                  "SELECT pgbg._supervisor_doze_end()"])
+def test_only_a_supervisor_takes_the_supervisors_side(bell, call):
+    with sql_runner(bell["app"]) as app, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app(call)
