@@ -175,3 +175,45 @@ def test_a_role_rings_only_its_own_supervisor(bell):
 def test_only_a_supervisor_takes_the_supervisors_side(bell, call):
     with sql_runner(bell["app"]) as app, pytest.raises(psycopg.errors.InsufficientPrivilege):
         app(call)
+
+
+def test_a_ring_from_an_open_transaction_keeps_no_snapshot_of_the_supervisor(bell):
+    """A session of the role rings, then stays in its transaction (an application that
+    launches inside its own). The supervisor must not wait that transaction out holding a
+    transaction of its own: its snapshot would stall another role's CREATE INDEX
+    CONCURRENTLY in this database for as long (the supervisor's transactions last 5 s at most)."""
+    with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app:
+        pid = _idle_supervisor(admin, app)
+        admin("CREATE TABLE public.cic_t (x int)")
+        with psycopg.connect(bell["app"], autocommit=False) as tx:
+            tx.execute("SELECT pgbg.ensure_supervisor()")  # rings; the transaction stays open
+            retry(lambda: not _dozing(admin, pid), "the ring reached the supervisor", timeout=30)
+            admin("SET statement_timeout = '20s'")
+            admin("CREATE INDEX CONCURRENTLY cic_t_x ON public.cic_t (x)")  # canceled after 20 s: failed
+            admin("RESET statement_timeout")
+            tx.rollback()
+
+
+def test_a_held_bell_never_keeps_an_administrator_from_stopping_the_supervisor(bell):
+    """A session of the role holds its supervisor's row (pgbg._doorbell()) and stays in its
+    transaction: a terminate of the supervisor (a cancel on pg_background 2.0) still ends it."""
+    with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app:
+        pid = _idle_supervisor(admin, app)
+        with psycopg.connect(bell["app"], autocommit=False) as tx:
+            assert tx.execute("SELECT pid FROM pgbg._doorbell()").fetchone() == (pid,)
+            retry(lambda: admin("SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+                                (pid,)), "the supervisor waits for the row (its doze's 5 s ended)", timeout=30)
+            assert admin("SELECT pg_terminate_backend(%s) AS ok", (pid,))[0]["ok"]
+            retry(lambda: not admin("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)),
+                  "the supervisor ended", timeout=30)
+            tx.rollback()
+
+
+def test_a_job_submitted_and_rung_in_one_transaction_starts_after_its_commit(bell):
+    with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app:
+        _idle_supervisor(admin, app)
+        with psycopg.connect(bell["app"], autocommit=False) as tx:
+            job = tx.execute("SELECT (pgbg.submit('SELECT 1')).id").fetchone()[0]
+            tx.execute("SELECT pgbg.ensure_supervisor()")
+            tx.commit()
+        retry(lambda: _state(admin, job) == "succeeded", "the job succeeded", timeout=30)
