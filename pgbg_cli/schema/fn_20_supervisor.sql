@@ -132,7 +132,7 @@ BEGIN
             PERFORM pgbg._wake_supervisor();  -- alive: ring, should it doze (fn_25_doorbell.sql)
         EXCEPTION WHEN OTHERS THEN
             -- no bell for this role here (it is not granted pgbg): the supervisor finds the job
-            -- on its own within a second
+            -- on its own within 5 seconds
             RAISE LOG 'pgbg: could not wake the supervisor of %: %', current_user, SQLERRM;
         END;
         RETURN NULL;
@@ -175,6 +175,7 @@ DECLARE
     dozing boolean;
     woken boolean;
     canceled boolean;
+    left_doze boolean;
     poll_ms integer := 25;
     idle_ms integer := 3000;
     w record;
@@ -303,8 +304,14 @@ BEGIN
                         WHEN lock_not_available THEN
                             woken := true;  -- a pass now
                     END;
-                    IF dozing AND pgbg._supervisor_doze_end() THEN
-                        canceled := true;
+                    IF dozing THEN
+                        left_doze := pgbg._supervisor_doze_end();
+                        IF left_doze IS NULL THEN
+                            -- a session of its role held its row beyond lock_timeout: leave
+                            -- now, no step taken (fn_25_doorbell.sql); the next launch starts one
+                            RETURN;
+                        END IF;
+                        canceled := canceled OR left_doze;
                     END IF;
                     IF canceled THEN
                         -- Rung, or canceled or terminated by someone (fn_25_doorbell.sql): leave

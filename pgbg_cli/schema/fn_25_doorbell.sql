@@ -11,10 +11,17 @@
 --    then looks for work once more (a job committed before that is seen) and dozes.
 --  * A waker (pgbg._wake_supervisor(), after its job is committed) locks the supervisor's row
 --    FOR SHARE, then signals that backend (pid and start time) only while it holds that lock.
+--    It does both in a subtransaction that it rolls back at once, which lets go of the row:
+--    a waker that stays in its transaction afterwards holds nothing of the supervisor's. A
+--    waker whose transaction has written (its job may not be committed) rings nothing.
 --  * Leaving, the supervisor locks its own row FOR NO KEY UPDATE, which waits for every waker
 --    that may still signal, catching their cancels; lets go of the advisory lock; takes any
 --    cancel still on its way in one last short wait; and commits. A waker that comes later
 --    skips the locked row, or finds the advisory lock gone: it signals nothing.
+--  * A session that holds the row longer than lock_timeout_ms (pgbg._doorbell() called in a
+--    transaction it keeps open) makes the supervisor leave at once, with no further step:
+--    it never waits on such a session with a transaction open (its snapshot would stall a
+--    CREATE INDEX CONCURRENTLY of this database), and a terminate still ends it.
 --
 -- Everything in the region is a read or a sleep: a cancel there ends nothing but the doze.
 -- It cannot tell a ring from a cancel or terminate an administrator sent (pg_background 2.0
@@ -43,26 +50,38 @@ $$;
 
 -- Wake the current role's supervisor if it dozes; true when a signal was sent. Run with the
 -- caller's rights: pg_cancel_backend() then reaches only backends the caller may signal anyway.
--- Call it after the job it is for has committed (or in the same transaction: the supervisor
--- waits for that transaction's end before it looks for work).
+-- Call it after the job it is for has committed. In a transaction that has written it rings
+-- nothing (a ring before the job commits would find no job: the supervisor would leave); the
+-- dozing supervisor finds the job on its own within 5 seconds of that commit.
 CREATE OR REPLACE FUNCTION pgbg._wake_supervisor()
 RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s record;
+    rung boolean := false;
 BEGIN
-    SELECT * INTO s FROM pgbg._doorbell();
-    IF s.pid IS NULL THEN
+    IF pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL THEN
         RETURN false;
     END IF;
-    PERFORM pg_catalog.pg_stat_clear_snapshot();  -- a fresh look at the backends, after the lock
-    RETURN coalesce((
-        SELECT pg_catalog.pg_cancel_backend(a.pid) FROM pg_catalog.pg_stat_activity a
-         WHERE a.pid = s.pid AND a.backend_start = s.backend_start AND a.backend_type = 'pg_background'
-           AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                        WHERE l.locktype = 'advisory' AND l.pid = s.pid AND l.granted
-                          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
-                                             WHERE d.datname = pg_catalog.current_database())
-                          AND l.classid = 1885823591 AND l.objid = s.pid AND l.objsubid = 2)), false);
+    BEGIN
+        SELECT * INTO s FROM pgbg._doorbell();
+        IF s.pid IS NOT NULL THEN
+            PERFORM pg_catalog.pg_stat_clear_snapshot();  -- a fresh look at the backends, after the lock
+            rung := coalesce((
+                SELECT pg_catalog.pg_cancel_backend(a.pid) FROM pg_catalog.pg_stat_activity a
+                 WHERE a.pid = s.pid AND a.backend_start = s.backend_start AND a.backend_type = 'pg_background'
+                   AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                                WHERE l.locktype = 'advisory' AND l.pid = s.pid AND l.granted
+                                  AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                                     WHERE d.datname = pg_catalog.current_database())
+                                  AND l.classid = 1885823591 AND l.objid = s.pid AND l.objsubid = 2)), false);
+        END IF;
+        -- roll the subtransaction back: the row lock ends with the ring, not with the caller's
+        -- transaction (a waker's lock taken in an aborted subtransaction is no lock)
+        RAISE EXCEPTION USING ERRCODE = 'PGBG0';
+    EXCEPTION WHEN SQLSTATE 'PGBG0' THEN
+        NULL;
+    END;
+    RETURN rung;
 END
 $$;
 
@@ -91,7 +110,9 @@ END
 $$;
 
 -- Leave the region (see above). The caller commits next, which lets wakers in again. True
--- when a cancel reached it meanwhile.
+-- when a cancel reached it meanwhile; NULL when a session held the row longer than
+-- lock_timeout: the key is let go, and the caller leaves at once (a terminate may be among
+-- the cancels; and it must not wait on that session's transaction with one of its own open).
 CREATE OR REPLACE FUNCTION pgbg._supervisor_doze_end()
 RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -105,7 +126,9 @@ BEGIN
             WHEN query_canceled THEN
                 canceled := true;  -- a waker's cancel (or not: see pgbg.supervise()): again
             WHEN lock_not_available THEN
-                NULL;  -- a waker still holds the row: again
+                -- a ring holds the row for a moment only: this is a session that keeps it
+                PERFORM pg_catalog.pg_advisory_unlock_shared(1885823591, pg_catalog.pg_backend_pid());
+                RETURN NULL;
         END;
     END LOOP;
     PERFORM pg_catalog.pg_advisory_unlock_shared(1885823591, pg_catalog.pg_backend_pid());
