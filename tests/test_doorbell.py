@@ -217,3 +217,37 @@ def test_a_job_submitted_and_rung_in_one_transaction_starts_after_its_commit(bel
             tx.execute("SELECT pgbg.ensure_supervisor()")
             tx.commit()
         retry(lambda: _state(admin, job) == "succeeded", "the job succeeded", timeout=30)
+
+
+def test_rings_without_pause_never_end_a_supervisor_in_the_middle_of_its_doze(bell):
+    """Sessions of the role ring without pause (each ring with no job queued makes the
+    supervisor leave, so it starts, dozes and leaves over and over), while one launches a job at
+    a time. A ring that reached the supervisor between the statements of its doze, outside the
+    blocks that catch it, ended it with an error after the launch had seen it alive: that job
+    then waited for the next launch, forever here."""
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def ringer() -> None:
+        try:
+            with sql_runner(bell["app"]) as app:
+                while not done.is_set():
+                    app("SELECT pgbg._wake_supervisor()")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app:
+        _idle_supervisor(admin, app)
+        threads = [threading.Thread(target=ringer) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(40):
+                job = _submit(app)
+                retry(lambda job=job: _state(admin, job) == "succeeded", "the job succeeded (no launch after it)",
+                      timeout=15)
+        finally:
+            done.set()
+            for t in threads:
+                t.join(30)
+        assert not errors, errors
