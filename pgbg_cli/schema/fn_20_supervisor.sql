@@ -176,6 +176,7 @@ DECLARE
     woken boolean;
     canceled boolean;
     left_doze boolean;
+    entered boolean;
     poll_ms integer := 25;
     idle_ms integer := 3000;
     w record;
@@ -278,41 +279,57 @@ BEGIN
                 -- doorbell's key be held by someone else, it looks for work every poll_ms.
                 LOOP
                     COMMIT;
-                    dozing := pgbg._supervisor_doze_begin();
                     woken := false;
                     canceled := false;
-                    BEGIN
-                        IF pg_catalog.clock_timestamp() - settings_read >= interval '5 seconds' THEN
-                            poll_ms := pgbg._setting_int('poll_ms');
-                            idle_ms := pgbg._setting_int('supervisor_idle_ms');
-                            settings_read := pg_catalog.clock_timestamp();
-                        END IF;
-                        IF pg_catalog.clock_timestamp() - idle_since > pg_catalog.make_interval(secs => idle_ms / 1000.0)
-                           OR EXISTS (SELECT 1 FROM pgbg.job j
-                                       WHERE j.owner = current_user AND j.state IN ('queued', 'starting', 'running')) THEN
-                            woken := true;
-                        ELSE
-                            PERFORM pg_catalog.pg_sleep(CASE WHEN dozing THEN GREATEST(0.001, LEAST(
-                                5.0 - pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - settings_read),
-                                idle_ms / 1000.0 - pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - idle_since)))
-                                ELSE poll_ms / 1000.0 END);
-                        END IF;
-                    EXCEPTION
-                        WHEN query_canceled THEN
-                            woken := true;
-                            canceled := true;
-                        WHEN lock_not_available THEN
-                            woken := true;  -- a pass now
-                    END;
-                    IF dozing THEN
-                        left_doze := pgbg._supervisor_doze_end();
-                        IF left_doze IS NULL THEN
-                            -- a session of its role held its row beyond lock_timeout: leave
-                            -- now, no step taken (fn_25_doorbell.sql); the next launch starts one
-                            RETURN;
-                        END IF;
-                        canceled := canceled OR left_doze;
+                    dozing := false;
+                    entered := false;
+                    LOOP
+                        -- Everything from taking the key to letting it go runs inside this block:
+                        -- a ring that arrives between two statements of the doze (even in a
+                        -- handler below) is caught here, and the doze is left again from the top
+                        -- (pgbg._supervisor_doze_end() does nothing once the key is gone).
+                        BEGIN
+                            IF NOT entered THEN
+                                entered := true;
+                                BEGIN
+                                    dozing := pgbg._supervisor_doze_begin();
+                                    IF pg_catalog.clock_timestamp() - settings_read >= interval '5 seconds' THEN
+                                        poll_ms := pgbg._setting_int('poll_ms');
+                                        idle_ms := pgbg._setting_int('supervisor_idle_ms');
+                                        settings_read := pg_catalog.clock_timestamp();
+                                    END IF;
+                                    IF pg_catalog.clock_timestamp() - idle_since > pg_catalog.make_interval(secs => idle_ms / 1000.0)
+                                       OR EXISTS (SELECT 1 FROM pgbg.job j
+                                                   WHERE j.owner = current_user AND j.state IN ('queued', 'starting', 'running')) THEN
+                                        woken := true;
+                                    ELSE
+                                        PERFORM pg_catalog.pg_sleep(CASE WHEN dozing THEN GREATEST(0.001, LEAST(
+                                            5.0 - pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - settings_read),
+                                            idle_ms / 1000.0 - pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - idle_since)))
+                                            ELSE poll_ms / 1000.0 END);
+                                    END IF;
+                                EXCEPTION
+                                    WHEN query_canceled THEN
+                                        woken := true;
+                                        canceled := true;
+                                    WHEN lock_not_available THEN
+                                        woken := true;  -- a pass now
+                                END;
+                            END IF;
+                            left_doze := pgbg._supervisor_doze_end();
+                            EXIT;
+                        EXCEPTION
+                            WHEN query_canceled THEN
+                                woken := true;
+                                canceled := true;
+                        END;
+                    END LOOP;
+                    IF left_doze IS NULL THEN
+                        -- a session of its role held its row beyond lock_timeout: leave now,
+                        -- no step taken (fn_25_doorbell.sql); the next launch starts one
+                        RETURN;
                     END IF;
+                    canceled := canceled OR left_doze;
                     IF canceled THEN
                         -- Rung, or canceled or terminated by someone (fn_25_doorbell.sql): leave
                         -- after this pass as if idle for idle_ms, unless it finds a job to do.

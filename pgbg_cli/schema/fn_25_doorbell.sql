@@ -10,7 +10,10 @@
 --    session-level: visible at once, and read by pid, so nobody else can raise it for it. It
 --    then looks for work once more (a job committed before that is seen) and dozes.
 --  * A waker (pgbg._wake_supervisor(), after its job is committed) locks the supervisor's row
---    FOR SHARE, then signals that backend (pid and start time) only while it holds that lock.
+--    FOR SHARE, then signals that backend (pid and start time) only while it holds that lock,
+--    and only while it sleeps (wait event PgSleep): many wakers at once then send one cancel,
+--    not a burst of them, of which one could arrive while the supervisor ran the handler that
+--    caught the one before (plpgsql checks for a cancel before every statement, a handler's too).
 --    It does both in a subtransaction that it rolls back at once, which lets go of the row:
 --    a waker that stays in its transaction afterwards holds nothing of the supervisor's. A
 --    waker whose transaction has written (its job may not be committed) rings nothing.
@@ -24,6 +27,8 @@
 --    CREATE INDEX CONCURRENTLY of this database), and a terminate still ends it.
 --
 -- Everything in the region is a read or a sleep: a cancel there ends nothing but the doze.
+-- pgbg.supervise() runs the whole region, its handlers included, inside one more block that
+-- catches a cancel, then leaves the region again from the top.
 -- It cannot tell a ring from a cancel or terminate an administrator sent (pg_background 2.0
 -- turns SIGTERM into a cancel), so after any cancel the supervisor leaves as if idle for
 -- supervisor_idle_ms: unless a job is queued, which is what a ring means (it comes after its
@@ -69,6 +74,7 @@ BEGIN
             rung := coalesce((
                 SELECT pg_catalog.pg_cancel_backend(a.pid) FROM pg_catalog.pg_stat_activity a
                  WHERE a.pid = s.pid AND a.backend_start = s.backend_start AND a.backend_type = 'pg_background'
+                   AND a.wait_event = 'PgSleep'  -- asleep: not already woken by another ring
                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
                                 WHERE l.locktype = 'advisory' AND l.pid = s.pid AND l.granted
                                   AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
@@ -113,11 +119,20 @@ $$;
 -- when a cancel reached it meanwhile; NULL when a session held the row longer than
 -- lock_timeout: the key is let go, and the caller leaves at once (a terminate may be among
 -- the cancels; and it must not wait on that session's transaction with one of its own open).
+-- False at once when this backend does not hold the key (it did not doze, or has left): the
+-- caller runs it inside a block that catches a cancel, and again after one.
 CREATE OR REPLACE FUNCTION pgbg._supervisor_doze_end()
 RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     canceled boolean := false;
 BEGIN
+    PERFORM pgbg._supervisor_self();
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                    WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
+                      AND l.mode = 'ShareLock' AND l.classid = 1885823591
+                      AND l.objid = pg_catalog.pg_backend_pid() AND l.objsubid = 2) THEN
+        RETURN false;
+    END IF;
     LOOP
         BEGIN
             PERFORM pgbg._supervisor_hold();
