@@ -251,3 +251,35 @@ def test_rings_without_pause_never_end_a_supervisor_in_the_middle_of_its_doze(be
             for t in threads:
                 t.join(30)
         assert not errors, errors
+
+
+def test_many_wakers_at_once_send_one_ring(bell):
+    """Wakers that ring at the same moment send the doze one cancel between them: the first
+    holds the row until the supervisor is out of its sleep, the others skip it."""
+    with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app:
+        pid = _idle_supervisor(admin, app)
+        barrier = threading.Barrier(8)
+        rung: list[bool] = []
+        errors: list[BaseException] = []
+
+        def wake() -> None:
+            try:
+                with sql_runner(bell["app"]) as mine:
+                    mine("SELECT 1")
+                    barrier.wait(30)
+                    rung.append(mine("SELECT pgbg._wake_supervisor() AS rung")[0]["rung"])
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=wake) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        assert sorted(rung) == [False] * 7 + [True]
+        # rung with no job queued, it leaves as a cancel would have it: cleanly
+        retry(lambda: not admin("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)),
+              "the supervisor left", timeout=30)
+        job = _submit(app)
+        retry(lambda: _state(admin, job) == "succeeded", "the next job succeeded", timeout=30)

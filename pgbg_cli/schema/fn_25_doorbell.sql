@@ -10,10 +10,12 @@
 --    session-level: visible at once, and read by pid, so nobody else can raise it for it. It
 --    then looks for work once more (a job committed before that is seen) and dozes.
 --  * A waker (pgbg._wake_supervisor(), after its job is committed) locks the supervisor's row
---    FOR SHARE, then signals that backend (pid and start time) only while it holds that lock,
---    and only while it sleeps (wait event PgSleep): many wakers at once then send one cancel,
---    not a burst of them, of which one could arrive while the supervisor ran the handler that
---    caught the one before (plpgsql checks for a cancel before every statement, a handler's too).
+--    FOR NO KEY UPDATE, skipping it when locked, then signals that backend (pid and start time)
+--    only while it holds that lock, and only while it sleeps (wait event PgSleep); and it keeps
+--    the row until the supervisor is out of its sleep. So a doze gets one cancel, never a burst
+--    of them, of which one could arrive while the supervisor ran the handler that caught the
+--    one before (plpgsql checks for a cancel before every statement, a handler's too); wakers
+--    that find the row locked ring nothing (their job was committed before: the pass sees it).
 --    It does both in a subtransaction that it rolls back at once, which lets go of the row:
 --    a waker that stays in its transaction afterwards holds nothing of the supervisor's. A
 --    waker whose transaction has written (its job may not be committed) rings nothing.
@@ -38,9 +40,10 @@
 --
 -- DOORBELL_KEY is 1885823591 (the bytes 'pgbg'), written out below.
 
--- The supervisor's row of p_role, locked FOR SHARE until the caller's transaction ends (it
--- holds the supervisor in its region meanwhile); NULLs when there is none, or when the
--- supervisor is leaving its region (its row is locked: it will look for work anyway).
+-- The supervisor's row of p_role, locked FOR NO KEY UPDATE until the caller's (sub)transaction
+-- ends (it holds the supervisor in its region meanwhile, and any other waker out); NULLs when
+-- there is none, or when the row is locked: the supervisor is leaving its region, or another
+-- waker rings it (either way it will look for work).
 CREATE OR REPLACE FUNCTION pgbg._doorbell(p_role name DEFAULT current_user, p_proof text DEFAULT pgbg._proof())
 RETURNS TABLE (pid integer, backend_start timestamptz)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -49,7 +52,7 @@ BEGIN
     RETURN QUERY
         SELECT s.pid, s.backend_start FROM pgbg.supervisor s
          WHERE s.role = p_role AND NOT s.legacy
-           FOR SHARE SKIP LOCKED;
+           FOR NO KEY UPDATE SKIP LOCKED;
 END
 $$;
 
@@ -63,6 +66,7 @@ RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s record;
     rung boolean := false;
+    deadline timestamptz := pg_catalog.clock_timestamp() + interval '200 milliseconds';
 BEGIN
     IF pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL THEN
         RETURN false;
@@ -80,6 +84,15 @@ BEGIN
                                   AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
                                                      WHERE d.datname = pg_catalog.current_database())
                                   AND l.classid = 1885823591 AND l.objid = s.pid AND l.objsubid = 2)), false);
+            -- One ring a doze: hold the row (no other waker rings meanwhile) until the supervisor
+            -- is out of its sleep, 200 ms at most. It cannot sleep again before it has the row.
+            WHILE rung AND pg_catalog.clock_timestamp() < deadline LOOP
+                PERFORM pg_catalog.pg_stat_clear_snapshot();
+                EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                                       WHERE a.pid = s.pid AND a.backend_start = s.backend_start
+                                         AND a.wait_event = 'PgSleep');
+                PERFORM pg_catalog.pg_sleep(0.0005);
+            END LOOP;
         END IF;
         -- roll the subtransaction back: the row lock ends with the ring, not with the caller's
         -- transaction (a waker's lock taken in an aborted subtransaction is no lock)
