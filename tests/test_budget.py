@@ -82,3 +82,34 @@ def test_n_running_jobs_hold_n_plus_one_slots(test_db, cli, sql_admin):
         assert supervisors[0]["n"] == 1
     finally:
         assert cli("cancel", *handles, dsn=dsn).exit_code == 0
+
+
+def test_jobs_queued_at_once_start_only_in_the_worker_slots_above_the_reserve(test_db, cli, sql_admin):
+    # the supervisor claims what may start in one go: as many as there are free worker slots
+    # above reserve_slots (each launch takes one), the first of the rest waits with a reason
+    dsn = test_db[ROLE.removeprefix("pgbg_")]
+    old = sql_admin("SELECT value FROM pgbg.settings WHERE name = 'reserve_slots'")[0]["value"]
+    retry(lambda: sql_admin("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'pg_background'"
+                            )[0]["n"] == 0, "no pg_background worker is left from earlier tests", timeout=30)
+    sql_admin("UPDATE pgbg.settings SET value = '10000' WHERE name = 'reserve_slots'")
+    handles: list[str] = []
+    try:
+        handles = [_launch(cli, dsn, "SELECT pg_sleep(30)") for _ in range(5)]
+        ids = [int(h.split(":")[0]) for h in handles]
+
+        def jobs() -> list[dict]:
+            return sql_admin("SELECT id, state, reason FROM pgbg.job WHERE id = ANY(%s) ORDER BY id", (ids,))
+
+        retry(lambda: jobs()[0]["reason"] == "waiting for a free worker slot", "the supervisor found no slot")
+        assert [j["state"] for j in jobs()] == ["queued"] * 5
+        # room for exactly two more workers now (the supervisor holds its slot already)
+        free = sql_admin("SELECT max_worker_processes - used AS n FROM pgbg.worker_slots()")[0]["n"]
+        sql_admin("UPDATE pgbg.settings SET value = %s WHERE name = 'reserve_slots'", (str(free - 2),))
+        retry(lambda: sum(j["state"] == "running" for j in jobs()) == 2, "two jobs run", timeout=20)
+        got = jobs()
+        assert [j["state"] for j in got] == ["running", "running", "queued", "queued", "queued"], got
+        assert [j["reason"] for j in got[2:]] == ["waiting for a free worker slot", None, None], got
+    finally:
+        sql_admin("UPDATE pgbg.settings SET value = %s WHERE name = 'reserve_slots'", (old,))
+        if handles:
+            assert cli("cancel", *handles, dsn=dsn).exit_code == 0

@@ -221,6 +221,7 @@ def test_definer_functions_refuse_to_act_as_another_role(sec, victim_jobs, admin
         "SELECT pgbg._supervisor_register('pgbg_victim')",
         "SELECT pgbg._supervisor_register()",  # only from inside a pg_background worker
         "SELECT pgbg._claim_next()",
+        "SELECT pgbg._claim_batch()",
         f"SELECT pgbg._lock_claimed({h.id})",
         f"SELECT pgbg._record_outcome({h.id}, true, false, '22012', 'forged', NULL, NULL, NULL, "
         "NULL, NULL, NULL, NULL, NULL, '[]', 0)",

@@ -170,6 +170,8 @@ DECLARE
     settings_read timestamptz := pg_catalog.clock_timestamp() - interval '1 hour';  -- read on the first pass
     active integer;
     claimed bigint;
+    claimed_ids bigint[];
+    failed_id bigint;
     launched boolean;
     started integer;
     dozing boolean;
@@ -204,28 +206,48 @@ BEGIN
         END;
         COMMIT;
         EXIT WHEN pg_catalog.current_setting('pgbg.supervisor_stop', true) = 'on';
+        -- Claim every job that may start now (committed before any launches), then launch
+        -- them one at a time, in order, each in a transaction of its own. When one cannot be
+        -- launched (no slot, or pg_background cannot be called) the rest go back to the queue
+        -- after it, in order; after a lock timeout they stay claimed and come back first on
+        -- the next pass (pgbg._claim_batch()).
         started := 0;
-        LOOP
-            claimed := NULL;
-            BEGIN
-                claimed := pgbg._claim_next();
-            EXCEPTION WHEN lock_not_available THEN
-                PERFORM pgbg._supervisor_note(SQLERRM);
-            END;
-            COMMIT;
-            EXIT WHEN claimed IS NULL;
+        claimed_ids := '{}';
+        BEGIN
+            claimed_ids := pgbg._claim_batch();
+        EXCEPTION WHEN lock_not_available THEN
+            PERFORM pgbg._supervisor_note(SQLERRM);
+        END;
+        COMMIT;
+        launched := true;
+        failed_id := NULL;
+        FOREACH claimed IN ARRAY claimed_ids LOOP
+            IF failed_id IS NOT NULL THEN
+                BEGIN
+                    PERFORM pgbg._record_requeued(claimed, (SELECT j.reason FROM pgbg.job j WHERE j.id = failed_id));
+                EXCEPTION WHEN lock_not_available THEN
+                    PERFORM pgbg._supervisor_note(SQLERRM);
+                END;
+                COMMIT;
+                CONTINUE;
+            END IF;
+            EXIT WHEN NOT launched;
             BEGIN
                 launched := pgbg._launch_claimed(claimed);
+                IF NOT launched THEN
+                    failed_id := claimed;  -- queued again
+                END IF;
             EXCEPTION WHEN lock_not_available THEN
                 -- the job's row is locked before anything launches: nothing ran, and
-                -- pgbg._claim_next() hands the job back on the next pass
+                -- pgbg._claim_batch() hands the job back on the next pass
                 PERFORM pgbg._supervisor_note(SQLERRM);
                 launched := false;
             END;
             COMMIT;
-            EXIT WHEN NOT launched;
-            active := active + 1;
-            started := started + 1;
+            IF launched THEN
+                active := active + 1;
+                started := started + 1;
+            END IF;
         END LOOP;
         EXIT WHEN pg_catalog.current_setting('pgbg.supervisor_stop', true) = 'on';
         IF pg_catalog.clock_timestamp() - last_prune > interval '60 seconds' THEN

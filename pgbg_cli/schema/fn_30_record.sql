@@ -104,6 +104,108 @@ BEGIN
 END
 $$;
 
+-- Claim, in one call, as many queued jobs of this supervisor's role as may start now, by the
+-- rules of pgbg._claim_next() (which a supervisor of the previous code still calls): the free
+-- places under max_running_per_role and pg_background.max_workers, the free worker slots
+-- above reserve_slots (each launch takes one), and the group limits, counting the jobs
+-- claimed here. Returns their ids in id order, the order the caller launches them in; the
+-- caller commits before launching any. Jobs this supervisor claimed but did not launch (a
+-- lock timeout) come back first, alone. One registration lookup, one read of each setting,
+-- one of the worker slots, one UPDATE.
+CREATE OR REPLACE FUNCTION pgbg._claim_batch()
+RETURNS bigint[] LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me pgbg.supervisor := pgbg._supervisor_self();
+    j pgbg.job;
+    c record;
+    s record;
+    ids bigint[] := '{}';
+    running integer;
+    in_group integer;
+    room integer;
+    slot_room integer := NULL;  -- read once a job could be claimed
+    blocked text[] := '{}';     -- groups whose first queued job cannot start now
+    g_names text[] := '{}';     -- groups with a limit, and their starting or running jobs
+    g_counts integer[] := '{}';
+    k integer;
+    session_max text := pg_catalog.current_setting('pg_background.max_workers', true);
+BEGIN
+    IF me.legacy THEN
+        RETURN ids;  -- version 1's loop: finishes what it holds, claims nothing new
+    END IF;
+    SELECT pg_catalog.array_agg(x.id ORDER BY x.id) INTO ids FROM pgbg.job x
+     WHERE x.state = 'starting' AND x.worker_pid IS NULL AND pgbg._supervised_by(x, me);
+    IF ids IS NOT NULL THEN
+        RETURN ids;
+    END IF;
+    ids := '{}';
+    SELECT pg_catalog.count(*) INTO running FROM pgbg.job x
+     WHERE x.owner = me.role AND x.state IN ('starting', 'running');
+    room := LEAST(pgbg._setting_int('max_running_per_role'),
+                  CASE WHEN session_max ~ '^[0-9]{1,9}$' THEN session_max::integer ELSE 16 END) - running;
+    IF room <= 0 THEN
+        RETURN ids;
+    END IF;
+    FOR c IN SELECT x.id, x.group_name, x.group_limit FROM pgbg.job x
+              WHERE x.owner = me.role AND x.state = 'queued'
+              ORDER BY x.id LOOP
+        EXIT WHEN pg_catalog.cardinality(ids) >= room;
+        k := NULL;
+        IF c.group_name IS NOT NULL THEN
+            CONTINUE WHEN c.group_name = ANY (blocked);  -- its group waits for an earlier job
+            IF c.group_limit IS NOT NULL THEN
+                k := pg_catalog.array_position(g_names, c.group_name);
+                IF k IS NULL THEN
+                    SELECT pg_catalog.count(*) INTO in_group FROM pgbg.job x
+                     WHERE x.owner = me.role AND x.state IN ('starting', 'running') AND x.group_name = c.group_name;
+                    g_names := g_names || c.group_name;
+                    g_counts := g_counts || in_group;
+                    k := pg_catalog.cardinality(g_names);
+                END IF;
+                IF g_counts[k] >= c.group_limit THEN
+                    blocked := blocked || c.group_name;
+                    CONTINUE;
+                END IF;
+            END IF;
+        END IF;
+        SELECT * INTO j FROM pgbg.job x
+         WHERE x.id = c.id AND x.state = 'queued' FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            -- locked (a cancel being asked), or no longer queued: its group waits for it
+            IF c.group_name IS NOT NULL THEN
+                blocked := blocked || c.group_name;
+            END IF;
+            CONTINUE;
+        END IF;
+        IF j.cancel_requested_at IS NOT NULL THEN
+            UPDATE pgbg.job SET state = 'canceled',
+                   reason = pg_catalog.format('canceled by %s while queued', coalesce(j.cancel_by, j.owner))
+             WHERE id = j.id;
+            CONTINUE;  -- the next queued job of its group, if any, is now its first
+        END IF;
+        IF slot_room IS NULL THEN
+            SELECT * INTO s FROM pgbg.worker_slots();
+            slot_room := s.max_worker_processes - s.used - pgbg._setting_int('reserve_slots');
+        END IF;
+        IF pg_catalog.cardinality(ids) >= slot_room THEN
+            -- no worker slot for this one: it waits, and so do all after it
+            IF j.reason IS DISTINCT FROM 'waiting for a free worker slot' THEN
+                UPDATE pgbg.job SET reason = 'waiting for a free worker slot' WHERE id = j.id;
+            END IF;
+            EXIT;
+        END IF;
+        ids := ids || j.id;
+        IF k IS NOT NULL THEN
+            g_counts[k] := g_counts[k] + 1;
+        END IF;
+    END LOOP;
+    UPDATE pgbg.job SET state = 'starting', supervisor_pid = me.pid, supervisor_start = me.backend_start,
+                        reason = NULL
+     WHERE id = ANY (ids);
+    RETURN ids;
+END
+$$;
+
 -- The claimed job, locked until the caller commits (so that recording its launch never
 -- waits); NULL when it is no longer this supervisor's 'starting' job.
 CREATE OR REPLACE FUNCTION pgbg._lock_claimed(p_id bigint)
@@ -119,17 +221,22 @@ BEGIN
 END
 $$;
 
+-- The worker's start time is not read here: this transaction's view of the server's
+-- backends was taken before the launch (pgbg._lock_claimed() looked up this supervisor's own
+-- entry), so it could only show an earlier backend that had the same pid. The next pass
+-- reads it (pgbg._record_worker_started()), while the job runs.
 CREATE OR REPLACE FUNCTION pgbg._record_launched(p_id bigint, p_pid integer, p_cookie bigint)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    j pgbg.job := pgbg._supervised_job(p_id, '{starting}');
+    me pgbg.supervisor := pgbg._supervisor_self();
 BEGIN
-    UPDATE pgbg.job
+    UPDATE pgbg.job x
        SET state = 'running', worker_pid = p_pid, worker_cookie = p_cookie,
-           worker_started = (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a
-                              WHERE a.pid = p_pid AND a.backend_type = 'pg_background' AND a.usename = j.owner),
            started_at = pg_catalog.clock_timestamp()
-     WHERE id = j.id;
+     WHERE x.id = p_id AND x.state = 'starting' AND pgbg._supervised_by(x, me);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgbg: job % is not starting of supervisor %', p_id, me.pid USING ERRCODE = '42501';
+    END IF;
 END
 $$;
 
