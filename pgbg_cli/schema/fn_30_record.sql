@@ -134,7 +134,7 @@ BEGIN
         RETURN ids;  -- version 1's loop: finishes what it holds, claims nothing new
     END IF;
     SELECT pg_catalog.array_agg(x.id ORDER BY x.id) INTO ids FROM pgbg.job x
-     WHERE x.state = 'starting' AND x.worker_pid IS NULL AND pgbg._supervised_by(x, me);
+     WHERE x.owner = me.role AND x.state = 'starting' AND x.worker_pid IS NULL AND pgbg._supervised_by(x, me);
     IF ids IS NOT NULL THEN
         RETURN ids;
     END IF;
