@@ -148,6 +148,13 @@ BEGIN
     IF p_grace_ms IS NULL OR p_grace_ms < 0 THEN
         RAISE EXCEPTION 'pgbg: a grace period cannot be negative' USING ERRCODE = '22023';
     END IF;
+    -- the rows locked in id order first, the order a supervisor's pass records them in: a
+    -- cancel of several jobs never deadlocks with a pass that records several of them
+    -- (only rows the UPDATE below would take: no role locks another's jobs through this)
+    PERFORM 1 FROM pgbg.job j, unnest(p_ids, p_cookies) AS h(id, cookie)
+     WHERE j.id = h.id AND j.cookie = h.cookie AND j.state IN ('queued', 'starting', 'running')
+       AND pgbg._may_manage(p_actor, j.owner)
+     ORDER BY j.id FOR NO KEY UPDATE OF j;
     RETURN QUERY
         UPDATE pgbg.job j
            SET cancel_requested_at = coalesce(j.cancel_requested_at, pg_catalog.clock_timestamp()),
@@ -170,6 +177,10 @@ RETURNS SETOF bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgbg._actor(p_actor, p_proof);
+    PERFORM 1 FROM pgbg.job j, unnest(p_ids, p_cookies) AS h(id, cookie)  -- in id order first, as request_cancel
+     WHERE j.id = h.id AND j.cookie = h.cookie AND j.state IN ('starting', 'running')
+       AND pgbg._may_manage(p_actor, j.owner)
+     ORDER BY j.id FOR NO KEY UPDATE OF j;
     RETURN QUERY
         UPDATE pgbg.job j
            SET detach_requested_at = coalesce(j.detach_requested_at, pg_catalog.clock_timestamp())
