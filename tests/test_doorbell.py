@@ -283,3 +283,23 @@ def test_many_wakers_at_once_send_one_ring(bell):
               "the supervisor left", timeout=30)
         job = _submit(app)
         retry(lambda: _state(admin, job) == "succeeded", "the next job succeeded", timeout=30)
+
+
+def test_a_dozing_supervisor_keeps_no_old_snapshot(bell):
+    """A VACUUM cannot remove rows deleted after the oldest snapshot of the database's sessions
+    was taken. A dozing supervisor sleeps in short statements, so its snapshot stays newer than
+    any commit of a moment ago (one long sleep held it for seconds: a VACUUM right after a
+    DELETE then left every deleted row)."""
+    with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app:
+        pid = _idle_supervisor(admin, app)
+
+        def fresh(xid: int) -> bool:
+            row = admin("SELECT a.backend_xmin::text::bigint AS x FROM pg_stat_activity a WHERE a.pid = %s",
+                        (pid,))[0]
+            return _dozing(admin, pid) and (row["x"] is None or row["x"] > xid)
+
+        for _ in range(5):
+            xid = admin("SELECT pg_current_xact_id()::text::bigint AS x")[0]["x"]  # committed at once
+            retry(lambda xid=xid: fresh(xid), "the dozing supervisor's snapshot is newer than a commit",
+                  timeout=1.0, interval=0.01)
+        assert app("SELECT pgbg.supervisor_pid() AS pid")[0]["pid"] == pid

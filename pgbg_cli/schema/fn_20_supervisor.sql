@@ -135,7 +135,7 @@ BEGIN
             PERFORM pgbg._wake_supervisor();  -- alive: ring, should it doze (fn_25_doorbell.sql)
         EXCEPTION WHEN OTHERS THEN
             -- no bell for this role here (it is not granted pgbg): the supervisor finds the job
-            -- on its own within 5 seconds
+            -- on its own within 200 ms
             RAISE LOG 'pgbg: could not wake the supervisor of %: %', current_user, SQLERRM;
         END;
         RETURN NULL;
@@ -164,7 +164,7 @@ $$;
 -- returns as soon as that worker stops), so a job's end is seen at once; with jobs queued
 -- but none startable it looks again after poll_ms; with nothing to do it dozes until a
 -- session of its role rings (fn_25_doorbell.sql). Every wait is one statement of its own
--- transaction, of 5 seconds at most (the CREATE INDEX CONCURRENTLY trap).
+-- transaction, of 200 ms at most while it dozes (the CREATE INDEX CONCURRENTLY trap).
 CREATE OR REPLACE PROCEDURE pgbg.supervise()
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -298,10 +298,11 @@ BEGIN
                 PERFORM pg_catalog.pg_sleep(poll_ms / 1000.0);
             ELSE
                 -- Nothing to do: doze until a session of this role rings (fn_25_doorbell.sql),
-                -- until idle_ms has passed, 5 seconds at a time at most (settings are read again
-                -- then, and no transaction of this supervisor lasts longer). Only reads and sleeps
-                -- run inside the doze: a cancel there ends the doze, nothing else. Should the
-                -- doorbell's key be held by someone else, it looks for work every poll_ms.
+                -- until idle_ms has passed, 200 ms a transaction (settings are read again every
+                -- 5 seconds).
+                -- Only reads and sleeps run inside the doze: a cancel there ends the doze, nothing
+                -- else. Should the doorbell's key be held by someone else, it looks for work every
+                -- poll_ms.
                 LOOP
                     COMMIT;
                     woken := false;
@@ -327,11 +328,15 @@ BEGIN
                                        OR EXISTS (SELECT 1 FROM pgbg.job j
                                                    WHERE j.owner = current_user AND j.state IN ('queued', 'starting', 'running')) THEN
                                         woken := true;
+                                    ELSIF NOT dozing THEN
+                                        PERFORM pg_catalog.pg_sleep(poll_ms / 1000.0);
                                     ELSE
-                                        PERFORM pg_catalog.pg_sleep(CASE WHEN dozing THEN GREATEST(0.001, LEAST(
-                                            5.0 - pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - settings_read),
-                                            idle_ms / 1000.0 - pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - idle_since)))
-                                            ELSE poll_ms / 1000.0 END);
+                                        -- One short sleep a transaction: after a COMMIT the procedure
+                                        -- holds a snapshot until the next, and a VACUUM cannot remove
+                                        -- rows deleted after it was taken (nor can a CREATE INDEX
+                                        -- CONCURRENTLY finish while it lasts).
+                                        PERFORM pg_catalog.pg_sleep(GREATEST(0.001, LEAST(0.2,
+                                            idle_ms / 1000.0 - pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - idle_since))));
                                     END IF;
                                 EXCEPTION
                                     WHEN query_canceled THEN

@@ -29,6 +29,9 @@
 --    CREATE INDEX CONCURRENTLY of this database), and a terminate still ends it.
 --
 -- Everything in the region is a read or a sleep: a cancel there ends nothing but the doze.
+-- It dozes 200 ms a transaction (after a COMMIT a procedure holds a snapshot until the next,
+-- which keeps a VACUUM from removing rows deleted after it was taken); a waker that finds it
+-- holding the key but not asleep looks again for 5 ms at most.
 -- pgbg.supervise() runs the whole region, its handlers included, inside one more block that
 -- catches a cancel, then leaves the region again from the top.
 -- It cannot tell a ring from a cancel or terminate an administrator sent (pg_background 2.0
@@ -60,12 +63,14 @@ $$;
 -- caller's rights: pg_cancel_backend() then reaches only backends the caller may signal anyway.
 -- Call it after the job it is for has committed. In a transaction that has written it rings
 -- nothing (a ring before the job commits would find no job: the supervisor would leave); the
--- dozing supervisor finds the job on its own within 5 seconds of that commit.
+-- dozing supervisor finds the job on its own within 200 ms of that commit.
 CREATE OR REPLACE FUNCTION pgbg._wake_supervisor()
 RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s record;
     rung boolean := false;
+    w record;
+    started timestamptz := pg_catalog.clock_timestamp();
     deadline timestamptz := pg_catalog.clock_timestamp() + interval '200 milliseconds';
 BEGIN
     IF pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL THEN
@@ -73,17 +78,29 @@ BEGIN
     END IF;
     BEGIN
         SELECT * INTO s FROM pgbg._doorbell();
-        IF s.pid IS NOT NULL THEN
+        WHILE s.pid IS NOT NULL LOOP
             PERFORM pg_catalog.pg_stat_clear_snapshot();  -- a fresh look at the backends, after the lock
-            rung := coalesce((
-                SELECT pg_catalog.pg_cancel_backend(a.pid) FROM pg_catalog.pg_stat_activity a
-                 WHERE a.pid = s.pid AND a.backend_start = s.backend_start AND a.backend_type = 'pg_background'
-                   AND a.wait_event = 'PgSleep'  -- asleep: not already woken by another ring
-                   AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                                WHERE l.locktype = 'advisory' AND l.pid = s.pid AND l.granted
-                                  AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
-                                                     WHERE d.datname = pg_catalog.current_database())
-                                  AND l.classid = 1885823591 AND l.objid = s.pid AND l.objsubid = 2)), false);
+            SELECT a.wait_event = 'PgSleep' AS asleep INTO w
+              FROM pg_catalog.pg_stat_activity a
+             WHERE a.pid = s.pid AND a.backend_start = s.backend_start AND a.backend_type = 'pg_background'
+               AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                            WHERE l.locktype = 'advisory' AND l.pid = s.pid AND l.granted
+                              AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                                 WHERE d.datname = pg_catalog.current_database())
+                              AND l.classid = 1885823591 AND l.objid = s.pid AND l.objsubid = 2);
+            -- not dozing (it will look for work before it does): nothing to ring
+            EXIT WHEN w.asleep IS NULL;
+            IF w.asleep THEN
+                rung := coalesce((SELECT pg_catalog.pg_cancel_backend(a.pid) FROM pg_catalog.pg_stat_activity a
+                                   WHERE a.pid = s.pid AND a.backend_start = s.backend_start), false);
+                EXIT;
+            END IF;
+            -- dozing, between two of its short sleeps (or looking for work, which then finds
+            -- this job): look again, 5 ms at most
+            EXIT WHEN pg_catalog.clock_timestamp() > started + interval '5 milliseconds';
+            PERFORM pg_catalog.pg_sleep(0.0002);
+        END LOOP;
+        IF rung THEN
             -- One ring a doze: hold the row (no other waker rings meanwhile) until the supervisor
             -- is out of its sleep, 200 ms at most. It cannot sleep again before it has the row.
             WHILE rung AND pg_catalog.clock_timestamp() < deadline LOOP
