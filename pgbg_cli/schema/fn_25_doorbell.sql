@@ -43,6 +43,17 @@
 --
 -- DOORBELL_KEY is 1885823591 (the bytes 'pgbg'), written out below.
 
+-- Does backend p_pid hold the doorbell's key (DOORBELL_KEY, its own pid) in this database, as
+-- a dozing supervisor does? Only that backend can: the key names its pid.
+CREATE OR REPLACE FUNCTION pgbg._dozes(p_pid integer)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                    WHERE l.locktype = 'advisory' AND l.pid = p_pid AND l.granted AND l.mode = 'ShareLock'
+                      AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                         WHERE d.datname = pg_catalog.current_database())
+                      AND l.classid = 1885823591 AND l.objid = p_pid AND l.objsubid = 2)
+$$;
+
 -- The supervisor's row of p_role, locked FOR NO KEY UPDATE until the caller's (sub)transaction
 -- ends (it holds the supervisor in its region meanwhile, and any other waker out); NULLs when
 -- there is none, or when the row is locked: the supervisor is leaving its region, or another
@@ -83,11 +94,7 @@ BEGIN
             SELECT a.wait_event = 'PgSleep' AS asleep INTO w
               FROM pg_catalog.pg_stat_activity a
              WHERE a.pid = s.pid AND a.backend_start = s.backend_start AND a.backend_type = 'pg_background'
-               AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                            WHERE l.locktype = 'advisory' AND l.pid = s.pid AND l.granted
-                              AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
-                                                 WHERE d.datname = pg_catalog.current_database())
-                              AND l.classid = 1885823591 AND l.objid = s.pid AND l.objsubid = 2);
+               AND pgbg._dozes(s.pid);
             -- not dozing (it will look for work before it does): nothing to ring
             EXIT WHEN w.asleep IS NULL;
             IF w.asleep THEN
@@ -157,10 +164,7 @@ DECLARE
     canceled boolean := false;
 BEGIN
     PERFORM pgbg._supervisor_self();
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                    WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
-                      AND l.mode = 'ShareLock' AND l.classid = 1885823591
-                      AND l.objid = pg_catalog.pg_backend_pid() AND l.objsubid = 2) THEN
+    IF NOT pgbg._dozes(pg_catalog.pg_backend_pid()) THEN
         RETURN false;
     END IF;
     LOOP
