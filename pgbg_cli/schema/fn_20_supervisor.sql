@@ -9,17 +9,14 @@
 -- pgbg._supervisor_register() writes, from inside a pg_background worker of a session that
 -- may act as that role. Nobody else can hold that place: there is no lock to squat.
 
--- This backend's own registration; 42501 unless it is a registered supervisor. (Its start
--- time read as pgbg._my_backend_start() does, without a call: every write of the supervisor
--- comes through here.)
+-- This backend's own registration; 42501 unless it is a registered supervisor.
 CREATE OR REPLACE FUNCTION pgbg._supervisor_self()
 RETURNS pgbg.supervisor LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s pgbg.supervisor;
 BEGIN
-    SELECT x.* INTO s FROM pgbg.supervisor x,
-           pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a
-     WHERE x.pid = pg_catalog.pg_backend_pid() AND x.backend_start = a.backend_start;
+    SELECT * INTO s FROM pgbg.supervisor x
+     WHERE x.pid = pg_catalog.pg_backend_pid() AND x.backend_start = pgbg._my_backend_start();
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgbg: backend % is not a registered pgbg supervisor', pg_catalog.pg_backend_pid()
             USING ERRCODE = '42501';
