@@ -178,6 +178,7 @@ DECLARE
     woken boolean;
     canceled boolean;
     left_doze boolean;
+    fenced_out boolean := false;
     entered boolean;
     poll_ms integer := 25;
     idle_ms integer := 3000;
@@ -300,11 +301,12 @@ BEGIN
                 -- Only reads and sleeps run inside the doze: a cancel there ends the doze, nothing
                 -- else. Should the doorbell's key be held by someone else, it looks for work every
                 -- poll_ms.
+                dozing := false;  -- holds the doorbell's key (from one sleep to the next, commits between)
                 LOOP
                     COMMIT;
                     woken := false;
                     canceled := false;
-                    dozing := false;
+                    left_doze := false;
                     entered := false;
                     LOOP
                         -- Everything from taking the key to letting it go runs inside this block:
@@ -315,7 +317,9 @@ BEGIN
                             IF NOT entered THEN
                                 entered := true;
                                 BEGIN
-                                    dozing := pgbg._supervisor_doze_begin();
+                                    IF NOT dozing THEN
+                                        dozing := pgbg._supervisor_doze_begin();
+                                    END IF;
                                     IF pg_catalog.clock_timestamp() - settings_read >= interval '5 seconds' THEN
                                         poll_ms := pgbg._setting_int('poll_ms');
                                         idle_ms := pgbg._setting_int('supervisor_idle_ms');
@@ -332,7 +336,8 @@ BEGIN
                                         -- holds a snapshot until the next, and a VACUUM cannot remove
                                         -- rows deleted after it was taken (nor can a CREATE INDEX
                                         -- CONCURRENTLY finish while it lasts).
-                                        PERFORM pg_catalog.pg_sleep(GREATEST(0.001, LEAST(0.2,
+                                        PERFORM pg_catalog.pg_sleep(GREATEST(0.001, LEAST(
+                                            CASE WHEN fenced_out THEN poll_ms / 1000.0 ELSE 0.2 END,
                                             idle_ms / 1000.0 - pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - idle_since))));
                                     END IF;
                                 EXCEPTION
@@ -343,7 +348,20 @@ BEGIN
                                         woken := true;  -- a pass now
                                 END;
                             END IF;
+                            -- Commit before the next sleep still in the region, when no waker is in
+                            -- the middle of a ring and none can start one before this commits: the
+                            -- fence's key (FENCE_KEY, its pid), shared (fn_25_doorbell.sql). A cancel
+                            -- sent before is caught by the next statement, still in this block.
+                            IF dozing AND NOT woken
+                               AND pg_catalog.pg_try_advisory_xact_lock_shared(1885823592, pg_catalog.pg_backend_pid()) THEN
+                                fenced_out := false;
+                                EXIT;
+                            END IF;
+                            -- Someone holds the fence's key: a waker ringing now, or another role
+                            -- that would keep every ring out, in which case look for work every poll_ms.
+                            fenced_out := dozing AND NOT woken;
                             left_doze := pgbg._supervisor_doze_end();
+                            dozing := false;
                             EXIT;
                         EXCEPTION
                             WHEN query_canceled THEN

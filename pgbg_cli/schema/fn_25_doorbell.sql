@@ -19,6 +19,16 @@
 --    It does both in a subtransaction that it rolls back at once, which lets go of the row:
 --    a waker that stays in its transaction afterwards holds nothing of the supervisor's. A
 --    waker whose transaction has written (its job may not be committed) rings nothing.
+--  * A waker also takes the fence's key (FENCE_KEY, the supervisor's pid) exclusively, after
+--    the row and until its subtransaction ends: it rings only while it holds both.
+--  * Between two of its short sleeps the supervisor commits without leaving the region: it
+--    takes the fence's key shared (transaction-level, without waiting), which it gets only
+--    while no waker is in the middle of a ring, and which keeps every waker from ringing until
+--    it has committed; and it commits, keeping the doorbell's key. A waker's cancel sent before
+--    it let go of the fence's key has reached the supervisor by then, and is caught by the
+--    next statement inside the block. No row lock, no transaction id: a commit of the doze
+--    costs about as much as waking from pg_sleep. When it cannot have the fence's key at
+--    once, it leaves the region as below.
 --  * Leaving, the supervisor locks its own row FOR NO KEY UPDATE, which waits for every waker
 --    that may still signal, catching their cancels; lets go of the advisory lock; takes any
 --    cancel still on its way in one last short wait; and commits. A waker that comes later
@@ -41,7 +51,9 @@
 -- Should someone else hold the key exclusively, the supervisor cannot enter the region and
 -- looks for work on a timer as before (pgbg.setting poll_ms): slower, never wrong.
 --
--- DOORBELL_KEY is 1885823591 (the bytes 'pgbg'), written out below.
+-- DOORBELL_KEY is 1885823591 (the bytes 'pgbg') and FENCE_KEY 1885823592, written out below.
+-- Should someone else hold the fence's key, the supervisor leaves the region (with a row lock)
+-- at each of its commits instead, and wakers ring nothing: it finds a job within 200 ms.
 
 -- Does backend p_pid hold the doorbell's key (DOORBELL_KEY, its own pid) in this database, as
 -- a dozing supervisor does? Only that backend can: the key names its pid.
@@ -80,6 +92,7 @@ RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s record;
     rung boolean := false;
+    fenced boolean := false;
     w record;
     started timestamptz := pg_catalog.clock_timestamp();
     deadline timestamptz := pg_catalog.clock_timestamp() + interval '200 milliseconds';
@@ -90,7 +103,16 @@ BEGIN
     BEGIN
         SELECT * INTO s FROM pgbg._doorbell();
         WHILE s.pid IS NOT NULL LOOP
-            PERFORM pg_catalog.pg_stat_clear_snapshot();  -- a fresh look at the backends, after the lock
+            -- the fence's key, held until the subtransaction ends: the supervisor cannot commit
+            -- between two sleeps meanwhile (see above)
+            fenced := fenced OR pg_catalog.pg_try_advisory_xact_lock(1885823592, s.pid);
+            IF NOT fenced THEN
+                -- the supervisor is committing between two sleeps (or someone else holds the key)
+                EXIT WHEN pg_catalog.clock_timestamp() > started + interval '5 milliseconds';
+                PERFORM pg_catalog.pg_sleep(0.0002);
+                CONTINUE;
+            END IF;
+            PERFORM pg_catalog.pg_stat_clear_snapshot();  -- a fresh look at the backends, after the locks
             SELECT a.wait_event = 'PgSleep' AS asleep INTO w
               FROM pg_catalog.pg_stat_activity a
              WHERE a.pid = s.pid AND a.backend_start = s.backend_start AND a.backend_type = 'pg_background'
@@ -118,8 +140,8 @@ BEGIN
                 PERFORM pg_catalog.pg_sleep(0.0005);
             END LOOP;
         END IF;
-        -- roll the subtransaction back: the row lock ends with the ring, not with the caller's
-        -- transaction (a waker's lock taken in an aborted subtransaction is no lock)
+        -- roll the subtransaction back: the row lock and the fence's key end with the ring, not
+        -- with the caller's transaction (a lock taken in an aborted subtransaction is no lock)
         RAISE EXCEPTION USING ERRCODE = 'PGBG0';
     EXCEPTION WHEN SQLSTATE 'PGBG0' THEN
         NULL;
