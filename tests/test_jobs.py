@@ -511,3 +511,20 @@ def test_wait_outlives_a_dropped_connection(test_db, cli, sql_admin, pgbg_proc):
     res = results[0]
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)[0]["state"] == "succeeded"
+
+
+def test_a_waiter_is_woken_once_a_job_at_its_end(test_db, cli, sql_admin):
+    """NOTIFY pgbg_jobs comes when a job has ended, not at each state it passes through: a
+    waiter wakes for what it waits for, and a supervisor's commits carry no notification (a
+    lock and a queue entry each) while a job starts."""
+    import psycopg
+
+    with psycopg.connect(test_db["app"], autocommit=True) as listener:
+        listener.execute("LISTEN pgbg_jobs")
+        handle = _launch(cli, test_db["app"], "SELECT 1")
+        job_id = handle.split(":")[0]
+        retry(lambda: _state(sql_admin, handle) == "succeeded", "the job succeeded", 30)
+        events = sql_admin("SELECT to_state FROM pgbg.job_event WHERE job_id = %s ORDER BY id", (int(job_id),))
+        assert [e["to_state"] for e in events] == ["queued", "starting", "running", "succeeded"]
+        heard = [n.payload for n in listener.notifies(timeout=2, stop_after=10)]
+    assert heard.count(job_id) == 1, heard

@@ -318,7 +318,11 @@ BEGIN
         INSERT INTO pgbg.job_event (job_id, from_state, to_state, actor, pid, reason)
         VALUES (NEW.id, CASE WHEN TG_OP = 'UPDATE' THEN OLD.state END, NEW.state, session_user,
                 pg_catalog.pg_backend_pid(), NEW.reason);
-        PERFORM pg_catalog.pg_notify('pgbg_jobs', NEW.id::text);  -- a hint to waiters, nothing more
+        IF pgbg.is_final(NEW.state) THEN
+            -- a hint to waiters, nothing more; they wait for ends only (a notification costs
+            -- its commit a lock and a queue entry, and wakes every waiter)
+            PERFORM pg_catalog.pg_notify('pgbg_jobs', NEW.id::text);
+        END IF;
     END IF;
     RETURN NULL;
 END
