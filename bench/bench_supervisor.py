@@ -21,15 +21,15 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.scratch import scratch_database  # noqa: E402
 
 DIRECT = """
 DO $$
@@ -110,25 +110,15 @@ def main() -> None:
 
     import psycopg
 
-    from pgbg_cli import db, extension, install
+    from pgbg_cli import db
 
-    server = subprocess.run(["bash", str(ROOT / "scripts" / "sandbox.sh"), "dsn", "admin"], check=True,
-                            capture_output=True, text=True).stdout.strip()
-    name = f"pgbg_bench_sup_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    params = psycopg.conninfo.conninfo_to_dict(server)
-    params["dbname"] = name
-    dsn = psycopg.conninfo.make_conninfo(**params)
     direct_s: list[float] = []
     pgbg_s: list[float] = []
     queue_s: list[float] = []
     states: dict[str, int] = {}
-    try:
+    with scratch_database("pgbg_bench_sup") as scratch:
+        dsn, ext = scratch.dsn, scratch.ext
         conn = db.connect(dsn)
-        conn.execute("CREATE EXTENSION pg_background SCHEMA public")
-        ext = extension.discover(conn)
-        install.install(conn, ext)
         names = {role: ext.fn(role) for role in ("launch", "wait", "detach")}
         cap = int(conn.execute("SELECT pgbg.setting('max_running_per_role', '8') AS v").fetchone()["v"])
 
@@ -181,9 +171,7 @@ def main() -> None:
         after = cpu_ns(pid), cpu_ns(client_pid)
         alive = conn.execute("SELECT pgbg.supervisor_pid() AS pid").fetchone()["pid"] == pid
         idle_client.close()
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.close()
 
     total = args.n * args.rounds
     print(f"1. {args.n} jobs of SELECT 1 queued at once, {cap} at a time, {args.rounds} alternated rounds")

@@ -15,14 +15,14 @@ admin``) and drops it afterwards.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.scratch import scratch_database  # noqa: E402
 
 
 def main() -> None:
@@ -31,22 +31,10 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=30, help="functions listed (default 30)")
     args = parser.parse_args()
 
-    import psycopg
+    from pgbg_cli import db
 
-    from pgbg_cli import db, extension, install
-
-    server = subprocess.run(["bash", str(ROOT / "scripts" / "sandbox.sh"), "dsn", "admin"], check=True,
-                            capture_output=True, text=True).stdout.strip()
-    name = f"pgbg_bench_prof_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    params = psycopg.conninfo.conninfo_to_dict(server)
-    params["dbname"] = name
-    dsn = psycopg.conninfo.make_conninfo(**params)
-    try:
-        conn = db.connect(dsn)
-        conn.execute("CREATE EXTENSION pg_background SCHEMA public")
-        install.install(conn, extension.discover(conn))
+    with scratch_database("pgbg_bench_prof") as scratch:
+        conn = db.connect(scratch.dsn)
         conn.execute("SET track_functions = 'all'")
         started = time.monotonic()
         with conn.transaction():
@@ -65,9 +53,6 @@ def main() -> None:
             "SELECT funcname, calls, total_time, self_time FROM pg_stat_user_functions "
             "ORDER BY self_time DESC LIMIT %s", (args.top,)).fetchall()
         conn.close()
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     print(f"{args.n} jobs queued at once, started and recorded in {took:.2f} s ({args.n / took:.1f} jobs/s)")
     print(f"{'function':32} {'calls':>7} {'total ms':>10} {'self ms':>10} {'self ms/job':>12}")
