@@ -256,6 +256,44 @@ def test_another_role_holding_the_fence_keeps_rings_out_but_jobs_still_start(bel
         assert not admin("SELECT 1 FROM pgbg.job WHERE state <> 'succeeded'")
 
 
+def _holds_key(admin: Callable[..., list[dict[str, Any]]], pid: int) -> bool:
+    """The supervisor holds the doorbell's key (it is inside its region), asleep or not."""
+    return bool(admin(
+        "SELECT 1 FROM pg_locks l WHERE l.pid = %s AND l.locktype = 'advisory' AND l.classid = %s "
+        "AND l.objid = %s AND l.objsubid = 2 AND l.granted", (pid, KEY, pid)))
+
+
+@pytest.mark.parametrize("lock", ["pg_advisory_lock", "pg_advisory_lock_shared"])
+def test_another_role_holding_the_fence_makes_the_supervisor_poll_outside_its_region(bell, lock):
+    """Another role that holds the fence's key, shared or not, keeps every ring out. The supervisor
+    must see it and look for work every poll_ms outside its region, as when the doorbell's key is
+    held: not doze on in 200 ms sleeps that no ring ends (a shared holder let it: every job then
+    waited up to 200 ms), nor enter its region again at every poll_ms only to leave it by a row
+    lock (a transaction id, WAL and a flush every poll_ms that any role could impose)."""
+    with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app, sql_runner(bell["other"]) as other:
+        pid = _idle_supervisor(admin, app)
+        other(f"SELECT {lock}(%s, %s)", (FENCE, pid))
+        retry(lambda: not _holds_key(admin, pid), "the supervisor left its region", timeout=30, interval=0.005)
+        since = admin("SELECT clock_timestamp() AS t")[0]["t"]
+        retry(lambda: _committed_since(admin, pid, since), "the supervisor committed", timeout=30, interval=0.005)
+        xmax = admin("SELECT xmax::text AS x FROM pgbg.supervisor WHERE pid = %s", (pid,))[0]["x"]
+        for _ in range(10):
+            since = admin("SELECT clock_timestamp() AS t")[0]["t"]
+            retry(lambda since=since: _committed_since(admin, pid, since), "the supervisor committed",
+                  timeout=30, interval=0.005)
+            assert not _holds_key(admin, pid), "the supervisor entered its region again"
+        assert admin("SELECT xmax::text AS x FROM pgbg.supervisor WHERE pid = %s", (pid,))[0]["x"] == xmax
+        job = app("SELECT (pgbg.submit('SELECT 1')).id")[0]["id"]
+        assert app("SELECT pgbg._wake_supervisor() AS rung")[0]["rung"] is False
+        retry(lambda: _state(admin, job) == "succeeded", "the job succeeded on the timer", timeout=30)
+        other(f"SELECT {lock.replace('_lock', '_unlock')}(%s, %s)", (FENCE, pid))
+        retry(lambda: _dozing(admin, pid), "the supervisor dozes again", timeout=30)
+        job = app("SELECT (pgbg.submit('SELECT 1')).id")[0]["id"]
+        assert app("SELECT pgbg._wake_supervisor() AS rung")[0]["rung"] is True  # the bell works again
+        retry(lambda: _state(admin, job) == "succeeded", "the job succeeded", timeout=30)
+        assert app("SELECT pgbg.supervisor_pid() AS pid")[0]["pid"] == pid
+
+
 def test_a_job_submitted_and_rung_in_one_transaction_starts_after_its_commit(bell):
     with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app:
         _idle_supervisor(admin, app)

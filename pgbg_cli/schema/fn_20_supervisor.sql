@@ -317,7 +317,8 @@ BEGIN
                             IF NOT entered THEN
                                 entered := true;
                                 BEGIN
-                                    IF NOT dozing THEN
+                                    -- fenced out by someone else: stay out while the fence's key is held
+                                    IF NOT dozing AND NOT (fenced_out AND pgbg._fenced(pg_catalog.pg_backend_pid())) THEN
                                         dozing := pgbg._supervisor_doze_begin();
                                     END IF;
                                     IF pg_catalog.clock_timestamp() - settings_read >= interval '5 seconds' THEN
@@ -350,16 +351,17 @@ BEGIN
                             END IF;
                             -- Commit before the next sleep still in the region, when no waker is in
                             -- the middle of a ring and none can start one before this commits: the
-                            -- fence's key (FENCE_KEY, its pid), shared (fn_25_doorbell.sql). A cancel
-                            -- sent before is caught by the next statement, still in this block.
+                            -- fence's key (FENCE_KEY, its pid), exclusively (fn_25_doorbell.sql). A
+                            -- cancel sent before is caught by the next statement, still in this block.
                             IF dozing AND NOT woken
-                               AND pg_catalog.pg_try_advisory_xact_lock_shared(1885823592, pg_catalog.pg_backend_pid()) THEN
+                               AND pg_catalog.pg_try_advisory_xact_lock(1885823592, pg_catalog.pg_backend_pid()) THEN
                                 fenced_out := false;
                                 EXIT;
                             END IF;
-                            -- Someone holds the fence's key: a waker ringing now, or another role
-                            -- that would keep every ring out, in which case look for work every poll_ms.
-                            fenced_out := dozing AND NOT woken;
+                            -- Someone holds the fence's key (shared or not): a waker ringing now, or
+                            -- another role that would keep every ring out, in which case look for
+                            -- work every poll_ms outside the region until the key is free.
+                            fenced_out := (dozing OR fenced_out) AND NOT woken;
                             left_doze := pgbg._supervisor_doze_end();
                             dozing := false;
                             EXIT;

@@ -22,7 +22,7 @@
 --  * A waker also takes the fence's key (FENCE_KEY, the supervisor's pid) exclusively, after
 --    the row and until its subtransaction ends: it rings only while it holds both.
 --  * Between two of its short sleeps the supervisor commits without leaving the region: it
---    takes the fence's key shared (transaction-level, without waiting), which it gets only
+--    takes the fence's key exclusively (transaction-level, without waiting), which it gets only
 --    while no waker is in the middle of a ring, and which keeps every waker from ringing until
 --    it has committed; and it commits, keeping the doorbell's key. A waker's cancel sent before
 --    it let go of the fence's key has reached the supervisor by then, and is caught by the
@@ -52,8 +52,11 @@
 -- looks for work on a timer as before (pgbg.setting poll_ms): slower, never wrong.
 --
 -- DOORBELL_KEY is 1885823591 (the bytes 'pgbg') and FENCE_KEY 1885823592, written out below.
--- Should someone else hold the fence's key, the supervisor leaves the region (with a row lock)
--- at each of its commits instead, and wakers ring nothing: it finds a job within 200 ms.
+-- Should someone else hold the fence's key (shared or not), wakers ring nothing: the supervisor
+-- leaves the region (with a row lock) and looks for work every poll_ms outside it, as when the
+-- doorbell's key is held, until the fence's key is free (pgbg._fenced()). It neither dozes on
+-- deaf to rings (a shared holder let it: 200 ms a job) nor enters again only to leave by a row
+-- lock every poll_ms (a transaction id, WAL and a flush each, imposed by any role).
 
 -- Does backend p_pid hold the doorbell's key (DOORBELL_KEY, its own pid) in this database, as
 -- a dozing supervisor does? Only that backend can: the key names its pid.
@@ -64,6 +67,17 @@ RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
                                          WHERE d.datname = pg_catalog.current_database())
                       AND l.classid = 1885823591 AND l.objid = p_pid AND l.objsubid = 2)
+$$;
+
+-- Does anyone hold, or wait for, the fence's key of backend p_pid (FENCE_KEY, p_pid) in this
+-- database? Asked by a supervisor fenced out of its region before it enters again.
+CREATE OR REPLACE FUNCTION pgbg._fenced(p_pid integer)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                    WHERE l.locktype = 'advisory'
+                      AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                         WHERE d.datname = pg_catalog.current_database())
+                      AND l.classid = 1885823592 AND l.objid = p_pid AND l.objsubid = 2)
 $$;
 
 -- The supervisor's row of p_role, locked FOR NO KEY UPDATE until the caller's (sub)transaction
