@@ -56,7 +56,9 @@
 -- leaves the region (with a row lock) and looks for work every poll_ms outside it, as when the
 -- doorbell's key is held, until the fence's key is free (pgbg._fenced()). It neither dozes on
 -- deaf to rings (a shared holder let it: 200 ms a job) nor enters again only to leave by a row
--- lock every poll_ms (a transaction id, WAL and a flush each, imposed by any role).
+-- lock every poll_ms (a transaction id, WAL and a flush each, imposed by any role). It sees
+-- the key taken only at its next commit: a role that takes it whenever the supervisor has gone
+-- back to sleep keeps rings out for the rest of that sleep (a job then waits up to 200 ms).
 
 -- Does backend p_pid hold the doorbell's key (DOORBELL_KEY, its own pid) in this database, as
 -- a dozing supervisor does? Only that backend can: the key names its pid.
