@@ -337,8 +337,7 @@ BEGIN
                                         -- holds a snapshot until the next, and a VACUUM cannot remove
                                         -- rows deleted after it was taken (nor can a CREATE INDEX
                                         -- CONCURRENTLY finish while it lasts).
-                                        PERFORM pg_catalog.pg_sleep(GREATEST(0.001, LEAST(
-                                            CASE WHEN fenced_out THEN poll_ms / 1000.0 ELSE 0.2 END,
+                                        PERFORM pg_catalog.pg_sleep(GREATEST(0.001, LEAST(0.2,
                                             idle_ms / 1000.0 - pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - idle_since))));
                                     END IF;
                                 EXCEPTION

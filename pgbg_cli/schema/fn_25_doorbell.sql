@@ -120,28 +120,26 @@ BEGIN
         SELECT * INTO s FROM pgbg._doorbell();
         WHILE s.pid IS NOT NULL LOOP
             -- the fence's key, held until the subtransaction ends: the supervisor cannot commit
-            -- between two sleeps meanwhile (see above)
+            -- between two sleeps meanwhile (see above). Not had: the supervisor is committing
+            -- between two sleeps (or someone else holds the key).
             fenced := fenced OR pg_catalog.pg_try_advisory_xact_lock(1885823592, s.pid);
-            IF NOT fenced THEN
-                -- the supervisor is committing between two sleeps (or someone else holds the key)
-                EXIT WHEN pg_catalog.clock_timestamp() > started + interval '5 milliseconds';
-                PERFORM pg_catalog.pg_sleep(0.0002);
-                CONTINUE;
+            IF fenced THEN
+                PERFORM pg_catalog.pg_stat_clear_snapshot();  -- a fresh look at the backends, after the locks
+                SELECT a.wait_event = 'PgSleep' AS asleep INTO w
+                  FROM pg_catalog.pg_stat_activity a
+                 WHERE a.pid = s.pid AND a.backend_start = s.backend_start AND a.backend_type = 'pg_background'
+                   AND pgbg._dozes(s.pid);
+                -- not dozing (it will look for work before it does): nothing to ring
+                EXIT WHEN w.asleep IS NULL;
+                IF w.asleep THEN
+                    -- the backend this look found by pid and start time, a moment ago
+                    rung := pg_catalog.pg_cancel_backend(s.pid);
+                    EXIT;
+                END IF;
+                -- dozing, between two of its short sleeps (or looking for work, which then finds
+                -- this job)
             END IF;
-            PERFORM pg_catalog.pg_stat_clear_snapshot();  -- a fresh look at the backends, after the locks
-            SELECT a.wait_event = 'PgSleep' AS asleep INTO w
-              FROM pg_catalog.pg_stat_activity a
-             WHERE a.pid = s.pid AND a.backend_start = s.backend_start AND a.backend_type = 'pg_background'
-               AND pgbg._dozes(s.pid);
-            -- not dozing (it will look for work before it does): nothing to ring
-            EXIT WHEN w.asleep IS NULL;
-            IF w.asleep THEN
-                rung := coalesce((SELECT pg_catalog.pg_cancel_backend(a.pid) FROM pg_catalog.pg_stat_activity a
-                                   WHERE a.pid = s.pid AND a.backend_start = s.backend_start), false);
-                EXIT;
-            END IF;
-            -- dozing, between two of its short sleeps (or looking for work, which then finds
-            -- this job): look again, 5 ms at most
+            -- look again, 5 ms at most
             EXIT WHEN pg_catalog.clock_timestamp() > started + interval '5 milliseconds';
             PERFORM pg_catalog.pg_sleep(0.0002);
         END LOOP;
