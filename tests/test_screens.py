@@ -198,7 +198,16 @@ def test_vacuum_shows_overall_progress_pace_and_time_left(test_db, sql_admin, cl
             conn.execute(f"CREATE TABLE {table} WITH (autovacuum_enabled = off) AS "
                          "SELECT g AS id, repeat('x', 100) AS pad FROM generate_series(1, 300000) g")
             conn.execute(f"CREATE INDEX ON {table} (id)")
-            conn.execute(f"DELETE FROM {table} WHERE id % 2 = 0")
+            with conn.transaction():
+                conn.execute(f"DELETE FROM {table} WHERE id % 2 = 0")
+                deleted_by = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0] % 2**32
+        # The VACUUM removes the deleted rows (and so makes its later passes) only once no session
+        # of this database holds a snapshot taken before the DELETE: a dozing supervisor's lasts
+        # up to 200 ms, an autovacuum ANALYZE's as long as it samples. Wait for that first.
+        retry(lambda: not sql_admin(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND backend_xmin IS NOT NULL "
+            "AND backend_xmin::text::bigint <= %s", (db, deleted_by)),
+            "no snapshot of this database older than the DELETE", 30)
         term = Terminal(tmp_path, ["launch", "--wait", "-l", label_of("vacuum"), f"VACUUM {table}"],
                         test_db["other"])
         seen: list[tuple[str, int]] = []  # (phase, percent) as the screen showed them
