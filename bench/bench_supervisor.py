@@ -10,6 +10,11 @@ Figures only, each beside its baseline measured in the same run.
    start time), p50 and p95, beside the time one direct pg_background_launch takes.
 3. The supervisor kept alive with nothing to do: its time on a CPU over 5 s
    (/proc/<pid>/schedstat, in nanoseconds), beside an idle client backend's over the same 5 s.
+4. With ``--durable``: the server's WAL flushes per job in part 1, pgbg's beside the direct
+   session's. ``--durable`` turns ``fsync`` and ``synchronous_commit`` on for the whole run
+   (ALTER SYSTEM, reset at the end), as on a production server: the sandbox runs with both off,
+   so that it does not time the disk. Use a sandbox instance of your own
+   (``PGBG_SANDBOX_INSTANCE``) for it.
 
 Run with ``.venv/bin/python bench/bench_supervisor.py`` (``-n`` jobs, default 500; ``--rounds``,
 default 2). It makes a scratch database on the sandbox server (``scripts/sandbox.sh dsn
@@ -29,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.scratch import scratch_database  # noqa: E402
+from bench.scratch import scratch_database, server_dsn  # noqa: E402
 
 DIRECT = """
 DO $$
@@ -96,6 +101,26 @@ def cpu_ns(pid: int) -> int:
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
 
 
+def wal_flushes(conn: Any) -> int:
+    """The WAL flushes every process of the server has made so far: pg_stat_io's (PostgreSQL 18),
+    else pg_stat_wal's wal_sync. Backends count theirs as they go idle or exit."""
+    row = conn.execute("SELECT sum(fsyncs)::bigint AS n FROM pg_stat_io WHERE object = 'wal'").fetchone()
+    if row["n"] is None:
+        row = conn.execute("SELECT wal_sync AS n FROM pg_stat_wal").fetchone()
+    return int(row["n"])
+
+
+def durable_server(on: bool) -> None:
+    """fsync and synchronous_commit on for the server (ALTER SYSTEM), or back to its files."""
+    import psycopg
+
+    with psycopg.connect(server_dsn(), autocommit=True) as admin:
+        for name in ("fsync", "synchronous_commit"):
+            admin.execute(f"ALTER SYSTEM SET {name} = on" if on else f"ALTER SYSTEM RESET {name}")
+        admin.execute("SELECT pg_reload_conf()")
+    time.sleep(0.5)  # every process reads its configuration again
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
@@ -106,7 +131,19 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=500, help="jobs queued at once (default 500)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each (default 2)")
     parser.add_argument("--isolated", type=int, default=40, help="jobs queued one at a time (default 40)")
+    parser.add_argument("--durable", action="store_true",
+                        help="fsync and synchronous_commit on for the run, and WAL flushes per job (part 4)")
     args = parser.parse_args()
+    if args.durable:
+        durable_server(True)
+    try:
+        run(args)
+    finally:
+        if args.durable:
+            durable_server(False)
+
+
+def run(args: argparse.Namespace) -> None:
 
     import psycopg
 
@@ -116,6 +153,7 @@ def main() -> None:
     pgbg_s: list[float] = []
     queue_s: list[float] = []
     states: dict[str, int] = {}
+    flushes = {"direct": 0, "pgbg": 0}
     with scratch_database("pgbg_bench_sup") as scratch:
         dsn, ext = scratch.dsn, scratch.ext
         conn = db.connect(dsn)
@@ -127,6 +165,7 @@ def main() -> None:
             order = ("direct", "pgbg") if r % 2 == 0 else ("pgbg", "direct")
             for which in order:
                 print(f"  round {r + 1}/{args.rounds}: {which}", file=sys.stderr, flush=True)
+                flushed = wal_flushes(conn) if args.durable else 0
                 if which == "direct":
                     direct_s.append(run_direct(dsn, args.n, cap, names))
                 else:
@@ -135,6 +174,13 @@ def main() -> None:
                     queue_s.append(queued)
                     for state, count in got.items():
                         states[state] = states.get(state, 0) + count
+                if args.durable:
+                    # a supervisor counts its flushes when it leaves: wait for that
+                    deadline = time.monotonic() + 30
+                    while (conn.execute("SELECT pgbg.supervisor_pid() AS pid").fetchone()["pid"]
+                           and time.monotonic() < deadline):
+                        time.sleep(0.05)
+                    flushes[which] += wal_flushes(conn) - flushed
 
         # 2. isolated jobs, a live supervisor kept alive
         conn.execute("SELECT * FROM pgbg.set_setting('supervisor_idle_ms', '600000')")
@@ -191,6 +237,9 @@ def main() -> None:
     print("3. idle supervisor kept alive, time on a CPU over 5 s (/proc/<pid>/schedstat)")
     print(f"  supervisor: {used:.1f} ms ({used / 50:.2f}% of a core){'' if alive else ' (it left meanwhile!)'}")
     print(f"  baseline, an idle client backend: {(after[1] - before[1]) / 1e6:.1f} ms")
+    if args.durable:
+        print("4. fsync and synchronous_commit on: WAL flushes per job of part 1, every process of the server")
+        print(f"  pgbg: {flushes['pgbg'] / total:.2f}   direct: {flushes['direct'] / total:.2f}")
 
 
 if __name__ == "__main__":

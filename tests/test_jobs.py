@@ -528,3 +528,25 @@ def test_a_waiter_is_woken_once_a_job_at_its_end(test_db, cli, sql_admin):
         assert [e["to_state"] for e in events] == ["queued", "starting", "running", "succeeded"]
         heard = [n.payload for n in listener.notifies(timeout=2, stop_after=10)]
     assert heard.count(job_id) == 1, heard
+
+
+def test_jobs_commit_as_their_role_would(server_dsn):
+    """The supervisor records a launch without waiting for its WAL to reach the disk
+    (synchronous_commit off for that transaction), and sets that only after the worker has
+    copied its settings: each job, three queued together, runs with its role's own value."""
+    from conftest import fresh_database, sql_runner
+
+    with fresh_database(server_dsn, "pgbg_sync") as dsns, sql_runner(dsns["admin"]) as admin, \
+            sql_runner(dsns["app"]) as app:
+        admin(f"ALTER ROLE pgbg_app IN DATABASE {dsns['name']} SET synchronous_commit = 'local'")
+        with sql_runner(dsns["app"]) as fresh:  # a session that has the role's setting
+            ids = [r["id"] for r in fresh(
+                "SELECT (pgbg.submit('SELECT pg_catalog.current_setting(''synchronous_commit'') AS v',"
+                " p_want_result => true, p_result_types => '{25}', p_result_typmods => '{-1}',"
+                " p_result_names => '{v}')).id FROM generate_series(1, 3)")]
+            fresh("SELECT pgbg.ensure_supervisor()")
+        ended = retry(lambda: (rows := app("SELECT id, state, result FROM pgbg.job WHERE id = ANY(%s) ORDER BY id",
+                                           (ids,)))
+                      and all(r["state"] not in ("queued", "starting", "running") for r in rows) and rows,
+                      "the three jobs ended", 30)
+        assert [(r["state"], json.dumps(r["result"])) for r in ended] == [("succeeded", '[{"c1": "local"}]')] * 3

@@ -51,6 +51,13 @@ BEGIN
         PERFORM pgbg._record_launch_failed(j.id, v_state, v_message);
         RETURN true;
     END;
+    -- The launch's record commits without waiting for its WAL to reach the disk: one flush a
+    -- job less on a server with fsync on. Set only now, after the worker has copied this
+    -- session's settings: the job keeps its role's synchronous_commit. A crash that loses the
+    -- record leaves the job 'starting' with no worker, which reconcile reports lost, never
+    -- queues again; and any later flush (the job's own commit, the record of its end) writes
+    -- the record first, since WAL goes to the disk in order.
+    PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
     PERFORM pgbg._record_launched(j.id, h.pid, h.cookie);
     RETURN true;
 END
