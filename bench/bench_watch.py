@@ -231,8 +231,8 @@ def main() -> None:
             from pgbg_cli import queries
 
             key = "(pgbg stats, one shot: stats_jobs, 24h)"
-            results[title][key] = explain(bench, queries.text("stats_jobs"), {"window_s": 86400.0, "by": None},
-                                          args.runs)
+            results[title][key] = explain(bench, queries.text("stats_jobs"),
+                                          {"window_s": 86400.0, "by": None, "group": None}, args.runs)
             still = bench.execute("SELECT count(*) AS n FROM pgbg.job WHERE state = 'running'").fetchone()["n"]
             if still != args.running:
                 print(f"bench: reconcile changed the running jobs ({still} of {args.running} left)", file=sys.stderr)
