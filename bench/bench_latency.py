@@ -24,12 +24,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.scratch import scratch_database  # noqa: E402
 
 EXIT_PROBE = """
 import os, sys, time
@@ -62,19 +62,9 @@ def main() -> None:
 
     import psycopg
 
-    from pgbg_cli import db, extension, install
+    from pgbg_cli import db
 
-    server = subprocess.run(["bash", str(ROOT / "scripts" / "sandbox.sh"), "dsn", "admin"], check=True,
-                            capture_output=True, text=True).stdout.strip()
-    name = f"pgbg_bench_lat_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    params = psycopg.conninfo.conninfo_to_dict(server)
-    params["dbname"] = name
-    dsn = psycopg.conninfo.make_conninfo(**params)
     pgbg = str(Path(sys.executable).with_name("pgbg"))
-    env = dict(os.environ, PGBG_DSN=dsn, NO_COLOR="1")
-    env.pop("PGSERVICE", None)
     lock_key = 4747
     job = f"SELECT pg_catalog.pg_advisory_xact_lock({lock_key})"
     pgbg_delays: list[float] = []
@@ -82,11 +72,11 @@ def main() -> None:
     exit_delays: list[float] = []
     recorded_delays: list[float] = []
     heard_delays: list[float] = []
-    try:
+    with scratch_database("pgbg_bench_lat") as scratch:
+        dsn, ext = scratch.dsn, scratch.ext
+        env = dict(os.environ, PGBG_DSN=dsn, NO_COLOR="1")
+        env.pop("PGSERVICE", None)
         conn = db.connect(dsn)
-        conn.execute("CREATE EXTENSION pg_background SCHEMA public")
-        ext = extension.discover(conn)
-        install.install(conn, ext)
         conn.execute("SELECT * FROM pgbg.set_setting('supervisor_idle_ms', '600000')")
         plain = psycopg.connect(dsn, autocommit=True)
         holder = psycopg.connect(dsn, autocommit=True)
@@ -159,9 +149,8 @@ def main() -> None:
             time.sleep(0.1)  # the timer's unlock has returned
         conn.execute("NOTIFY pgbg_jobs, '0'")
         hearing.join(timeout=10)
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for c in (holder, plain, conn) + (() if hearing.is_alive() else (listener,)):
+            c.close()  # (a listener still listening ends with the database)
 
     def line(label: str, values: list[float]) -> str:
         return (f"  {label}: median {statistics.median(values) * 1000:6.1f} ms, "

@@ -15,16 +15,17 @@ default 2; ``--chatty``). Runs everything as the superuser; drops its databases 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.scratch import scratch_database  # noqa: E402
 
 CHATTY = "DO $$ BEGIN RAISE NOTICE 'job %s'; RAISE WARNING 'careful'; END $$"
 
@@ -55,25 +56,15 @@ def main() -> None:
     parser.add_argument("--chatty", action="store_true", help="each job says a NOTICE and a WARNING")
     args = parser.parse_args()
 
-    import psycopg
+    from pgbg_cli import db
 
-    from pgbg_cli import db, extension, install
-
-    server = subprocess.run(["bash", str(ROOT / "scripts" / "sandbox.sh"), "dsn", "admin"], check=True,
-                            capture_output=True, text=True).stdout.strip()
-    names = {"kept": f"pgbg_bench_msg_{uuid.uuid4().hex[:8]}", "not kept": f"pgbg_bench_nomsg_{uuid.uuid4().hex[:8]}"}
+    prefixes = {"kept": "pgbg_bench_msg", "not kept": "pgbg_bench_nomsg"}
     conns: dict[str, Any] = {}
-    times: dict[str, list[float]] = {which: [] for which in names}
-    with psycopg.connect(server, autocommit=True) as admin:
-        for name in names.values():
-            admin.execute(f"CREATE DATABASE {name}")
-    try:
-        for which, name in names.items():
-            params = psycopg.conninfo.conninfo_to_dict(server)
-            params["dbname"] = name
-            conn = db.connect(psycopg.conninfo.make_conninfo(**params))
-            conn.execute("CREATE EXTENSION pg_background SCHEMA public")
-            install.install(conn, extension.discover(conn))
+    times: dict[str, list[float]] = {which: [] for which in prefixes}
+    with contextlib.ExitStack() as stack:
+        for which, prefix in prefixes.items():
+            conn = db.connect(stack.enter_context(scratch_database(prefix)).dsn)
+            stack.callback(conn.close)  # before its database is dropped
             if which == "not kept":
                 conn.execute("DROP FUNCTION pgbg._messages_begin(integer, integer), pgbg._messages_take()")
             elif not conn.execute("SELECT pgbg._messages_available() AS ok").fetchone()["ok"]:
@@ -86,12 +77,6 @@ def main() -> None:
                 times[which].append(run(conns[which], args.n, args.chatty))
         said = conns["kept"].execute(
             "SELECT coalesce(sum(jsonb_array_length(messages)), 0) AS n FROM pgbg.job").fetchone()["n"]
-    finally:
-        for conn in conns.values():
-            conn.close()
-        with psycopg.connect(server, autocommit=True) as admin:
-            for name in names.values():
-                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     kept, base = sum(times["kept"]), sum(times["not kept"])
     jobs = args.n * args.rounds

@@ -34,14 +34,14 @@ import argparse
 import json
 import re
 import statistics
-import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.scratch import Role, scratch_database  # noqa: E402
 
 ROLE = "pgbg_bench_watch"
 BUDGET_MS = 5.0
@@ -89,11 +89,6 @@ SELECT %(role)s, 'live-' || (i %% 5), 'SELECT pg_sleep(86400) /* a running job *
        i * 2, 'step ' || i, statement_timestamp()
   FROM generate_series(%(first)s + 1, %(first)s + %(n)s) i
 """
-
-
-def sandbox_dsn() -> str:
-    return subprocess.run(["bash", str(ROOT / "scripts" / "sandbox.sh"), "dsn", "admin"], check=True,
-                          capture_output=True, text=True).stdout.strip()
 
 
 class Recorder:
@@ -179,22 +174,12 @@ def main() -> None:
     from psycopg import sql
     from psycopg.rows import dict_row
 
-    from pgbg_cli import db, extension, install
+    from pgbg_cli import db
 
-    server = args.dsn or sandbox_dsn()
-    name = f"pgbg_bench_watch_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as c:
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        if not c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,)).fetchone():
-            c.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(ROLE)))
-    params = psycopg.conninfo.conninfo_to_dict(server)
-    params["dbname"] = name
-    dsn = psycopg.conninfo.make_conninfo(**params)
-    try:
+    with scratch_database("pgbg_bench_watch", server=args.dsn, roles=[Role(ROLE)]) as scratch:
+        scratch.keep = args.keep
+        dsn = scratch.dsn
         admin = db.connect(dsn)
-        admin.execute("CREATE EXTENSION IF NOT EXISTS pg_background SCHEMA public")
-        install.install(admin, extension.discover(admin))
-        install.grant(admin, ROLE)
         # This session plays the role's live supervisor: registered (as the superuser) in
         # pgbg.supervisor, which pgbg.reconcile() reads, by its pid and backend start.
         supervisor = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
@@ -269,12 +254,6 @@ def main() -> None:
         supervisor.close()
         bench.close()
         admin.close()
-    finally:
-        if args.keep:
-            print(f"kept database {name}", file=sys.stderr)
-        else:
-            with psycopg.connect(server, autocommit=True) as c:
-                c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 if __name__ == "__main__":
