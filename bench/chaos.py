@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/chaos.py [--jobs 500] [--seed N] [--procs 8] [--deadline 600]
 
-It runs on a sandbox instance of its own (``PGBG_SANDBOX_INSTANCE=chaos``: it restarts that
-server), in a fresh database with pg_background and ``pgbg init``, as four LOGIN roles given
-``pgbg grant`` (``chaos_r4`` with ``--admin``). Every job inserts its own key into
+It runs on a sandbox instance of its own (``chaos``, or the one ``PGBG_SANDBOX_INSTANCE`` names:
+it restarts that server), which it locks for the whole run (a second run on the same instance
+stops at once, exit 2), in a fresh database with pg_background and pgbg installed
+(bench/scratch.py, as ``pgbg init`` does), as four LOGIN roles given ``pgbg grant`` (``chaos_r4``
+with ``--admin``). Every job inserts its own key into
 ``chaos_ran``, whose primary key makes a second run of a job fail with 23505. Jobs are quick
 inserts, long ones (``pg_sleep``), failing ones (``1/0`` in the same statement or transaction
 as the insert, so the insert rolls back), some with ``--timeout``, and procedures that first
@@ -33,6 +35,7 @@ import argparse
 import collections
 import concurrent.futures
 import datetime
+import fcntl
 import json
 import os
 import random
@@ -40,17 +43,21 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SANDBOX = ROOT / "scripts" / "sandbox.sh"
-INSTANCE = "chaos"
+sys.path.insert(0, str(ROOT))
+
+from bench.scratch import Role, sandbox, scratch_database, server_dsn, stop  # noqa: E402
+
+INSTANCE = os.environ.get("PGBG_SANDBOX_INSTANCE") or "chaos"
 ROLES = ("chaos_r1", "chaos_r2", "chaos_r3", "chaos_r4")
 ADMIN = "chaos_r4"  # also granted pgbg_admin: cancels other roles' jobs
 PASSWORD = "chaos-sandbox-secret"  # sandbox only: the server listens on 127.0.0.1
@@ -107,10 +114,33 @@ CANCELS = {"cancel", "cancel-grace", "cancel-nowait", "admin-cancel"}
 # The server
 
 
-def sandbox(*args: str, timeout: float = 180) -> str:
-    env = dict(os.environ, PGBG_SANDBOX_INSTANCE=INSTANCE)
-    return subprocess.run(["bash", str(SANDBOX), *args], check=True, capture_output=True, text=True,
-                          env=env, timeout=timeout).stdout.strip()
+def sandbox_server() -> str:
+    return os.environ.get("PGBG_SANDBOX_SERVER") or "pg18-bg20"  # scripts/sandbox.sh's default
+
+
+def lock_path(instance: str) -> Path:
+    """The file a run on this instance (of this sandbox server) locks."""
+    return Path(tempfile.gettempdir()) / f"pgbg-chaos-{sandbox_server()}-{instance}.lock"
+
+
+@contextmanager
+def instance_lock(instance: str) -> Iterator[None]:
+    """The sandbox instance locked for the whole run (flock on a file named after it, let go when
+    the run ends, however it ends), or one line and exit 2 when another run holds it."""
+    path = lock_path(instance)
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "a process"
+            stop(f"sandbox instance {instance} ({sandbox_server()}) is in use by another chaos run ({holder}; "
+                 f"lock {path}): wait for it to end, or run on another instance (PGBG_SANDBOX_INSTANCE=NAME)")
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}\n")
+        lock.flush()
+        yield
 
 
 class Server:
@@ -118,10 +148,10 @@ class Server:
 
     def __init__(self, dbname: str) -> None:
         self.dbname = dbname
-        self.base = sandbox("dsn", "admin")
+        self.base = server_dsn()
 
     def refresh(self) -> None:
-        self.base = sandbox("dsn", "admin")  # the port may change across a restart
+        self.base = server_dsn()  # the port may change across a restart
 
     def dsn(self, role: str | None = None, dbname: str | None = None) -> str:
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -150,27 +180,28 @@ class Server:
             return None  # the server is restarting, or the connection was cut: next time
 
 
-def make_database(server: Server) -> None:
+def drop_earlier(server: Server) -> None:
+    """Earlier runs' databases (this instance is the chaos run's own)."""
     from psycopg import sql
 
     for row in server.sql("SELECT datname FROM pg_database WHERE datname LIKE 'chaos\\_%'", dbname="postgres"):
         server.sql(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(row["datname"])),
-                   dbname="postgres")  # earlier runs' (this instance is the chaos run's own)
-    server.sql(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(server.dbname)), dbname="postgres")
-    for role in ROLES:
-        if not server.sql("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,), dbname="postgres"):
-            server.sql(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(PASSWORD)),
-                       dbname="postgres")
-    server.sql("CREATE EXTENSION pg_background")
+                   dbname="postgres")
+
+
+def prepare_database(server: Server) -> None:
+    """The run's tables and procedure, and pgbg's settings, in its scratch database (pg_background
+    and pgbg installed there, the roles made and granted pgbg)."""
+    from psycopg import sql
+
     # what pgbg recorded is what a production server would keep (fsync stays off: a sandbox)
     server.sql(sql.SQL("ALTER DATABASE {} SET synchronous_commit = on").format(sql.Identifier(server.dbname)))
     server.sql(SETUP_SQL)
     roles = sql.SQL(", ").join(sql.Identifier(r) for r in ROLES)
     server.sql(sql.SQL("GRANT SELECT, INSERT ON public.chaos_ran, public.chaos_attempt TO {}").format(roles))
-    steps = [(None, ["init"]), *((None, ["grant", r] + (["--admin"] if r == ADMIN else [])) for r in ROLES),
-             *((ADMIN, ["settings", k, v]) for k, v in SETTINGS.items())]
-    for role, args in steps:
-        res = subprocess.run([sys.executable, "-m", "pgbg_cli", *args], env=cli_env(server.dsn(role)),
+    for k, v in SETTINGS.items():
+        args = ["settings", k, v]
+        res = subprocess.run([sys.executable, "-m", "pgbg_cli", *args], env=cli_env(server.dsn(ADMIN)),
                              capture_output=True, text=True, timeout=120)
         if res.returncode != 0:
             sys.exit(f"chaos: pgbg {' '.join(args)} failed: {res.stderr.strip()}")
@@ -496,7 +527,7 @@ class Chaos:
         self.up.clear()
         t0 = time.monotonic()
         try:
-            sandbox("restart")
+            sandbox("restart", fatal=False, timeout=180)
             self.server.refresh()
             after = self.server.sql("SELECT pg_catalog.pg_postmaster_start_time() AS at")[0]["at"]
         except Exception as exc:  # said; the check 'the server restarted once' then fails
@@ -722,9 +753,28 @@ def main() -> int:
     seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1 << 20)
     random.seed(seed)
     t_start = time.monotonic()
+    os.environ["PGBG_SANDBOX_INSTANCE"] = INSTANCE  # scripts/sandbox.sh's, here and in bench/scratch.py
+    with instance_lock(INSTANCE):
+        sandbox("start", timeout=180)
+        server = Server("postgres")
+        drop_earlier(server)
+        roles = [Role(r, password=PASSWORD, admin=r == ADMIN) for r in ROLES]
+        with scratch_database("chaos", roles=roles) as scratch:
+            scratch.keep = True  # until every check has passed
+            server.dbname = scratch.name
+            prepare_database(server)
+            failed = run(opts, seed, t_start, server)
+            scratch.keep = bool(failed) or opts.keep
+    if failed or opts.keep:
+        print(f"chaos: {len(failed)} checks failed; database {server.dbname} kept on instance {INSTANCE}")
+        return 1 if failed else 0
+    print("chaos: every check passed")
+    return 0
+
+
+def run(opts: argparse.Namespace, seed: int, t_start: float, server: Server) -> list[Check]:
+    """The run, in its prepared database: the failed checks."""
     deadline = t_start + opts.deadline
-    sandbox("start")
-    server = Server(f"chaos_{uuid.uuid4().hex[:8]}")
     clients = Clients(server)
 
     def give_up() -> None:
@@ -733,10 +783,9 @@ def main() -> int:
         os._exit(3)
 
     # the last resort: whatever hangs, the run ends (its children killed) at the deadline
-    watchdog = threading.Timer(opts.deadline, give_up)
+    watchdog = threading.Timer(deadline - time.monotonic(), give_up)
     watchdog.daemon = True
     watchdog.start()
-    make_database(server)
     version = server.sql("SELECT pg_catalog.current_setting('server_version') AS v, "
                          "(SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_background') AS e")[0]
     print(f"chaos: seed {seed}, {opts.jobs} jobs, roles {', '.join(ROLES)} ({ADMIN} admin), {opts.procs} clients, "
@@ -776,7 +825,7 @@ def main() -> int:
     t_launched = time.monotonic() - t_start
     if not chaos.restart:
         print("chaos: the launches ended before the restart: restarting now", flush=True)
-        sandbox("restart")
+        sandbox("restart", timeout=180)
         server.refresh()
         chaos.restart = {"started": server.sql("SELECT pg_catalog.pg_postmaster_start_time() AS at")[0]["at"],
                          "after_launches": driver.launched, "seconds": 0.0}
@@ -872,15 +921,7 @@ def main() -> int:
             print(f"          {line}")
         if len(c.bad) > 8:
             print(f"          ... and {len(c.bad) - 8} more")
-    failed = [c for c in checks if not c.ok]
-    if failed or opts.keep:
-        print(f"chaos: {len(failed)} checks failed; database {server.dbname} kept on instance {INSTANCE}")
-        return 1 if failed else 0
-    from psycopg import sql
-
-    server.sql(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(server.dbname)), dbname="postgres")
-    print("chaos: every check passed")
-    return 0
+    return [c for c in checks if not c.ok]
 
 
 if __name__ == "__main__":
