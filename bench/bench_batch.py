@@ -32,7 +32,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SANDBOX = ROOT / "scripts" / "sandbox.sh"
+sys.path.insert(0, str(ROOT))
+
+from bench.scratch import require_server, server_dsn  # noqa: E402
 
 EXECUTEMANY = """
 import os, sys
@@ -43,11 +45,6 @@ with psycopg.connect(os.environ["PGBG_DSN"], autocommit=True) as conn:
     with conn.cursor() as cur:
         cur.executemany("INSERT INTO t VALUES (%s, %s)", [(k, f"SELECT {k}") for k in range(n)])
 """
-
-
-def sandbox_dsn(role: str) -> str:
-    return subprocess.run(["bash", str(SANDBOX), "dsn", role], check=True, capture_output=True,
-                          text=True).stdout.strip()
 
 
 def pgbg_bin() -> str:
@@ -84,7 +81,8 @@ def main() -> None:
     ap.add_argument("-n", "--rounds", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=1000)
     args = ap.parse_args()
-    admin, app = sandbox_dsn("admin"), sandbox_dsn("app")
+    admin, app = server_dsn("admin"), server_dsn("app")
+    require_server(admin)
     pgbg = pgbg_bin()
     base_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     subprocess.run([pgbg, "init", "-d", admin], env=base_env, capture_output=True, check=True)

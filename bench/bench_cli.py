@@ -1,8 +1,9 @@
 """How long pgbg takes, as ratios to baselines measured in the same run. Figures only, no verdict.
 
 Run with ``make bench`` (or ``.venv/bin/python bench/bench_cli.py -n 20``). Talks to the
-sandbox server's ``pgbg`` database as the application role (``scripts/sandbox.sh dsn app``);
-``pgbg init`` and ``pgbg grant`` are done there first, as the superuser, when missing.
+sandbox server's ``pgbg`` database as the application role (``scripts/sandbox.sh dsn app``),
+started first when it does not answer, as ``make bench`` does; ``pgbg init`` and ``pgbg grant``
+are done there first, as the superuser, when missing.
 
 Measures:
   * start-up and client commands, N rounds, each round running every command once in a
@@ -36,8 +37,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SANDBOX = ROOT / "scripts" / "sandbox.sh"
+sys.path.insert(0, str(ROOT))
 FLOOR = Path(__file__).resolve().parent / "floor_client.py"
+
+from bench.scratch import require_server, sandbox_up, server_dsn  # noqa: E402
 
 # psql + the extension, in one session each: launch and wait and detach; launch only.
 PSQL_RUN = (
@@ -65,13 +68,7 @@ TARGETS = [
 ]
 
 
-def sandbox_dsn(role: str) -> str:
-    return subprocess.run(["bash", str(SANDBOX), "dsn", role], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
 def redact(dsn: str) -> str:
-    sys.path.insert(0, str(ROOT))
     from pgbg_cli.db import redact as _redact
 
     return _redact(dsn)
@@ -362,8 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.runs < 1 or args.jobs < 1:
         parser.error("--runs and --jobs must be at least 1")
 
-    app_dsn = args.dsn or sandbox_dsn("app")
-    admin_dsn = args.admin_dsn or sandbox_dsn("admin")
+    if not (args.dsn and args.admin_dsn):
+        sandbox_up()  # as make bench does
+    app_dsn = args.dsn or server_dsn("app")
+    admin_dsn = args.admin_dsn or server_dsn("admin")
+    require_server(app_dsn, "is the server of --dsn running?" if args.dsn else None)
+    require_server(admin_dsn, "is the server of --admin-dsn running?" if args.admin_dsn else None)
     pgbg = find_pgbg()
     psql = shutil.which("psql")
     runner = Runner(pgbg, app_dsn, admin_dsn)

@@ -23,13 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SANDBOX = ROOT / "scripts" / "sandbox.sh"
+sys.path.insert(0, str(ROOT))
 
-
-def sandbox_dsn(role: str, db: str | None) -> str:
-    env = dict(os.environ, **({"PGBG_SANDBOX_DB": db} if db else {}))
-    return subprocess.run(["bash", str(SANDBOX), "dsn", role], check=True, capture_output=True, text=True,
-                          env=env).stdout.strip()
+from bench.scratch import require_server, sandbox_hint, server_dsn  # noqa: E402
 
 
 def find_pgbg() -> str:
@@ -53,7 +49,12 @@ def main() -> int:
     parser.add_argument("--dsn", default=None, help="application role conninfo (default: the sandbox's)")
     parser.add_argument("--db", default="shop", help="sandbox database (default shop: make shop)")
     args = parser.parse_args()
-    dsn = args.dsn or sandbox_dsn("app", args.db)
+    dsn = args.dsn or server_dsn("app", db=args.db)
+    if args.dsn:
+        require_server(dsn, "is the server of --dsn running?")
+    else:
+        require_server(dsn, f"start the sandbox server: {sandbox_hint()}" + (
+            f"; database shop: {sandbox_hint('shop')}" if args.db == "shop" else ""))
     pgbg = find_pgbg()
     env = {k: v for k, v in os.environ.items() if k != "PGBG_DSN"}
     env["NO_COLOR"] = "1"

@@ -25,14 +25,13 @@ import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.scratch import sandbox, server_dsn  # noqa: E402
+
 PGBG = [sys.executable, "-m", "pgbg_cli"]
 KINDS = ["SELECT 1", "SELECT pg_sleep(0.2)", "INSERT INTO pgbg_stress VALUES (1)",
          "SELECT g FROM generate_series(1, 100) g"]
-
-
-def sandbox(*args: str) -> str:
-    return subprocess.run(["bash", str(ROOT / "scripts" / "sandbox.sh"), *args], check=True,
-                          capture_output=True, text=True).stdout.strip()
 
 
 def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -75,8 +74,8 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=6)
     parser.add_argument("--per-proc", type=int, default=12)
     opts = parser.parse_args()
-    sandbox("start")
-    admin, app = sandbox("dsn", "admin"), sandbox("dsn", "app")
+    sandbox("start")  # one line and exit 2 when it fails
+    admin, app = server_dsn("admin"), server_dsn("app")
     env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1", PGBG_DSN=admin)
     for setup in (["init"], ["grant", "pgbg_app"]):
         subprocess.run(PGBG + setup, env=env, capture_output=True, check=True)
