@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.scratch import scratch_database, server_dsn  # noqa: E402
+from bench.scratch import require_server, scratch_database, server_dsn  # noqa: E402
 
 DIRECT = """
 DO $$
@@ -114,7 +114,9 @@ def durable_server(on: bool) -> None:
     """fsync and synchronous_commit on for the server (ALTER SYSTEM), or back to its files."""
     import psycopg
 
-    with psycopg.connect(server_dsn(), autocommit=True) as admin:
+    dsn = server_dsn()
+    require_server(dsn)
+    with psycopg.connect(dsn, autocommit=True) as admin:
         for name in ("fsync", "synchronous_commit"):
             admin.execute(f"ALTER SYSTEM SET {name} = on" if on else f"ALTER SYSTEM RESET {name}")
         admin.execute("SELECT pg_reload_conf()")
