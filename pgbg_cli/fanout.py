@@ -160,12 +160,3 @@ def find(conn: psycopg.Connection[Any], template: str, *, schemas: list[str], ta
         (chosen if row["may_maintain"] or not maintains else refused).append(table)
     return chosen, refused
 
-
-def spell_bytes(n: int) -> str:
-    """``8.0 kB``, ``1.2 MB``, ``3.4 GB``: PostgreSQL's units (of 1024)."""
-    value = float(n)
-    for unit in ("bytes", "kB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} bytes"

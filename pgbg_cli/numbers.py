@@ -1,4 +1,5 @@
-"""Whole numbers as people type them on the command line, checked before anything reaches the server.
+"""Whole numbers as people type them on the command line, checked before anything reaches the server,
+and sizes in bytes as pgbg spells them for people (``spell_bytes``).
 
 Python's ``int()`` (and so click's INTEGER type) takes far more than a command line should:
 Arabic-Indic or fullwidth digits (``'٣'``, ``'３'``), underscores (``'1_000'``), a sign, and
@@ -9,6 +10,7 @@ every refusal is one ``UsageError`` line that names the option and the range.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pgbg_cli.errors import UsageError
 
@@ -35,6 +37,32 @@ def parse_count(text: str | None, what: str, lo: int, hi: int, *, zero: str | No
     if zero is not None:
         allowed = f"0 ({zero}) or {allowed}"
     raise UsageError(f"invalid {what} {shown(text)}: use {allowed}")
+
+
+def spell_bytes(n: float, *, powers_of: Literal[1024, 1000] = 1024) -> str:
+    """A size in bytes for people, in one of pgbg's two spellings, which differ on purpose:
+
+    - ``powers_of=1024``, PostgreSQL's units (as its settings count them): ``512 bytes``,
+      ``8.0 kB``, ``1.2 MB``, ``3.4 GB``, up to ``TB``, one decimal (fanout's sizes);
+    - ``powers_of=1000``, for a pace: ``850 B``, ``8.5 kB``, ``31 MB``, ``1.2 GB``, one decimal
+      below 10 and none from 10, ``GB`` at most (progress's ``31 MB/s``).
+    """
+    if powers_of == 1000:
+        for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+            if n >= size:
+                value = n / size
+                return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+        return f"{n:.0f} B"
+    if powers_of != 1024:
+        raise ValueError(f"powers_of is 1024 or 1000, not {powers_of!r}")
+    value = float(n)
+    if value < 1024:
+        return f"{int(value)} bytes"
+    for unit in ("kB", "MB", "GB"):
+        value /= 1024
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1024:.1f} TB"
 
 
 # The ranges of pgbg's whole-number options (README and --help state them too).

@@ -78,7 +78,9 @@ def describe(prog: Mapping[str, Any]) -> str:
 
 def pace(prog: Mapping[str, Any]) -> str:
     """``31 MB/s``: how fast, where it can be told (a VACUUM)."""
-    return f"{byte_size(prog['rate_bytes_per_s'])}/s" if prog.get("rate_bytes_per_s") else ""
+    from pgbg_cli.numbers import spell_bytes
+
+    return f"{spell_bytes(prog['rate_bytes_per_s'], powers_of=1000)}/s" if prog.get("rate_bytes_per_s") else ""
 
 
 def left(prog: Mapping[str, Any]) -> str:
@@ -88,15 +90,6 @@ def left(prog: Mapping[str, Any]) -> str:
     if prog.get("eta_ms") is None:
         return ""
     return f"{format_ms(max(1000, prog['eta_ms']) // 1000 * 1000)} left"
-
-
-def byte_size(n: float) -> str:
-    """``850 kB``, ``31 MB``, ``1.2 GB`` (powers of 1000)."""
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            value = n / size
-            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
-    return f"{n:.0f} B"
 
 
 def vacuum_work(view: dict[str, Any]) -> tuple[float, float] | None:

@@ -204,7 +204,7 @@ class ListView:
             text = (f"group {self.group}: {snap.group.done} of {snap.group.total} done ({g.get('succeeded', 0)} "
                     f"succeeded, {failed} not), {g.get('detached', 0)} detached")
             if snap.group.bytes_total is not None:
-                from pgbg_cli.fanout import spell_bytes
+                from pgbg_cli.numbers import spell_bytes
 
                 text += f"; {spell_bytes(snap.group.bytes_done or 0)} of {spell_bytes(snap.group.bytes_total)}"
             return [now, text]

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _size(value: object, row: dict) -> str:
-    from pgbg_cli.fanout import spell_bytes
+    from pgbg_cli.numbers import spell_bytes
 
     return spell_bytes(int(value)) if value is not None else ""
 
