@@ -64,6 +64,15 @@ FormatOpt = Annotated[
 ]
 
 
+def group_option(help_text: str) -> Any:
+    """``--group/-G NAME`` (launch, fanout, wait, cancel, list, stats), declared once: each
+    command says in ``help_text`` what the group is to it."""
+    return Annotated[
+        str | None,
+        typer.Option("--group", "-G", metavar="NAME", show_default=False, help=help_text),
+    ]
+
+
 @contextmanager
 def database(dsn: str | None, *, need_schema: bool = True, describe: str | None = None) -> Iterator[Any]:
     """A connection with pg_background found (and pgbg's schema checked, unless told not to),

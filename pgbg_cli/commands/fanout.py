@@ -6,11 +6,13 @@ from typing import Annotated
 
 import typer
 
-from pgbg_cli.commands.common import DsnOpt, FormatOpt, StrictOpt, database
+from pgbg_cli.commands.common import DsnOpt, FormatOpt, StrictOpt, database, group_option
 from pgbg_cli.output import Format
 
 DEAD_TUPLES_MAX = 2**63 - 1  # n_dead_tup is a bigint
 XID_AGE_MAX = 2**31 - 1  # age() of a transaction id is an integer
+FanoutGroupOpt = group_option("Name the group of jobs (default: a new one, named on stderr); wait, cancel, list "
+                              "and stats take it.")
 
 
 def register(app: typer.Typer) -> None:
@@ -52,10 +54,7 @@ def fanout(
              "or by name.")] = "size",
     jobs_at_once: Annotated[str, typer.Option(
         "--jobs", "-j", metavar="N", help="Run at most N of the jobs at a time, most urgent first.")] = "1",
-    group: Annotated[str | None, typer.Option(
-        "--group", "-G", metavar="NAME",
-        help="Name the group of jobs (default: a new one, named on stderr); wait, cancel, list and stats take it.",
-        show_default=False)] = None,
+    group: FanoutGroupOpt = None,
     label: Annotated[str | None, typer.Option(
         "--label", "-l", metavar="LABEL", help="A label to find the jobs by.", show_default=False)] = None,
     timeout: Annotated[str | None, typer.Option(

@@ -17,6 +17,7 @@ from pgbg_cli.commands.common import (
     database,
     exit_for,
     exit_of_targets,
+    group_option,
     renewable,
     report,
 )
@@ -26,11 +27,8 @@ from pgbg_cli.output import Format
 HandlesArg = Annotated[
     list[str], typer.Argument(metavar="HANDLE...", help="Job handles ID:COOKIE, as printed by pgbg launch.")
 ]
-GroupOpt = Annotated[
-    str | None,
-    typer.Option("--group", "-G", metavar="NAME", show_default=False,
-                 help="The jobs of group NAME (pgbg launch --group or --jobs)."),
-]
+GroupOpt = group_option("The jobs of group NAME (pgbg launch --group or --jobs).")
+CancelGroupOpt = group_option("Cancel every live job of group NAME.")
 # jobs.STATES, spelled here so that help needs no import of the job service (tests/test_help.py compares)
 STATE_HELP = "queued, starting, running, succeeded, failed, canceled, timed_out, lost or detached"
 
@@ -240,10 +238,7 @@ def cancel(
         typer.Option("--label", "-l", metavar="PATTERN", show_default=False,
                      help="Cancel every live job whose label matches PATTERN (* and ? work)."),
     ] = None,
-    group: Annotated[
-        str | None,
-        typer.Option("--group", "-G", metavar="NAME", show_default=False, help="Cancel every live job of group NAME."),
-    ] = None,
+    group: CancelGroupOpt = None,
     grace: Annotated[
         str | None,
         typer.Option("--grace", "-g", metavar="DURATION",

@@ -19,6 +19,7 @@ from pgbg_cli.commands.common import (
     database,
     exit_for,
     exit_of_targets,
+    group_option,
     read_sql,
     report,
 )
@@ -28,6 +29,7 @@ from pgbg_cli.output import Format
 START_TIMEOUT_MAX_MS = 3_600_000
 GROUP_LIMIT_MAX = 10_000
 GROUP_NAME_MAX = 200
+LaunchGroupOpt = group_option("Put the jobs in this group of your jobs (wait, cancel, list and stats take it).")
 
 
 def register(app: typer.Typer) -> None:
@@ -49,11 +51,7 @@ def launch(
         bool,
         typer.Option("--lines", help="One job per line of standard input (or of --file FILE)."),
     ] = False,
-    group: Annotated[
-        str | None,
-        typer.Option("--group", "-G", metavar="NAME",
-                     help="Put the jobs in this group of your jobs (wait, cancel, list and stats take it)."),
-    ] = None,
+    group: LaunchGroupOpt = None,
     jobs_at_once: Annotated[
         str | None,
         typer.Option("--jobs", "-j", metavar="N",

@@ -16,6 +16,7 @@ from pgbg_cli.commands.common import (
     chosen_targets,
     database,
     exit_of_targets,
+    group_option,
     renewable,
     report,
 )
@@ -28,6 +29,7 @@ class By(str, enum.Enum):
     group = "group"
 
 
+StatsGroupOpt = group_option("Count the jobs of group NAME only (pgbg launch --group).")
 WatchOpt = Annotated[
     bool, typer.Option("--watch", "-w", help="Keep the view on screen, refreshed every --interval (Ctrl-C ends it).")
 ]
@@ -110,11 +112,7 @@ def stats_(
         typer.Option("--by", "-b", metavar="|".join(b.value for b in By), show_default=False,
                      help="One row per label, per role or per group (launch --group)."),
     ] = None,
-    group: Annotated[
-        str | None,
-        typer.Option("--group", "-G", metavar="NAME", show_default=False,
-                     help="Count the jobs of group NAME only (pgbg launch --group)."),
-    ] = None,
+    group: StatsGroupOpt = None,
     session: Annotated[
         bool,
         typer.Option("--session", help="Show pg_background_stats() of pgbg's own session instead (see below)."),
