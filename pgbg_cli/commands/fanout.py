@@ -83,7 +83,7 @@ def fanout(
       pgbg fanout "ANALYZE {table}" --schema public --order name --dry-run -F csv
     """
     from pgbg_cli import fanout as core
-    from pgbg_cli import numbers, output
+    from pgbg_cli import launching, numbers, output
     from pgbg_cli.commands import launch as launcher
     from pgbg_cli.durations import parse_ms
     from pgbg_cli.errors import UsageError
@@ -91,7 +91,7 @@ def fanout(
     if order not in core.ORDERS:
         raise UsageError(f"invalid --order {order!r}: one of {', '.join(core.ORDERS)}")
     min_bytes = core.parse_bytes(min_size, "--min-size") if min_size is not None else 0
-    limit = numbers.parse_count(jobs_at_once, "--jobs", 1, launcher.GROUP_LIMIT_MAX)
+    limit = numbers.parse_count(jobs_at_once, "--jobs", 1, launching.GROUP_LIMIT_MAX)
     timeout_ms = parse_ms(timeout, what="--timeout") or None if timeout is not None else None
     dead = numbers.parse_count(min_dead, "--min-dead-tuples", 0, DEAD_TUPLES_MAX)
     xid_age = numbers.parse_count(min_xid_age, "--min-xid-age", 0, XID_AGE_MAX)
@@ -112,9 +112,9 @@ def fanout(
     from pgbg_cli.batch import Piece
 
     pieces = [Piece(t.sql, f"table {t.target}") for t in chosen]
-    launcher._launch_many(pieces, file=None, file_text=None, label=label, timeout_ms=timeout_ms, queue_size=0,
-                          group=launcher._group_name(group, limit), group_limit=limit, wait=wait, result=False,
-                          keep_running=False, start_s=10.0, strict=strict, fmt=fmt, dsn=dsn)
+    launcher.launch_pieces(pieces, label=label, timeout_ms=timeout_ms, queue_size=0,
+                           group=launcher.group_named(group, limit), group_limit=limit, wait=wait,
+                           keep_running=False, start_s=10.0, strict=strict, fmt=fmt, dsn=dsn)
 
 
 def _columns() -> list:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,9 +26,10 @@ from pgbg_cli.commands.common import (
 from pgbg_cli.errors import INTERRUPTED, NOT_STARTED
 from pgbg_cli.output import Format
 
+if TYPE_CHECKING:
+    from pgbg_cli.batch import Piece
+
 START_TIMEOUT_MAX_MS = 3_600_000
-GROUP_LIMIT_MAX = 10_000
-GROUP_NAME_MAX = 200
 LaunchGroupOpt = group_option("Put the jobs in this group of your jobs (wait, cancel, list and stats take it).")
 
 
@@ -120,7 +121,7 @@ def launch(
       pgbg launch --lines < statements.sql
       pgbg launch --all-databases -l nightly "ANALYZE"
     """
-    from pgbg_cli import jobs, numbers
+    from pgbg_cli import jobs, launching, numbers
     from pgbg_cli.durations import parse_ms
     from pgbg_cli.errors import UsageError
     from pgbg_cli.output import say
@@ -132,17 +133,20 @@ def launch(
         timeout_ms = None
     queue_bytes = numbers.parse_count(queue_size, "--queue-size", numbers.QUEUE_SIZE_MIN, numbers.QUEUE_SIZE_MAX,
                                       zero="the server default")
-    limit = numbers.parse_count(jobs_at_once, "--jobs", 1, GROUP_LIMIT_MAX) if jobs_at_once is not None else None
-    group = _group_name(group, limit)
+    limit = (numbers.parse_count(jobs_at_once, "--jobs", 1, launching.GROUP_LIMIT_MAX)
+             if jobs_at_once is not None else None)
+    group = group_named(group, limit)
     text, pieces = _gather(sql, file, lines)
     chosen = chosen_targets(targets_file, service, all_databases)
     if chosen is not None and pieces is not None:
         raise UsageError("launch on several targets takes one SQL statement (no batch)")
     if pieces is not None:
+        if result:
+            raise UsageError("--result takes a single job (pg_background returns the rows of one query)")
         # text: the file's, when its statements are the jobs
-        _launch_many(pieces, file=file, file_text=None if lines else text, label=label, timeout_ms=timeout_ms,
-                     queue_size=queue_bytes, group=group, group_limit=limit, wait=wait, result=result,
-                     keep_running=keep_running, start_s=start_s, strict=strict, fmt=fmt, dsn=dsn)
+        launch_pieces(pieces, file=file, file_text=None if lines else text, label=label, timeout_ms=timeout_ms,
+                      queue_size=queue_bytes, group=group, group_limit=limit, wait=wait,
+                      keep_running=keep_running, start_s=start_s, strict=strict, fmt=fmt, dsn=dsn)
         return
     assert text is not None
     if chosen is not None:
@@ -155,19 +159,19 @@ def launch(
         # Ctrl-C waits while the job is registered (and its supervisor started): one that came
         # after the server committed it but before pgbg had its handle would leave a job nobody
         # cancels. It is delivered right after, inside the block that cancels the job.
-        held = _hold_ctrl_c()
+        held = launching.hold_ctrl_c()
         try:
             job, first = jobs.register(
                 conn, text, label=label, timeout_ms=timeout_ms, queue_size=queue_bytes, want_result=result,
                 group=group, group_limit=limit,
             )
         except BaseException:
-            _release_ctrl_c(held)
+            launching.release_ctrl_c(held)
             raise
         # From here on the job exists: Ctrl-C cancels it (or, with --keep-running, leaves it).
         interrupted = False
         try:
-            _release_ctrl_c(held)
+            launching.release_ctrl_c(held)
             stranded = _started(conn, job, first, start_s, waiting_here=wait or result)
             if stranded or not (wait or result):
                 _print_accepted(job, fmt)
@@ -190,14 +194,14 @@ def _launch_several(chosen: Any, text: str, *, label: str | None, timeout_ms: in
                     group: str | None, group_limit: int | None, start_s: float, fmt: Format) -> None:
     """The same SQL as one job on each target at once; their handles TARGET/ID:COOKIE in the
     targets' order (``target`` in JSON and CSV). Ctrl-C waits until every handle is printed."""
-    from pgbg_cli import jobs, jobview, output, preflight, targets
+    from pgbg_cli import jobs, jobview, launching, output, preflight, targets
 
     def work(_: Any, conn: Any) -> tuple[dict[str, Any], str | None]:
         job, first = jobs.register(conn, text, label=label, timeout_ms=timeout_ms, queue_size=queue_size,
                                    want_result=False, group=group, group_limit=group_limit)
         return job, _started(conn, job, first, start_s, waiting_here=False)
 
-    held = _hold_ctrl_c()  # the threads inherit it: no job is left without its handle printed
+    held = launching.hold_ctrl_c()  # the threads inherit it: no job is left without its handle printed
     try:
         outcomes = chosen.failed + targets.each(chosen.targets, work,
                                                 prepare=lambda _, conn: preflight.check(conn, sql=text))
@@ -221,27 +225,19 @@ def _launch_several(chosen: Any, text: str, *, label: str | None, timeout_ms: in
         for line in stranded:
             output.say(line)
     finally:
-        _release_ctrl_c(held)
+        launching.release_ctrl_c(held)
     raise typer.Exit(exit_of_targets(failed, NOT_STARTED if stranded else 0))
 
 
-def _group_name(group: str | None, limit: int | None) -> str | None:
-    """The group the jobs go in: the one named, a new one when only --jobs is given, or none."""
-    from pgbg_cli.errors import UsageError
+def group_named(group: str | None, limit: int | None) -> str | None:
+    """The group the jobs go in (launching.group_for); a new one is named on stderr (launch, fanout)."""
+    from pgbg_cli import launching
     from pgbg_cli.output import printable, say
 
-    if group is not None:
-        if not group.strip() or len(group) > GROUP_NAME_MAX or "\x00" in group:
-            raise UsageError(f"--group takes a name of 1 to {GROUP_NAME_MAX} characters")
-        return group
-    if limit is None:
-        return None
-    import secrets
-    import time
-
-    made = f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    say(f"pgbg: group {printable(made)} (at most {limit} at a time): pgbg wait --group {made}")
-    return made
+    name = launching.group_for(group, limit)
+    if group is None and name is not None:
+        say(f"pgbg: group {printable(name)} (at most {limit} at a time): pgbg wait --group {name}")
+    return name
 
 
 def _gather(sql: list[str] | None, file: Path | None, lines: bool) -> tuple[str | None, list[Any] | None]:
@@ -273,32 +269,24 @@ def _gather(sql: list[str] | None, file: Path | None, lines: bool) -> tuple[str 
     return read_sql(args[0] if args else None, None), None
 
 
-def _launch_many(pieces: list[Any], *, file: Path | None, file_text: str | None, label: str | None,
-                 timeout_ms: int | None, queue_size: int, group: str | None, group_limit: int | None,
-                 wait: bool, result: bool, keep_running: bool, start_s: float, fmt: Format,
-                 dsn: str | None, strict: bool = False) -> None:
-    """Queue several jobs, all or none; print their handles (or wait for them all)."""
-    from pgbg_cli import batch, jobs
-    from pgbg_cli.errors import UsageError
+def launch_pieces(pieces: list[Piece], *, file: Path | None = None, file_text: str | None = None,
+                  label: str | None, timeout_ms: int | None, queue_size: int, group: str | None,
+                  group_limit: int | None, wait: bool, keep_running: bool, start_s: float, fmt: Format,
+                  dsn: str | None, strict: bool = False) -> None:
+    """Queue several jobs, all or none (launching.queue_many); print their handles, or wait for
+    them all and print their outcomes (launch, fanout)."""
+    from pgbg_cli import jobs, launching
     from pgbg_cli.output import say
 
-    if result:
-        raise UsageError("--result takes a single job (pg_background returns the rows of one query)")
+    source = "standard input" if file is None or str(file) == "-" else str(file)
     with database(dsn) as conn:
-        if file_text is not None and conn.info.parameter_status("standard_conforming_strings") == "off":
-            # backslashes escape in plain strings on this server: split as it reads them
-            source = "standard input" if str(file) == "-" else str(file)
-            pieces = batch.from_statements(file_text, source, standard_strings=False)
-        held = _hold_ctrl_c()
+        queued = launching.queue_many(conn, pieces, file_text=file_text, source=source, label=label,
+                                      timeout_ms=timeout_ms, queue_size=queue_size, group=group,
+                                      group_limit=group_limit)  # Ctrl-C held until let_go()
+        rows = queued.jobs
         try:
-            rows, first = batch.submit(conn, pieces, label=label, timeout_ms=timeout_ms, queue_size=queue_size,
-                                       group=group, group_limit=group_limit)
-        except BaseException:
-            _release_ctrl_c(held)
-            raise
-        try:
-            _release_ctrl_c(held)
-            stranded = _started(conn, rows[0], first, start_s, waiting_here=wait)
+            queued.let_go()  # from here on Ctrl-C cancels the jobs (or, with --keep-running, leaves them)
+            stranded = _started(conn, rows[0], queued.start, start_s, waiting_here=wait)
             if stranded or not wait:
                 _print_accepted_many(conn, rows, fmt)
                 if stranded:
@@ -344,7 +332,7 @@ def _print_accepted_many(conn: Any, rows: list[dict[str, Any]], fmt: Format) -> 
 
 def _interrupted_many(rows: list[dict[str, Any]], *, keep_running: bool, dsn: str | None) -> list[dict[str, Any]]:
     """Ctrl-C while waiting for a batch: cancel its jobs, or leave them running and print their handles."""
-    from pgbg_cli import db, jobs
+    from pgbg_cli import jobs, launching
     from pgbg_cli.output import say
 
     handles = [jobs.handle_of(j) for j in rows]
@@ -354,9 +342,7 @@ def _interrupted_many(rows: list[dict[str, Any]], *, keep_running: bool, dsn: st
         say(f"pgbg: interrupted; the {len(handles)} jobs go on (pgbg wait, pgbg cancel with their handles)")
         raise typer.Exit(INTERRUPTED)
     say(f"pgbg: interrupted; canceling the {len(handles)} jobs")
-    with db.connection(dsn) as fresh:
-        jobs.cancel(fresh, handles)
-        return jobs.wait(fresh, handles, timeout_s=120)
+    return launching.cancel_and_wait(dsn, handles)
 
 
 def _started(conn: Any, job: dict[str, Any], first: Any, timeout_s: float, *, waiting_here: bool) -> str | None:
@@ -380,23 +366,6 @@ def _started(conn: Any, job: dict[str, Any], first: Any, timeout_s: float, *, wa
         say(f"pgbg: job {job['id']}:{job['cookie']} is queued: {state.why()}")
         return None
     return state.why(borrowed_by=start.borrowed_by)
-
-
-def _hold_ctrl_c() -> Any:
-    """Block SIGINT (where the platform can); returns what to restore."""
-    import signal
-
-    if not hasattr(signal, "pthread_sigmask"):
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-
-
-def _release_ctrl_c(held: Any) -> None:
-    """Restore the signal mask; a Ctrl-C that came meanwhile is raised from here."""
-    import signal
-
-    if held is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _print_accepted(job: dict[str, Any], fmt: Format) -> None:
@@ -425,7 +394,7 @@ def _wait_with_bar(conn: Any, job: dict[str, Any], dsn: str | None) -> dict[str,
 
 def _interrupted(job: dict[str, Any], *, keep_running: bool, dsn: str | None) -> dict[str, Any]:
     """Ctrl-C after the job was registered: cancel it, or leave it running and print its handle."""
-    from pgbg_cli import db, jobs
+    from pgbg_cli import jobs, launching
     from pgbg_cli.output import say
 
     handle = jobs.handle_of(job)
@@ -435,10 +404,7 @@ def _interrupted(job: dict[str, Any], *, keep_running: bool, dsn: str | None) ->
         say(f"pgbg: interrupted; job {handle} goes on (pgbg wait {handle}, pgbg cancel {handle})")
         raise typer.Exit(INTERRUPTED)
     say(f"pgbg: interrupted; canceling job {handle}")
-    # The interrupted connection may be mid-query: ask on a fresh one.
-    with db.connection(dsn) as fresh:
-        jobs.cancel(fresh, [handle])
-        return jobs.wait(fresh, [handle], timeout_s=120)[0]
+    return launching.cancel_and_wait(dsn, [handle])[0]
 
 
 def _preload_outcome(fmt: Format, *, rows: bool) -> None:
