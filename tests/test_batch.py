@@ -121,3 +121,41 @@ def test_submit_many_keeps_the_checks_of_submit(test_db, sql_admin):
                      "ORDER BY id", (label,))
     assert kept == [{"owner": "pgbg_app", "result_types": [23], "result_names": ["x"], "want_result": False},
                     {"owner": "pgbg_app", "result_types": None, "result_names": None, "want_result": False}]
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["cancels", "keep-running"])
+def test_ctrl_c_while_waiting_for_several(test_db, cli, sql_admin, keep):
+    """Ctrl-C during `launch --wait` of several jobs cancels them all and exits 130; with
+    --keep-running they go on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT, interruptible
+
+    dsn = test_db["app"]
+    label = _label()
+    env = dict(os.environ, PGBG_DSN=dsn, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    args = ["launch", "--wait", "--format", "json", "-l", label, *(["--keep-running"] if keep else []),
+            "SELECT pg_sleep(60)", "SELECT pg_sleep(60)"]
+    proc = subprocess.Popen([sys.executable, "-m", "pgbg_cli", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, preexec_fn=interruptible)
+    try:
+        retry(lambda: [r["state"] for r in _queued(sql_admin, label)] == ["running", "running"],
+              "both jobs run", 30)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        if keep:  # still running, their handles printed for a later wait or cancel
+            rows = _queued(sql_admin, label)
+            assert [r["state"] for r in rows] == ["running", "running"]
+            assert out.split() == [f"{r['id']}:{r['cookie']}" for r in rows]
+        else:
+            assert [r["state"] for r in json.loads(out)] == ["canceled", "canceled"]
+            assert [r["state"] for r in _queued(sql_admin, label)] == ["canceled", "canceled"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        cli("cancel", "--label", label, dsn=dsn)
