@@ -159,3 +159,18 @@ def test_ctrl_c_while_waiting_for_several(test_db, cli, sql_admin, keep):
         if proc.poll() is None:
             proc.kill()
         cli("cancel", "--label", label, dsn=dsn)
+
+
+def test_a_file_is_split_as_a_server_without_standard_strings_reads_it(server_dsn, cli, tmp_path):
+    """Where standard_conforming_strings is off, a backslash escapes a quote in a plain string:
+    the file's statements are split as that server reads them."""
+    from conftest import fresh_database, sql_runner
+
+    path = tmp_path / "jobs.sql"
+    path.write_text("SELECT 'a\\';b' AS v;\nSELECT 2;\n")
+    with fresh_database(server_dsn, "pgbg_scs") as dsns, sql_runner(dsns["admin"]) as admin:
+        admin(f"ALTER DATABASE {dsns['name']} SET standard_conforming_strings = off")
+        res = cli("launch", "--label", "scs", "-f", str(path), dsn=dsns["app"])
+        assert res.exit_code == 0, res
+        rows = admin("SELECT sql FROM pgbg.job WHERE label = 'scs' ORDER BY id")
+    assert [r["sql"] for r in rows] == ["SELECT 'a\\';b' AS v", "SELECT 2"]
