@@ -102,12 +102,14 @@ def cpu_ns(pid: int) -> int:
 
 
 def wal_flushes(conn: Any) -> int:
-    """The WAL flushes every process of the server has made so far: pg_stat_io's (PostgreSQL 18),
-    else pg_stat_wal's wal_sync. Backends count theirs as they go idle or exit."""
-    row = conn.execute("SELECT sum(fsyncs)::bigint AS n FROM pg_stat_io WHERE object = 'wal'").fetchone()
-    if row["n"] is None:
-        row = conn.execute("SELECT wal_sync AS n FROM pg_stat_wal").fetchone()
-    return int(row["n"])
+    """The WAL flushes every process of the server has made so far: pg_stat_io's (PostgreSQL 18
+    counts WAL there), pg_stat_wal's wal_sync before (PostgreSQL 15 has no pg_stat_io). Backends
+    count theirs as they go idle or exit."""
+    if conn.info.server_version >= 180000:
+        query = "SELECT coalesce(sum(fsyncs), 0)::bigint AS n FROM pg_stat_io WHERE object = 'wal'"
+    else:
+        query = "SELECT wal_sync AS n FROM pg_stat_wal"
+    return int(conn.execute(query).fetchone()["n"])
 
 
 def durable_server(on: bool) -> None:
