@@ -536,17 +536,16 @@ def test_jobs_commit_as_their_role_would(server_dsn):
     copied its settings: each job, three queued together, runs with its role's own value."""
     from conftest import fresh_database, sql_runner
 
-    with fresh_database(server_dsn, "pgbg_sync") as dsns, sql_runner(dsns["admin"]) as admin, \
-            sql_runner(dsns["app"]) as app:
+    with fresh_database(server_dsn, "pgbg_sync") as dsns, sql_runner(dsns["admin"]) as admin:
         admin(f"ALTER ROLE pgbg_app IN DATABASE {dsns['name']} SET synchronous_commit = 'local'")
-        with sql_runner(dsns["app"]) as fresh:  # a session that has the role's setting
-            ids = [r["id"] for r in fresh(
+        with sql_runner(dsns["app"]) as app:  # a session begun after that: it has the role's setting
+            ids = [r["id"] for r in app(
                 "SELECT (pgbg.submit('SELECT pg_catalog.current_setting(''synchronous_commit'') AS v',"
                 " p_want_result => true, p_result_types => '{25}', p_result_typmods => '{-1}',"
                 " p_result_names => '{v}')).id FROM generate_series(1, 3)")]
-            fresh("SELECT pgbg.ensure_supervisor()")
-        ended = retry(lambda: (rows := app("SELECT id, state, result FROM pgbg.job WHERE id = ANY(%s) ORDER BY id",
-                                           (ids,)))
-                      and all(r["state"] not in ("queued", "starting", "running") for r in rows) and rows,
-                      "the three jobs ended", 30)
-        assert [(r["state"], json.dumps(r["result"])) for r in ended] == [("succeeded", '[{"c1": "local"}]')] * 3
+            app("SELECT pgbg.ensure_supervisor()")
+            ended = retry(lambda: (rows := app("SELECT id, state, result FROM pgbg.job WHERE id = ANY(%s) ORDER BY id",
+                                               (ids,)))
+                          and all(r["state"] not in ("queued", "starting", "running") for r in rows) and rows,
+                          "the three jobs ended", 30)
+    assert [(r["state"], json.dumps(r["result"])) for r in ended] == [("succeeded", '[{"c1": "local"}]')] * 3
