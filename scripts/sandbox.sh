@@ -264,7 +264,35 @@ port() {
 
 in_root() { chroot --userspec=postgres:postgres "$ROOT" "$@"; }
 
-running() { [ -f "$DATA/postmaster.pid" ] && in_root "$PGBIN/pg_ctl" -D "$DATA_IN_ROOT" status >/dev/null 2>&1; }
+# A server whose processes were killed without a shutdown (kill -9, a machine whose processes
+# are all killed) leaves its postmaster.pid, and the socket's lock file, behind. The pid in
+# them may since belong to another process, even a backend of another sandbox server that
+# runs as the same uid: pg_ctl status then says "running", and the server itself refuses to
+# start. So a pid counts only when that process is a postmaster: it works in a data
+# directory whose postmaster.pid names it.
+postmaster_at() {  # PID [DATA_DIR]: PID is a live postmaster (of DATA_DIR when given)
+  local pid=$1 dir
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  dir=$(readlink "/proc/$pid/cwd" 2>/dev/null) || return 1
+  [ -z "${2:-}" ] || [ "$dir" = "$(cd "$2" && pwd -P)" ] || return 1
+  [ "$(head -n1 "$dir/postmaster.pid" 2>/dev/null)" = "$pid" ]
+}
+
+running() {
+  [ -f "$DATA/postmaster.pid" ] && postmaster_at "$(head -n1 "$DATA/postmaster.pid")" "$DATA" \
+    && in_root "$PGBIN/pg_ctl" -D "$DATA_IN_ROOT" status >/dev/null 2>&1
+}
+
+clear_stale_locks() {  # PORT: lock files of a server that is not running (see postmaster_at)
+  local lock=$ROOT/tmp/.s.PGSQL.$1.lock
+  if [ -f "$DATA/postmaster.pid" ] && ! postmaster_at "$(head -n1 "$DATA/postmaster.pid")" "$DATA"; then
+    log "removing the postmaster.pid of a server that no longer runs (pid $(head -n1 "$DATA/postmaster.pid"))"
+    rm -f "$DATA/postmaster.pid"
+  fi
+  if [ -f "$lock" ] && ! postmaster_at "$(head -n1 "$lock")"; then
+    rm -f "$lock"
+  fi
+}
 
 psql_root() {
   # psql of the server's root, as the superuser over the chroot's own unix socket.
@@ -326,6 +354,7 @@ start() {
     if ! python3 -c "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $p))" 2>/dev/null; then
       free_port >"$PORTFILE"; p=$(port)
     fi
+    clear_stale_locks "$p"
     log "starting $(describe) on 127.0.0.1:$p"
     in_root "$PGBIN/pg_ctl" -D "$DATA_IN_ROOT" -l "$LOG_IN_ROOT" -w -t 60 \
       -o "-p $p -c listen_addresses=127.0.0.1 -c unix_socket_directories=/tmp" start >/dev/null \
