@@ -274,7 +274,7 @@ postmaster_at() {  # PID [DATA_DIR]: PID is a live postmaster (of DATA_DIR when 
   local pid=$1 dir
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   dir=$(readlink "/proc/$pid/cwd" 2>/dev/null) || return 1
-  [ -z "${2:-}" ] || [ "$dir" = "$(cd "$2" && pwd -P)" ] || return 1
+  [ -z "${2:-}" ] || [ "$dir" = "$(cd "$2" 2>/dev/null && pwd -P)" ] || return 1
   [ "$(head -n1 "$dir/postmaster.pid" 2>/dev/null)" = "$pid" ]
 }
 
@@ -289,7 +289,8 @@ clear_stale_locks() {  # PORT: lock files of a server that is not running (see p
     log "removing the postmaster.pid of a server that no longer runs (pid $(head -n1 "$DATA/postmaster.pid"))"
     rm -f "$DATA/postmaster.pid"
   fi
-  if [ -f "$lock" ] && ! postmaster_at "$(head -n1 "$lock")"; then
+  # the socket's lock names the postmaster and, on its second line, its data directory
+  if [ -f "$lock" ] && ! postmaster_at "$(head -n1 "$lock")" "$ROOT$(sed -n 2p "$lock")"; then
     rm -f "$lock"
   fi
 }
