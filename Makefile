@@ -79,7 +79,7 @@ demo: venv sandbox
 bench: venv sandbox
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) bench/bench_cli.py $(BENCH_ARGS)
 
-# Its own sandbox instance (PGBG_SANDBOX_INSTANCE=chaos), which it restarts: not the shared one.
+# Its own sandbox instance (chaos, or PGBG_CHAOS_INSTANCE), which it restarts: not the shared one.
 chaos: venv
 	$(PY) bench/chaos.py $(CHAOS_ARGS)
 

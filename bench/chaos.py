@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/chaos.py [--jobs 500] [--seed N] [--procs 8] [--deadline 600]
 
-It runs on a sandbox instance of its own (``chaos``, or the one ``PGBG_SANDBOX_INSTANCE`` names:
-it restarts that server), which it locks for the whole run (a second run on the same instance
+It runs on a sandbox instance of its own (``chaos``, or the one ``PGBG_CHAOS_INSTANCE`` names:
+it restarts that server; ``PGBG_SANDBOX_INSTANCE``, which a shell may export for the tests, is
+not used), which it locks for the whole run (a second run on the same instance
 stops at once, exit 2), in a fresh database with pg_background and pgbg installed
 (bench/scratch.py, as ``pgbg init`` does), as four LOGIN roles given ``pgbg grant`` (``chaos_r4``
 with ``--admin``). Every job inserts its own key into
@@ -57,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.scratch import Role, sandbox, scratch_database, server_dsn, stop  # noqa: E402
 
-INSTANCE = os.environ.get("PGBG_SANDBOX_INSTANCE") or "chaos"
+INSTANCE = os.environ.get("PGBG_CHAOS_INSTANCE") or "chaos"  # never the tests' PGBG_SANDBOX_INSTANCE
 ROLES = ("chaos_r1", "chaos_r2", "chaos_r3", "chaos_r4")
 ADMIN = "chaos_r4"  # also granted pgbg_admin: cancels other roles' jobs
 PASSWORD = "chaos-sandbox-secret"  # sandbox only: the server listens on 127.0.0.1
@@ -135,7 +136,7 @@ def instance_lock(instance: str) -> Iterator[None]:
             lock.seek(0)
             holder = lock.read().strip() or "a process"
             stop(f"sandbox instance {instance} ({sandbox_server()}) is in use by another chaos run ({holder}; "
-                 f"lock {path}): wait for it to end, or run on another instance (PGBG_SANDBOX_INSTANCE=NAME)")
+                 f"lock {path}): wait for it to end, or run on another instance (PGBG_CHAOS_INSTANCE=NAME)")
         lock.seek(0)
         lock.truncate()
         lock.write(f"pid {os.getpid()}\n")

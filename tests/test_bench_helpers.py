@@ -33,7 +33,7 @@ def test_a_bench_without_its_server_says_one_line() -> None:
 
 def test_chaos_stops_when_another_run_holds_its_instance() -> None:
     instance = f"lockcheck{os.getpid()}"
-    env = dict(os.environ, PGBG_SANDBOX_INSTANCE=instance)
+    env = dict(os.environ, PGBG_CHAOS_INSTANCE=instance, PGBG_SANDBOX_INSTANCE="not-this-one")
     path = chaos.lock_path(instance)
     try:
         with open(path, "a+") as held:
