@@ -8,6 +8,7 @@ is begun here, in a thread, and Typer loads and reads the command line meanwhile
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Any
@@ -29,6 +30,10 @@ def run() -> int:
     except KeyboardInterrupt:  # Ctrl-C before the app handles it (while Python loads it)
         sys.stderr.write("pgbg: interrupted\n")
         return 130
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRORS:
+            raise
+        return _unwritable(exc)
     return 0
 
 
@@ -38,25 +43,92 @@ def version_line() -> str:
     return f"pgbg {__version__}\n"
 
 
+# What writing to a stream fails with: a full disk or quota, a file too large, an I/O error.
+# pgbg's commands write no file of their own (the files they read fail as usage errors).
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+class _Messages:
+    """stderr that drops what it cannot write (``2>`` a full disk): a lost message must not turn
+    into a traceback or change the exit code, which still tells what happened."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRORS:
+                raise
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRORS:
+                raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _standard_streams() -> int | None:
+    """Standard streams as pgbg needs them, before anything opens a file that would take a closed
+    one's number. A stream the shell closed (``<&-``, ``>&-``, ``2>&-``) is None to Python: closed
+    stdin reads as empty, closed stderr drops the messages (the exit code still tells), and closed
+    stdout is refused at once with exit 2, nothing done: a launch's handle would be lost."""
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (it lives as long as pgbg)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+    sys.stderr = _Messages(sys.stderr)
+    if sys.stdout is None:
+        from pgbg_cli.errors import USAGE
+
+        sys.stderr.write("pgbg: standard output is closed: nothing done (redirect it to /dev/null to drop "
+                         "the output)\n")
+        sys.stderr.flush()
+        return USAGE
+    return None
+
+
+def _unwritable(exc: OSError) -> int:
+    """Standard output cannot take what pgbg writes (a full disk): one line, exit 3."""
+    from pgbg_cli.errors import ENVIRONMENT
+
+    sys.stderr.write(f"pgbg: cannot write to standard output: {exc.strerror}\n")
+    sys.stderr.flush()
+    return ENVIRONMENT
+
+
 def main() -> None:
     """The ``pgbg`` console script."""
     args = sys.argv[1:]
-    if args in (["--version"], ["-V"]) and "_PGBG_COMPLETE" not in os.environ:
-        sys.stdout.write(version_line())
-        code = 0
-    else:
-        if _connects(args):
-            from pgbg_cli import db
-
-            db.start_connecting(dsn_named(args))
-        code = run()
-    # Leave at once: everything is written and every connection closed by now, and tearing
-    # down the interpreter's modules costs tens of milliseconds a run (shell loops notice).
+    closed = _standard_streams()
+    if closed is not None:
+        os._exit(closed)
+    code = 0
     try:
+        if args in (["--version"], ["-V"]) and "_PGBG_COMPLETE" not in os.environ:
+            sys.stdout.write(version_line())
+        else:
+            if _connects(args):
+                from pgbg_cli import db
+
+                db.start_connecting(dsn_named(args))
+            code = run()
+        # Leave at once: everything is written and every connection closed by now, and tearing
+        # down the interpreter's modules costs tens of milliseconds a run (shell loops notice).
         sys.stdout.flush()
         sys.stderr.flush()
     except (BrokenPipeError, ValueError):
         code = code or 1
+    except OSError as exc:  # what was left to write could not be (a full disk)
+        if exc.errno not in _WRITE_ERRORS:
+            raise
+        code = code or _unwritable(exc)
     os._exit(code)
 
 

@@ -166,6 +166,57 @@ def test_missing_file_in_a_real_process_has_no_traceback(test_db, pgbg_proc, tmp
     assert _one_line(res.stderr) and "nope.sql" in res.stderr
 
 
+# --- standard streams closed or full -----------------------------------------------------
+
+
+def _pgbg_closed(*args: str, dsn: str, close: int | None = None, stdout: Any = subprocess.PIPE,
+                 stdin: Any = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
+    """pgbg in a real process whose file descriptor ``close`` is closed (as ``>&-``, ``<&-`` or
+    ``2>&-`` in a shell): Python then sees that stream as None."""
+    env = dict(os.environ, PGBG_DSN=dsn, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    return subprocess.run([sys.executable, "-m", "pgbg_cli", *args], env=env, text=True, stdin=stdin,
+                          stdout=stdout, stderr=subprocess.PIPE, timeout=120,
+                          preexec_fn=(lambda: os.close(close)) if close is not None else None)
+
+
+def test_closed_stdin_reads_as_empty(test_db):
+    for args in (["launch", "-"], ["launch", "--lines"], ["launch", "-f", "-"]):
+        res = _pgbg_closed(*args, dsn=test_db["app"], close=0, stdin=None)
+        assert res.returncode == 2, (args, res)
+        assert _one_line(res.stderr) and "no SQL given" in res.stderr, (args, res)
+
+
+def test_closed_stdout_is_refused_before_anything_is_queued(test_db, sql_admin):
+    label = _label()
+    res = _pgbg_closed("launch", "-l", label, "SELECT 1", dsn=test_db["app"], close=1, stdout=None)
+    assert res.returncode == 2, res
+    assert _one_line(res.stderr) and "standard output is closed" in res.stderr, res
+    assert _job(sql_admin, label) is None
+
+
+def test_closed_or_full_stderr_keeps_the_exit_code(test_db):
+    res = _pgbg_closed("launch", "--queue-size", "1", "SELECT 1", dsn=test_db["app"], close=2)
+    assert res.returncode == 2, res
+    res = _pgbg_closed("launch", "--wait", "SELECT 1/0", dsn=test_db["app"], close=2)
+    assert res.returncode == 1, res
+    env = dict(os.environ, PGBG_DSN=test_db["app"], PYTHONPATH=str(ROOT), NO_COLOR="1")
+    for args, code in ((["wait", "1:1"], 2), (["launch", "--wait", "SELECT 1/0"], 1), (["list"], 0)):
+        with open("/dev/full", "w") as full:
+            res = subprocess.run([sys.executable, "-m", "pgbg_cli", *args], env=env, text=True,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=full, timeout=120)
+        assert res.returncode == code, (args, res)
+
+
+def test_full_stdout_is_one_line_and_exit_3(test_db, sql_admin):
+    label = _label()
+    with open("/dev/full", "w") as full:
+        res = _pgbg_closed("launch", "-l", label, "--wait", "-F", "json", "SELECT 1", dsn=test_db["app"],
+                           stdout=full)
+    assert res.returncode == 3, res
+    assert _one_line(res.stderr) and "cannot write to standard output" in res.stderr, res
+    assert "No space left on device" in res.stderr
+
+
 # --- connection problems ----------------------------------------------------------------
 
 
