@@ -160,6 +160,21 @@ def test_sql_input_mistakes_exit_2(test_db, cli, tmp_path):
     assert res.exit_code == 2 and "no SQL" in res.stderr
 
 
+def test_a_file_of_no_statement_queues_nothing(test_db, pgbg_proc, sql_admin, tmp_path):
+    """--file runs one job per statement: a file of comments and semicolons alone has none, and
+    is refused as an empty one is (it queued one job of that text, which did nothing)."""
+    label = _label()
+    for text in ("-- nothing tonight\n", ";;\n;", "/* all commented out: SELECT 1; */\n"):
+        path = tmp_path / "q.sql"
+        path.write_text(text, encoding="utf-8")
+        for args in (["-f", str(path)], ["-f", "-"]):
+            res = pgbg_proc("launch", "-l", label, *args, dsn=test_db["app"], input=text)
+            assert res.returncode == 2, (text, args, res)
+            assert _one_line(res.stderr) and "no SQL given" in res.stderr, (text, args, res)
+            assert res.stdout == ""
+    assert _job(sql_admin, label) is None
+
+
 def test_missing_file_in_a_real_process_has_no_traceback(test_db, pgbg_proc, tmp_path):
     res = pgbg_proc("launch", "-f", str(tmp_path / "nope.sql"), dsn=test_db["app"])
     assert res.returncode == 2

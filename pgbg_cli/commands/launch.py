@@ -261,6 +261,8 @@ def _gather(sql: list[str] | None, file: Path | None, lines: bool) -> tuple[str 
         text = read_sql(None, file)
         source = "standard input" if str(file) == "-" else str(file)
         pieces = batch.from_statements(text, source)
+        if not pieces:  # comments and semicolons alone: no job to run (an empty file says so too)
+            raise UsageError(f"no SQL given: {source} has no statement")
         return (text, None if len(pieces) <= 1 else pieces)
     if len(args) > 1:
         if "-" in args:
