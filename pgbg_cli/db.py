@@ -188,6 +188,33 @@ def _take_early(dsn: str | None) -> psycopg.Connection[Any] | None:
     return early["result"]["conn"]
 
 
+def on_same_server(conn: psycopg.Connection[Any], dsn: str | None, **changes: str) -> str:
+    """``dsn`` with ``changes`` (another ``dbname``), pinned to the server ``conn`` reached.
+
+    A connection string may name several hosts (``host=a,b``, a service, ``PGHOST``), balance
+    between them (``load_balance_hosts=random``) or pick by role (``target_session_attrs``): a
+    second connection from it may reach another server than the first. This one names the
+    host, address and port of ``conn`` only.
+    """
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(dsn or "")
+    info = conn.info
+    params["host"], params["port"] = info.host, str(info.port)
+    try:
+        hostaddr = info.hostaddr  # the address connected to; empty over a unix socket
+    except psycopg.NotSupportedError:  # libpq < 12
+        hostaddr = ""
+    if hostaddr:
+        params["hostaddr"] = hostaddr
+    else:
+        params.pop("hostaddr", None)
+    params.pop("load_balance_hosts", None)
+    params.update(changes)
+    return make_conninfo(**params)
+
+
 def pinned(conn: psycopg.Connection[Any], row: Any) -> None:
     """Remember the user's search_path that a ``PIN_SQL`` row read."""
     _user_paths[conn] = row["path"] if isinstance(row, dict) else row[0]

@@ -65,14 +65,11 @@ def _superuser(conn: psycopg.Connection[Any], what: str) -> None:
 
 
 def _cron_conn(conn: psycopg.Connection[Any], dsn: str | None, cron_db: str) -> psycopg.Connection[Any]:
-    """A connection to pg_cron's database on the same server (the same connection string)."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
+    """A connection to pg_cron's database on the server ``conn`` reached (its connection string,
+    pinned to that server's host and port: a host list could lead elsewhere)."""
     from pgbg_cli import db
 
-    params = conninfo_to_dict(dsn or "")
-    params["dbname"] = cron_db
-    cron = db.connect(make_conninfo(**params))
+    cron = db.connect(db.on_same_server(conn, dsn, dbname=cron_db))
     there = cron.execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'").fetchone()
     if not there:
         cron.close()

@@ -126,8 +126,10 @@ def every_database(servers: list[Target]) -> tuple[list[Target], list[Outcome[An
     ``SERVER/dbname`` with several servers); and the servers that could not be asked."""
     from pgbg_cli import db, queries
 
-    def ask(_: Target, conn: Any) -> list[str]:
-        return [row["datname"] for row in conn.execute(queries.text("every_database")).fetchall()]
+    def ask(server: Target, conn: Any) -> tuple[str, list[str]]:
+        # each database on the server this connection reached, whatever host list led there
+        return (db.on_same_server(conn, server.dsn),
+                [row["datname"] for row in conn.execute(queries.text("every_database")).fetchall()])
 
     listed = each(servers, ask, prepare=lambda _, conn: db.pinned(conn, conn.execute(
         db.PIN_SQL, (db.PINNED_PATH,)).fetchone()))
@@ -138,9 +140,10 @@ def every_database(servers: list[Target]) -> tuple[list[Target], list[Outcome[An
             failed.append(outcome)
             continue
         server = outcome.target
-        for dbname in outcome.value or []:
+        reached, dbnames = outcome.value or (server.dsn, [])
+        for dbname in dbnames:
             name = dbname if len(servers) == 1 else f"{server.name}{SEPARATOR}{dbname}"
-            found.append(Target(name, _with_dbname(server.dsn, dbname), optional=True))
+            found.append(Target(name, _with_dbname(reached, dbname), optional=True))
     return found, failed
 
 

@@ -146,3 +146,24 @@ def test_help_is_question_mark_and_h_is_the_host(pgbg_proc):
         assert "-h, --host HOST" in res.stdout and "-U, --username USER" in res.stdout
     res = pgbg_proc("list", "-h", env=_env_without_dsn())
     assert "requires an argument" in res.stderr
+
+
+def _listed(dsn: str, port: int) -> str:
+    """``dsn`` reached through a host list whose first host answers nothing (port 1)."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(dsn, host="127.0.0.1,127.0.0.1", port=f"1,{port}", load_balance_hosts="disable")
+
+
+def test_a_second_connection_goes_to_the_server_the_first_reached(test_db):
+    from pgbg_cli import db
+
+    first = conninfo_to_dict(test_db["app"])
+    listed = _listed(test_db["app"], int(first["port"]))
+    with db.connection(listed) as conn:
+        again = conninfo_to_dict(db.on_same_server(conn, listed, dbname="postgres"))
+        hostaddr = conn.info.hostaddr
+    assert (again["host"], again["port"], again["dbname"]) == ("127.0.0.1", first["port"], "postgres")
+    assert again["hostaddr"] == hostaddr == "127.0.0.1"
+    assert "load_balance_hosts" not in again
+    assert (again["user"], again["password"]) == (first["user"], first["password"])

@@ -290,6 +290,25 @@ def test_enable_schedules_with_parameters_not_text(test_db, cli, sql_admin, cron
             run("DROP ROLE IF EXISTS " + psycopg.sql.Identifier(odd).as_string(None))
 
 
+def test_pg_crons_database_is_reached_on_the_server_pgbg_reached(test_db, cron):
+    """A host list could lead the connection to pg_cron's database to another host of the list
+    than the one pgbg reached (another server, with load_balance_hosts or after a failover)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from pgbg_cli import db, dispatch
+
+    port = conninfo_to_dict(test_db["admin"])["port"]
+    # the list's first host answers now; pgbg's connection had reached the second one
+    listed = make_conninfo(test_db["admin"], host="localhost,127.0.0.1", port=f"{port},{port}")
+    with db.connection(test_db["admin"]) as conn:
+        assert conn.info.host == "127.0.0.1"
+        cron_conn = dispatch._cron_conn(conn, listed, cron)
+        try:
+            assert (cron_conn.info.host, cron_conn.info.port, cron_conn.info.dbname) == ("127.0.0.1", int(port), cron)
+        finally:
+            cron_conn.close()
+
+
 def test_only_a_superuser_enables_it(test_db, cli, cron):
     res = cli("dispatch", "enable", dsn=test_db["boss"])  # a pgbg admin, not a superuser
     assert res.exit_code == 3

@@ -140,6 +140,20 @@ def test_all_databases_lists_where_pgbg_is_and_says_what_it_skipped(test_db, sec
     assert not any(row["target"] == "postgres" for row in _jobs(res))
 
 
+def test_all_databases_are_looked_for_on_the_server_that_listed_them(test_db, second_db):
+    """A host list could lead each database's connection to another server of the list."""
+    from psycopg.conninfo import make_conninfo
+
+    port = conninfo_to_dict(test_db["app"])["port"]
+    listed = make_conninfo(test_db["app"], host="127.0.0.1,127.0.0.1", port=f"1,{port}")
+    found, failed = targets.every_database([targets.Target("listed", listed)])
+    assert not failed
+    assert {t.name for t in found} >= {test_db["name"], second_db["name"]}
+    for target in found:
+        params = conninfo_to_dict(target.dsn)
+        assert (params["host"], params["port"], params["dbname"]) == ("127.0.0.1", port, target.name)
+
+
 def test_a_second_server(test_db, second_server, pgbg_proc):
     near = _launch(pgbg_proc, test_db["app"])
     far = _launch(pgbg_proc, second_server["app"])
