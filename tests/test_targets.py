@@ -239,6 +239,34 @@ def test_list_watch_on_several_targets(test_db, second_db, pgbg_proc):
     pgbg_proc("cancel", "--no-wait", mine, dsn=second_db["app"])
 
 
+def test_wait_any_across_targets(test_db, second_db, pgbg_proc):
+    slow = _launch(pgbg_proc, test_db["app"], "SELECT pg_sleep(60)")
+    quick = _launch(pgbg_proc, second_db["app"], "SELECT pg_sleep(0.5)")
+    a, b = test_db["name"], second_db["name"]
+    try:
+        # the quick one ends: the wait on the other target stops too (no --timeout: a wait that
+        # went on would end with the slow job, succeeded)
+        res = pgbg_proc("wait", "--any", "-F", "json", "-d", a, "-d", b, f"{a}/{slow}", f"{b}/{quick}",
+                        dsn=test_db["app"])
+        assert res.returncode == 0, res.stderr
+        states = {(row["target"], row["handle"]): row["state"] for row in _jobs(res)}
+        assert states[(b, quick)] == "succeeded"
+        assert states[(a, slow)] in ("queued", "starting", "running")
+        assert "timed out" not in res.stderr
+        # none ends within --timeout: 124, and each target says so
+        res = pgbg_proc("wait", "--any", "-t", "1s", "-d", a, "-d", b, f"{a}/{slow}", dsn=test_db["app"])
+        assert res.returncode == 124, res.stderr
+        assert f"pgbg: {a}: timed out waiting; the jobs go on" in res.stderr
+        # one that failed ends the wait with 1
+        broken = _launch(pgbg_proc, second_db["app"], "SELECT 1/0")
+        res = pgbg_proc("wait", "--any", "-d", a, "-d", b, f"{a}/{slow}", f"{b}/{broken}",
+                        dsn=test_db["app"])
+        assert res.returncode == 1, res.stderr
+        assert f"pgbg: {b}: job {broken} failed" in res.stderr
+    finally:
+        pgbg_proc("cancel", "--no-wait", slow, dsn=test_db["app"])
+
+
 def test_stats_session_takes_one_target(test_db, pgbg_proc):
     res = pgbg_proc("stats", "--session", "-d", test_db["name"], "-d", "other", dsn=test_db["app"])
     assert res.returncode == 2 and "one target" in res.stderr, res.stderr

@@ -178,12 +178,12 @@ def wait(
 def _wait_several(chosen: Any, handles: list[str], timeout_s: float | None, any_: bool, strict: bool,
                   fmt: Format) -> None:
     """wait on several targets at once, one thread and connection each: handles TARGET/ID:COOKIE."""
+    import threading
+
     from pgbg_cli import handles as handles_mod
     from pgbg_cli import jobs, jobview, messages, output, preflight, progress, targets
     from pgbg_cli.errors import WAIT_TIMEOUT, UsageError, WaitTimedOut
 
-    if any_:
-        raise UsageError("--any waits on one database: give one target")
     by_name = {t.name: t for t in chosen.targets}
     wanted: dict[str, list[str]] = {}
     for text in handles:
@@ -202,12 +202,28 @@ def _wait_several(chosen: Any, handles: list[str], timeout_s: float | None, any_
     asked = [by_name[name] for name in by_name if name in wanted]
     parsed = {name: handles_mod.parse_many(texts) for name, texts in wanted.items()}
 
+    one_ended = threading.Event()  # --any: a job of some target has ended; the others stop waiting
+
+    class _Overtaken(Exception):
+        pass
+
+    def overtaken(_: Any) -> None:
+        if one_ended.is_set():
+            raise _Overtaken
+
     def work(target: Any, conn: Any) -> tuple[list[dict[str, Any]], bool]:
-        """The target's jobs when they have ended, or as they are when --timeout ran out (True)."""
+        """The target's jobs when they have ended (with --any: one of them, or one of another
+        target's), or as they are when --timeout ran out (True)."""
         try:
-            return progress.enriched(conn, jobs.wait(conn, parsed[target.name], timeout_s=timeout_s)), False
+            found = jobs.wait(conn, parsed[target.name], timeout_s=timeout_s, any_=any_,
+                              tick=overtaken if any_ else None, tick_interval=0.25 if any_ else 1.0)
         except WaitTimedOut:
             return progress.enriched(conn, jobs.get_many(conn, parsed[target.name])), True
+        except _Overtaken:
+            found = jobs.get_many(conn, parsed[target.name])
+        if any_ and any(jobs.is_final(job) for job in found):
+            one_ended.set()
+        return progress.enriched(conn, found), False
 
     outcomes = targets.each(asked, work, prepare=lambda _, conn: preflight.check(conn))
     answered, failed = report(chosen.failed + outcomes)
@@ -223,10 +239,16 @@ def _wait_several(chosen: Any, handles: list[str], timeout_s: float | None, any_
     for job in ended:
         if job["state"] != "succeeded" or messages.with_warnings(job):
             output.say(f"pgbg: {job['target']}: {jobview.summary(job)}")
+    if any_ and ended:
+        late = []  # one had ended: the others' --timeout running out as well is no news
     for name in late:
         output.say(f"pgbg: {name}: timed out waiting; the jobs go on")
     finals = [r for r in rows if r["state"] not in ("unreachable", "unavailable")]
-    raise typer.Exit(exit_of_targets(failed, WAIT_TIMEOUT if late else exit_for(finals, strict=strict)))
+    if any_:  # as on one target: the jobs that ended say how it went; none: --timeout ran out
+        code = exit_for(ended, strict=strict) if ended else WAIT_TIMEOUT
+    else:
+        code = WAIT_TIMEOUT if late else exit_for(finals, strict=strict)
+    raise typer.Exit(exit_of_targets(failed, code))
 
 
 def cancel(
