@@ -211,6 +211,23 @@ def test_cancel_by_label_only_matching_live_jobs(test_db, cli, sql_admin):
     assert cli("cancel", miss, dsn=dsn).exit_code == 0
 
 
+def test_cancel_of_no_match_prints_valid_json_and_csv(test_db, pgbg_proc):
+    """Nothing to cancel is still a success, and a script reading -F json or csv gets an empty
+    list or a header (as list prints them), not nothing, which no JSON parser reads."""
+    import csv
+    import io
+
+    tag = uuid.uuid4().hex[:6]
+    for args in (["--label", f"nomatch-{tag}-*"], ["--group", f"nomatch-{tag}"]):
+        res = pgbg_proc("cancel", *args, "-F", "json", dsn=test_db["app"])
+        assert res.returncode == 0 and "no live job" in res.stderr, res
+        assert json.loads(res.stdout) == [], res
+        res = pgbg_proc("cancel", *args, "-F", "csv", dsn=test_db["app"])
+        assert res.returncode == 0 and "no live job" in res.stderr, res
+        rows = list(csv.reader(io.StringIO(res.stdout)))
+        assert len(rows) == 1 and "handle" in rows[0], res
+
+
 def test_cancel_queued_job(test_db, cli, sql_admin, max_running):
     dsn = test_db["other"]
     max_running(1)

@@ -297,11 +297,13 @@ def cancel(
             wanted += [h for h in jobs.handles_by_label(conn, label) if h not in wanted]
             if not wanted:
                 output.say(f"pgbg: no live job has a label matching {label!r}")
+                _none_canceled(fmt)
                 return
         if group is not None:
             wanted += [h for h in jobs.handles_by_group(conn, group) if h not in wanted]
             if not wanted:
                 output.say(f"pgbg: no live job in group {output.printable(group)!r}")
+                _none_canceled(fmt)
                 return
         ended = [j for j in jobs.get_many(conn, wanted) if jobs.is_final(j)]
         jobs.cancel(conn, wanted, grace_ms=grace_ms)
@@ -323,6 +325,14 @@ def cancel(
         output.say(f"pgbg: job {jobs.handle_of(job)} had already ended ({job['state']}): nothing to cancel")
     if ended:
         raise typer.Exit(1)
+
+
+def _none_canceled(fmt: Format) -> None:
+    """No job to cancel: for scripts (JSON, CSV) the empty list of jobs, as list prints it."""
+    from pgbg_cli import jobview
+
+    if jobview.for_scripts(fmt):
+        jobview.emit_jobs([], fmt)
 
 
 def detach(
