@@ -59,8 +59,16 @@ def read_file(path: Path) -> list[str]:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not UTF-8 text") from None
-    lines = [line.strip() for line in text.splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]
+    found = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "\x00" in line:  # libpq would read the connection string only up to it
+            where = "standard input" if str(path) == "-" else str(path)
+            raise UsageError(f"{where} line {n}: the target contains a NUL byte")
+        found.append(line)
+    return found
 
 
 def _stdin() -> str:

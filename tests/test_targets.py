@@ -190,6 +190,18 @@ def test_targets_file_and_services(test_db, second_db, pgbg_proc, tmp_path):
     assert res.returncode == 2 and "names no target" in res.stderr
 
 
+def test_a_nul_byte_in_a_targets_file_is_refused(test_db, pgbg_proc, tmp_path):
+    """libpq reads a connection string up to a NUL byte: the rest (the host, port and user
+    PGBG_DSN gives) was cut off and the target went to libpq's defaults, another server."""
+    listing = tmp_path / "targets"
+    listing.write_bytes(f"{test_db['name']}\n{test_db['name']}\0x\n".encode())
+    for args, stdin in ((["--targets-file", str(listing)], None), (["--targets-file", "-"], listing.read_text())):
+        res = pgbg_proc("list", *args, dsn=test_db["app"], input=stdin)
+        assert res.returncode == 2, res
+        assert res.stderr.count("\n") == 1 and "line 2" in res.stderr and "NUL" in res.stderr, res
+        assert res.stdout == ""
+
+
 def test_commands_of_one_database_refuse_several(test_db, pgbg_proc):
     res = pgbg_proc("show", "-d", test_db["name"], "-d", "other", "1:2", dsn=test_db["app"])
     assert res.returncode == 2
