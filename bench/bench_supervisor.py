@@ -17,8 +17,9 @@ Figures only, each beside its baseline measured in the same run.
    (``PGBG_SANDBOX_INSTANCE``) for it.
 
 Run with ``.venv/bin/python bench/bench_supervisor.py`` (``-n`` jobs, default 500; ``--rounds``,
-default 2). It makes a scratch database on the sandbox server (``scripts/sandbox.sh dsn
-admin``), installs pgbg there, and runs everything as the superuser.
+default 2; ``--job-ms MS``: part 1's jobs sleep that long instead of ``SELECT 1``). It makes a
+scratch database on the sandbox server (``scripts/sandbox.sh dsn admin``), installs pgbg there,
+and runs everything as the superuser.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ DECLARE
 BEGIN
     WHILE started < n OR pg_catalog.cardinality(hs) > 0 LOOP
         WHILE started < n AND pg_catalog.cardinality(hs) < c LOOP
-            hs := hs || %(launch)s('SELECT 1');
+            hs := hs || %(launch)s(%(sql)s);
             started := started + 1;
         END LOOP;
         still := '{}';
@@ -69,22 +70,23 @@ END $$
 """
 
 
-def run_direct(dsn: str, n: int, cap: int, names: dict[str, str]) -> float:
+def run_direct(dsn: str, n: int, cap: int, names: dict[str, str], job_sql: str) -> float:
     import psycopg
+    from psycopg import sql
 
     with psycopg.connect(dsn, autocommit=True) as plain:
         started = time.monotonic()
-        plain.execute(DIRECT % {"n": n, "c": cap, **names})
+        plain.execute(DIRECT % {"n": n, "c": cap, "sql": sql.Literal(job_sql).as_string(plain), **names})
         return time.monotonic() - started
 
 
-def run_pgbg(conn: Any, n: int) -> tuple[float, float, dict[str, int]]:
+def run_pgbg(conn: Any, n: int, job_sql: str) -> tuple[float, float, dict[str, int]]:
     """Seconds from the queue's commit until every job has ended, seconds the queueing took, states."""
     conn.execute("DELETE FROM pgbg.job WHERE state NOT IN ('queued', 'starting', 'running')")
     queueing = time.monotonic()
     with conn.transaction():
         conn.execute("SELECT count(*) FROM generate_series(1, %s) g, "
-                     "LATERAL pgbg.submit('SELECT 1 /* ' || g || ' */') s", (n,))
+                     "LATERAL pgbg.submit(%s || ' /* ' || g || ' */') s", (n, job_sql))
     started = time.monotonic()  # the jobs are queued: the supervisor's part starts here
     conn.execute("SELECT pgbg.ensure_supervisor()")
     while conn.execute("SELECT count(*) AS n FROM pgbg.job WHERE state IN ('queued', 'starting', 'running')"
@@ -135,6 +137,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=500, help="jobs queued at once (default 500)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each (default 2)")
     parser.add_argument("--isolated", type=int, default=40, help="jobs queued one at a time (default 40)")
+    parser.add_argument("--job-ms", type=int, default=0,
+                        help="part 1's jobs run pg_sleep for this long (default 0: SELECT 1)")
     parser.add_argument("--durable", action="store_true",
                         help="fsync and synchronous_commit on for the run, and WAL flushes per job (part 4)")
     args = parser.parse_args()
@@ -158,6 +162,7 @@ def run(args: argparse.Namespace) -> None:
     queue_s: list[float] = []
     states: dict[str, int] = {}
     flushes = {"direct": 0, "pgbg": 0}
+    job_sql = f"SELECT pg_catalog.pg_sleep({args.job_ms / 1000})" if args.job_ms > 0 else "SELECT 1"
     with scratch_database("pgbg_bench_sup") as scratch:
         dsn, ext = scratch.dsn, scratch.ext
         conn = db.connect(dsn)
@@ -171,9 +176,9 @@ def run(args: argparse.Namespace) -> None:
                 print(f"  round {r + 1}/{args.rounds}: {which}", file=sys.stderr, flush=True)
                 flushed = wal_flushes(conn) if args.durable else 0
                 if which == "direct":
-                    direct_s.append(run_direct(dsn, args.n, cap, names))
+                    direct_s.append(run_direct(dsn, args.n, cap, names, job_sql))
                 else:
-                    took, queued, got = run_pgbg(conn, args.n)
+                    took, queued, got = run_pgbg(conn, args.n, job_sql)
                     pgbg_s.append(took)
                     queue_s.append(queued)
                     for state, count in got.items():
@@ -224,7 +229,7 @@ def run(args: argparse.Namespace) -> None:
         conn.close()
 
     total = args.n * args.rounds
-    print(f"1. {args.n} jobs of SELECT 1 queued at once, {cap} at a time, {args.rounds} alternated rounds")
+    print(f"1. {args.n} jobs of {job_sql} queued at once, {cap} at a time, {args.rounds} alternated rounds")
     print(f"  direct (one session, pg_background_launch/wait/detach): {total / sum(direct_s):7.1f} jobs/s")
     print(f"  pgbg supervisor (from the queue's commit to the last end): {total / sum(pgbg_s):7.1f} jobs/s")
     print(f"  ratio pgbg / direct: {sum(direct_s) / sum(pgbg_s):.2f}   (target >= 0.90)")
