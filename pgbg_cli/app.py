@@ -103,6 +103,12 @@ class PgbgGroup(TyperGroup):
             _fail(exc.message, exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", INTERRUPTED)
+        except NotImplementedError as exc:
+            if "DateStyle" not in str(exc):  # psycopg reads timestamps in DateStyle ISO only
+                raise
+            from pgbg_cli.db import datestyle_trouble
+
+            _fail(datestyle_trouble(str(exc).split("DateStyle ", 1)[1].split(":", 1)[0]), 3)
         except Exception as exc:
             if type(exc).__module__.startswith("psycopg"):
                 from pgbg_cli.db import LOCK_TIMEOUT_MS, first_line, redact

@@ -72,7 +72,7 @@ def submit(
     """Queue one job per piece, all in one transaction (all or none), then start this role's
     supervisor if none is alive. Returns the jobs (id and cookie), in order, and what starting
     it found."""
-    from pgbg_cli.db import PINNED_PATH, user_search_path
+    from pgbg_cli.db import PINNED_PATH, check_dates, user_search_path
     from pgbg_cli.pipeline import Batch
 
     if not pieces:
@@ -82,6 +82,7 @@ def submit(
             raise UsageError(f"{piece.where}: no SQL given")
         if "\x00" in piece.sql:
             raise UsageError(f"{piece.where}: the SQL contains a NUL byte")
+    check_dates(conn)
     path = user_search_path(conn)
     # every statement described in one round trip, parsed with the user's search_path
     batch = Batch(conn)

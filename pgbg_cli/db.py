@@ -112,7 +112,8 @@ def connect(dsn: str | None, *, autocommit: bool = True, pin: bool = True) -> ps
 
 
 def _params(dsn: str | None, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
-    """libpq's parameters for ``dsn``, with pgbg's application_name, connect_timeout and lock_timeout."""
+    """libpq's parameters for ``dsn``, with pgbg's application_name, connect_timeout, lock_timeout and
+    client_encoding."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
@@ -123,6 +124,9 @@ def _params(dsn: str | None, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
             from None
     params.setdefault("application_name", APPLICATION_NAME)
     params.setdefault("connect_timeout", 10)
+    # pgbg's own session speaks UTF-8 whatever PGCLIENTENCODING says: under SQL_ASCII psycopg
+    # hands text over as bytes (a job's text reaches the server in the database's encoding either way)
+    params["client_encoding"] = "UTF8"
     params["options"] = with_lock_timeout(params.get("options") or os.environ.get("PGOPTIONS", ""))
     return params
 
@@ -223,6 +227,21 @@ def pinned(conn: psycopg.Connection[Any], row: Any) -> None:
 def user_search_path(conn: psycopg.Connection[Any]) -> str:
     """The search_path the user's session had before pgbg pinned its own."""
     return _user_paths.get(conn, PINNED_PATH)
+
+
+def datestyle_trouble(style: str) -> str:
+    """The one line for a session whose DateStyle psycopg cannot read timestamps in (a role's or
+    database's setting, PGOPTIONS). pgbg does not change it: the jobs it starts inherit it."""
+    return (f"dates are read in DateStyle ISO only, and this session's is {style}: run pgbg with "
+            "PGOPTIONS='-c DateStyle=ISO' (or ALTER ROLE ... SET DateStyle = 'ISO, DMY')")
+
+
+def check_dates(conn: psycopg.Connection[Any]) -> None:
+    """Refuse, before anything is queued, a session whose job rows pgbg could not read back
+    (the server reported its DateStyle when it connected: no round trip)."""
+    style = conn.info.parameter_status("DateStyle") or "ISO"
+    if not style.upper().startswith("ISO"):
+        raise ConnectionProblem(datestyle_trouble(repr(style)))
 
 
 def with_lock_timeout(options: str) -> str:

@@ -78,12 +78,14 @@ def register(
     first (no round trip when the preflight did it); the submit and the supervisor's start
     then go together, in one round trip, each its own transaction.
     """
+    from pgbg_cli.db import check_dates
     from pgbg_cli.pipeline import Batch
 
     if not sql_text.strip():
         raise UsageError("no SQL given")
     if "\x00" in sql_text:
         raise UsageError("the SQL contains a NUL byte")
+    check_dates(conn)
     shape = describe.describe(conn, sql_text)
     # what the server can tell now (a syntax error, an unknown table, a missing privilege, a
     # statement that must run alone among others) fails here, not when the job runs

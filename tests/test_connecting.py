@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import uuid
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -167,3 +168,35 @@ def test_a_second_connection_goes_to_the_server_the_first_reached(test_db):
     assert again["hostaddr"] == hostaddr == "127.0.0.1"
     assert "load_balance_hosts" not in again
     assert (again["user"], again["password"]) == (first["user"], first["password"])
+
+
+# Session settings of the user's (PGOPTIONS, PGCLIENTENCODING, ALTER ROLE/DATABASE ... SET)
+# that change how the server sends values to pgbg
+
+def test_a_client_encoding_of_sql_ascii_is_no_traceback(test_db, pgbg_proc):
+    """psycopg hands text over as bytes under SQL_ASCII: every command failed with a TypeError.
+    pgbg's own session speaks UTF-8, whatever PGCLIENTENCODING says."""
+    for args in (["list", "-n", "1", "-F", "json"], ["launch", "--wait", "-F", "json", "SELECT 'é'"]):
+        res = pgbg_proc(*args, dsn=test_db["app"], env={"PGCLIENTENCODING": "SQL_ASCII"})
+        assert res.returncode == 0, (args, res)
+        assert "Traceback" not in res.stderr
+        json.loads(res.stdout)
+
+
+@pytest.mark.parametrize("style", ["German", "SQL, DMY", "Postgres, MDY"])
+def test_a_datestyle_pgbg_cannot_read_is_one_line_and_exit_3(test_db, pgbg_proc, sql_admin, style):
+    """psycopg reads timestamps in DateStyle ISO only: another one (here from PGOPTIONS; a
+    role's or database's setting alike) failed every command that shows a time with a
+    NotImplementedError traceback and exit 1."""
+    env = {"PGOPTIONS": f"-c DateStyle={style.replace(' ', '')}"}
+    res = pgbg_proc("list", "-n", "1", dsn=test_db["app"], env=env)
+    assert res.returncode == 3, res
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res
+    assert "DateStyle" in res.stderr and "ISO" in res.stderr, res
+    # a launch says so before it queues anything: exit 3 and no job (a script would run it again)
+    label = f"ds-{uuid.uuid4().hex[:8]}"
+    for args in (["SELECT 1"], ["--wait", "SELECT 1"], ["SELECT 1", "SELECT 2"]):
+        res = pgbg_proc("launch", "-l", label, *args, dsn=test_db["app"], env=env)
+        assert res.returncode == 3 and res.stdout == "", (args, res)
+        assert res.stderr.count("\n") == 1 and "DateStyle" in res.stderr, (args, res)
+    assert not sql_admin("SELECT 1 FROM pgbg.job WHERE label = %s", (label,))
