@@ -7,7 +7,7 @@ each into one line on stderr and the matching exit code, never a traceback.
 from __future__ import annotations
 
 OK = 0
-JOB_FAILED = 1  # a job failed, was canceled, timed out or was lost
+JOB_FAILED = 1  # a job failed, was canceled, timed out, was lost or detached
 USAGE = 2  # bad usage or bad input
 ENVIRONMENT = 3  # connection, extension, schema or privilege problem
 WARNED = 4  # wait/launch --wait --strict: every job succeeded, and one said WARNING
@@ -17,7 +17,7 @@ INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it); a --watch view 
 
 EXIT_CODES: dict[int, str] = {
     OK: "success",
-    JOB_FAILED: "a job failed, was canceled, timed out or was lost",
+    JOB_FAILED: "a job failed, was canceled, timed out, was lost or detached",
     USAGE: "bad usage or bad input",
     ENVIRONMENT: "connection, extension, schema or privilege problem",
     WARNED: "with --strict: the jobs succeeded, but one emitted a WARNING",

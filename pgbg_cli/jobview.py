@@ -211,7 +211,9 @@ def summary(job: dict[str, Any]) -> str:
         rows = job.get("row_count")
         details.append(job["command_tag"] + (f", {rows} rows" if rows else ""))
     if job.get("reason") and job["state"] != "succeeded":
-        details.append(job["reason"])
+        # a reason may begin with the state it explains ("detached: pgbg stopped tracking it"),
+        # which the head of the line says already
+        details.append(job["reason"].removeprefix(f"{job['state']}: "))
     elapsed = enrich(job).get("elapsed_ms")
     if elapsed is not None and job["state"] not in ("queued", "starting", "running"):
         details.append(f"in {format_ms(elapsed)}")

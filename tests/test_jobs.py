@@ -298,6 +298,10 @@ def test_detach_lets_the_worker_commit(test_db, cli, sql_admin):
     assert _alive(sql_admin, job["worker_pid"])  # detach does not stop the work
     retry(lambda: sql_admin(f"SELECT v FROM {table}") == [{"v": "done"}], "the detached INSERT commits")
     assert _state(sql_admin, handle) == "detached"
+    # waiting on it says so once: "job ID:COOKIE detached: pgbg stopped tracking it; ..."
+    res = cli("wait", handle, dsn=dsn)
+    assert res.exit_code == 1, res
+    assert f"pgbg: job {handle} detached: pgbg stopped tracking it" in res.stderr, res.stderr
 
 
 def test_launch_timeout_ends_timed_out(test_db, cli, sql_admin):

@@ -125,7 +125,7 @@ def wait(
     The WARNING, NOTICE and INFO messages each job emitted go to stderr, one line each.
     With several targets, a handle is TARGET/ID:COOKIE, as list prints it for them.
     --group NAME waits for every job of the group (as many as it holds when the wait starts).
-    Exit 0 when all succeeded, 1 when any failed, was canceled, timed out or was lost,
+    Exit 0 when all succeeded, 1 when any failed, was canceled, timed out, was lost or detached,
     4 with --strict when all succeeded but one emitted a WARNING, 124 when --timeout ran
     out first, 130 on Ctrl-C. The jobs go on after a timeout or Ctrl-C.
 
