@@ -314,6 +314,21 @@ def set_setting(conn: psycopg.Connection[Any], name: str, value: str) -> dict[st
     return row
 
 
+def say_if_nothing_can_start(conn: psycopg.Connection[Any], reserve_slots: int) -> None:
+    """Warn when ``reserve_slots`` leaves no worker slot for a job beside its supervisor's, with the
+    slots other workers hold now (pgbg.worker_slots(), what ``pgbg capacity`` counts): queued jobs
+    would wait until the setting is lowered, or max_worker_processes raised."""
+    from pgbg_cli import output
+
+    s = conn.execute("SELECT * FROM pgbg.worker_slots()").fetchone()
+    others = s["used"] - s["pgbg_jobs"] - s["pgbg_supervisors"]
+    room = s["max_worker_processes"] - others - 1  # a supervisor's slot, then the jobs'
+    if reserve_slots >= room:
+        output.say(f"pgbg: warning: reserve_slots {reserve_slots} leaves no slot for a job: of "
+                   f"max_worker_processes {s['max_worker_processes']}, other workers hold {others} now and a "
+                   f"supervisor takes 1; queued jobs wait until it is at most {max(room - 1, 0)}")
+
+
 def utc_stamp(now: dt.datetime | None = None) -> str:
     """``2026-11-25T14:00:00Z``: the time stamp that starts each watch line."""
     now = now or dt.datetime.now(dt.timezone.utc)

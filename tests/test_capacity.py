@@ -65,6 +65,21 @@ def test_settings_and_arithmetic_match_the_server(cli, test_db, sql_admin):
     assert data["safe_to_launch"] == max(0, min(slot_room, role_room) - data["role_queued_jobs"])
 
 
+def test_a_reserve_that_leaves_no_slot_for_a_job_is_said(cli, test_db, sql_admin):
+    slots = int(sql_admin("SELECT current_setting('max_worker_processes')::int AS n")[0]["n"])
+    try:
+        # a supervisor's slot is one of them: whatever other workers hold, nothing could start
+        res = cli("settings", "reserve_slots", str(slots - 1), dsn=test_db["boss"])
+        assert res.exit_code == 0, res
+        assert res.stderr.startswith(f"pgbg: warning: reserve_slots {slots - 1} leaves no slot for a job: of "
+                                     f"max_worker_processes {slots}, other workers hold "), res.stderr
+        assert "queued jobs wait until it is at most " in res.stderr and res.stderr.count("\n") == 1
+        res = cli("settings", "reserve_slots", "0", dsn=test_db["boss"])
+        assert res.exit_code == 0 and res.stderr == "", res
+    finally:
+        assert cli("settings", "reserve_slots", "2", dsn=test_db["boss"]).exit_code == 0
+
+
 def test_used_slots_match_pg_stat_activity(cli, test_db, sql_admin):
     background = ("backend_type NOT IN ('client backend', 'autovacuum launcher', 'autovacuum worker', "
                   "'background writer', 'checkpointer', 'walwriter', 'walsender', 'walreceiver', 'startup', "

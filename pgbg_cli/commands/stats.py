@@ -303,6 +303,8 @@ def settings(
     with database(dsn) as conn:
         if name is not None and value is not None:
             rows = [core.set_setting(conn, name, value)]
+            if name == "reserve_slots":
+                core.say_if_nothing_can_start(conn, int(rows[0]["value"]))
         else:
             rows = core.settings(conn)
             if name is not None:
