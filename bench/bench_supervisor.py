@@ -9,7 +9,8 @@ Figures only, each beside its baseline measured in the same run.
 2. Jobs queued one at a time to a live, idle supervisor: queued -> started (the worker's own
    start time), p50 and p95, beside the time one direct pg_background_launch takes.
 3. The supervisor kept alive with nothing to do: its time on a CPU over 5 s
-   (/proc/<pid>/schedstat, in nanoseconds), beside an idle client backend's over the same 5 s.
+   (/proc/<pid>/schedstat, in nanoseconds), beside an idle client backend's and the server's own
+   background writer's, WAL writer's (and pg_cron launcher's) over the same 5 s.
 4. With ``--durable``: the server's WAL flushes per job in part 1, pgbg's beside the direct
    session's. ``--durable`` turns ``fsync`` and ``synchronous_commit`` on for the whole run
    (ALTER SYSTEM, reset at the end), as on a production server: the sandbox runs with both off,
@@ -220,10 +221,18 @@ def run(args: argparse.Namespace) -> None:
         pid = conn.execute("SELECT pgbg.supervisor_pid() AS pid").fetchone()["pid"]
         idle_client = psycopg.connect(dsn, autocommit=True)
         client_pid = idle_client.execute("SELECT pg_backend_pid()").fetchone()[0]
+        # and the server's own processes that wake on a timer while idle (pg_cron's launcher
+        # when it is there)
+        own = conn.execute(
+            "SELECT backend_type AS kind, pid FROM pg_stat_activity "
+            "WHERE backend_type IN ('background writer', 'walwriter', 'pg_cron launcher') "
+            "ORDER BY backend_type").fetchall()
         time.sleep(0.5)
         before = cpu_ns(pid), cpu_ns(client_pid)
+        own_before = {r["kind"]: cpu_ns(r["pid"]) for r in own}
         time.sleep(5)
         after = cpu_ns(pid), cpu_ns(client_pid)
+        own_used = {r["kind"]: (cpu_ns(r["pid"]) - own_before[r["kind"]]) / 1e6 for r in own}
         alive = conn.execute("SELECT pgbg.supervisor_pid() AS pid").fetchone()["pid"] == pid
         idle_client.close()
         conn.close()
@@ -246,6 +255,8 @@ def run(args: argparse.Namespace) -> None:
     print("3. idle supervisor kept alive, time on a CPU over 5 s (/proc/<pid>/schedstat)")
     print(f"  supervisor: {used:.1f} ms ({used / 50:.2f}% of a core){'' if alive else ' (it left meanwhile!)'}")
     print(f"  baseline, an idle client backend: {(after[1] - before[1]) / 1e6:.1f} ms")
+    for kind, ms in own_used.items():
+        print(f"  baseline, the server's own {kind}: {ms:.1f} ms")
     if args.durable:
         print("4. fsync and synchronous_commit on: WAL flushes per job of part 1, every process of the server")
         print(f"  pgbg: {flushes['pgbg'] / total:.2f}   direct: {flushes['direct'] / total:.2f}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -374,7 +375,8 @@ def test_a_dozing_supervisor_keeps_no_old_snapshot(bell):
     """A VACUUM cannot remove rows deleted after the oldest snapshot of the database's sessions
     was taken. A dozing supervisor sleeps in short statements, so its snapshot stays newer than
     any commit of a moment ago (one long sleep held it for seconds: a VACUUM right after a
-    DELETE then left every deleted row)."""
+    DELETE then left every deleted row). On a quiet server a sleep lasts 1 s (the next test),
+    so the first commit may wait that long; once transactions end, 200 ms."""
     with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app:
         pid = _idle_supervisor(admin, app)
 
@@ -383,8 +385,54 @@ def test_a_dozing_supervisor_keeps_no_old_snapshot(bell):
                         (pid,))[0]
             return _dozing(admin, pid) and (row["x"] is None or row["x"] > xid)
 
-        for _ in range(5):
+        for i in range(6):
             xid = admin("SELECT pg_current_xact_id()::text::bigint AS x")[0]["x"]  # committed at once
             retry(lambda xid=xid: fresh(xid), "the dozing supervisor's snapshot is newer than a commit",
-                  timeout=1.0, interval=0.01)
+                  timeout=2.0 if i == 0 else 1.0, interval=0.01)
+        assert app("SELECT pgbg.supervisor_pid() AS pid")[0]["pid"] == pid
+
+
+def _doze_gaps(admin: Callable[..., list[dict[str, Any]]], pid: int, seconds: float) -> list[float]:
+    """The times between the dozing supervisor's transactions (one sleep each) seen over `seconds`,
+    read from pg_stat_activity every 10 ms. Reads only: this session ends no transaction that
+    has a transaction id."""
+    starts: list[Any] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        row = admin("SELECT a.xact_start FROM pg_stat_activity a WHERE a.pid = %s", (pid,))[0]
+        if row["xact_start"] is not None and (not starts or row["xact_start"] != starts[-1]):
+            starts.append(row["xact_start"])
+        time.sleep(0.01)
+    return [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+
+
+def test_a_dozing_supervisor_sleeps_longer_while_no_transaction_ends(bell):
+    """While no transaction of the server ends, a doze's snapshot holds back no deleted row, and
+    the supervisor sleeps 1 s a transaction instead of 200 ms (an idle supervisor's CPU); once
+    one ends, it is back to 200 ms. Other sessions of the server may write meanwhile (autovacuum):
+    each look polls a state with a deadline."""
+    with sql_runner(bell["admin"]) as admin, sql_runner(bell["app"]) as app:
+        pid = _idle_supervisor(admin, app)
+        retry(lambda: any(g >= 0.9 for g in _doze_gaps(admin, pid, 2.5)),
+              "a dozing supervisor slept 1 s on a quiet server", timeout=60, interval=0)
+        stop = threading.Event()
+
+        def write() -> None:  # a transaction id committed every 20 ms
+            with psycopg.connect(bell["admin"], autocommit=True) as w:
+                while not stop.is_set():
+                    w.execute("SELECT pg_current_xact_id()")
+                    time.sleep(0.02)
+
+        def short_dozes() -> bool:  # the first gap may have begun as a long sleep
+            gaps = _doze_gaps(admin, pid, 2.5)
+            return len(gaps) >= 5 and max(gaps[1:]) < 0.6
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            retry(short_dozes, "a dozing supervisor slept 200 ms while transactions ended",
+                  timeout=60, interval=0)
+        finally:
+            stop.set()
+            writer.join(30)
         assert app("SELECT pgbg.supervisor_pid() AS pid")[0]["pid"] == pid

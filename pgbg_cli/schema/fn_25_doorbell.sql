@@ -40,8 +40,9 @@
 --
 -- Everything in the region is a read or a sleep: a cancel there ends nothing but the doze.
 -- It dozes 200 ms a transaction (after a COMMIT a procedure holds a snapshot until the next,
--- which keeps a VACUUM from removing rows deleted after it was taken); a waker that finds it
--- holding the key but not asleep looks again for 5 ms at most.
+-- which keeps a VACUUM from removing rows deleted after it was taken), 1 s while no transaction
+-- of the server ends (pgbg.supervise()); a waker that finds it holding the key but not asleep
+-- looks again for 5 ms at most.
 -- pgbg.supervise() runs the whole region, its handlers included, inside one more block that
 -- catches a cancel, then leaves the region again from the top.
 -- It cannot tell a ring from a cancel or terminate an administrator sent (pg_background 2.0
@@ -58,7 +59,7 @@
 -- deaf to rings (a shared holder let it: 200 ms a job) nor enters again only to leave by a row
 -- lock every poll_ms (a transaction id, WAL and a flush each, imposed by any role). It sees
 -- the key taken only at its next commit: a role that takes it whenever the supervisor has gone
--- back to sleep keeps rings out for the rest of that sleep (a job then waits up to 200 ms).
+-- back to sleep keeps rings out for the rest of that sleep (a job then waits up to 1 s).
 
 -- Does backend p_pid hold the doorbell's key (DOORBELL_KEY, its own pid) in this database, as
 -- a dozing supervisor does? Only that backend can: the key names its pid.
@@ -102,7 +103,8 @@ $$;
 -- caller's rights: pg_cancel_backend() then reaches only backends the caller may signal anyway.
 -- Call it after the job it is for has committed. In a transaction that has written it rings
 -- nothing (a ring before the job commits would find no job: the supervisor would leave); the
--- dozing supervisor finds the job on its own within 200 ms of that commit.
+-- dozing supervisor finds the job on its own within 200 ms of that commit (1 s after a quiet
+-- spell of the server).
 CREATE OR REPLACE FUNCTION pgbg._wake_supervisor()
 RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
