@@ -78,10 +78,7 @@ def submit(
     if not pieces:
         raise UsageError("no SQL given")
     for piece in pieces:
-        if not piece.sql.strip():
-            raise UsageError(f"{piece.where}: no SQL given")
-        if "\x00" in piece.sql:
-            raise UsageError(f"{piece.where}: the SQL contains a NUL byte")
+        jobs.check_sql(piece.sql, piece.where)
     check_dates(conn)
     path = user_search_path(conn)
     # every statement described in one round trip, parsed with the user's search_path

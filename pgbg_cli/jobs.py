@@ -61,6 +61,16 @@ ODD_TYPE_SQL = ("SELECT pg_catalog.format_type(t.oid, NULL) AS t FROM pg_catalog
                 "WHERE t.oid = ANY(%s::oid[]) AND (t.typtype = 'p' OR t.oid >= 16384) LIMIT 1")
 
 
+def check_sql(sql_text: str, where: str | None = None) -> None:
+    """What no job may be queued with, checked before anything is sent: no SQL at all, or a NUL
+    byte (which libpq would cut the text at). ``where`` names the piece (a file and line)."""
+    prefix = f"{where}: " if where else ""
+    if not sql_text.strip():
+        raise UsageError(f"{prefix}no SQL given")
+    if "\x00" in sql_text:
+        raise UsageError(f"{prefix}the SQL contains a NUL byte")
+
+
 def register(
     conn: psycopg.Connection[Any],
     sql_text: str,
@@ -81,10 +91,7 @@ def register(
     from pgbg_cli.db import check_dates
     from pgbg_cli.pipeline import Batch
 
-    if not sql_text.strip():
-        raise UsageError("no SQL given")
-    if "\x00" in sql_text:
-        raise UsageError("the SQL contains a NUL byte")
+    check_sql(sql_text)
     check_dates(conn)
     shape = describe.describe(conn, sql_text)
     # what the server can tell now (a syntax error, an unknown table, a missing privilege, a
