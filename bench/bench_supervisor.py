@@ -8,9 +8,9 @@ Figures only, each beside its baseline measured in the same run.
    Rounds alternate (direct, pgbg, pgbg, direct, ...); the ratio is of the summed times.
 2. Jobs queued one at a time to a live, idle supervisor: queued -> started (the worker's own
    start time), p50 and p95, beside the time one direct pg_background_launch takes.
-3. The supervisor kept alive with nothing to do: its time on a CPU over 5 s
-   (/proc/<pid>/schedstat, in nanoseconds), beside an idle client backend's and the server's own
-   background writer's, WAL writer's (and pg_cron launcher's) over the same 5 s.
+3. The supervisor kept alive with nothing to do: its time on a CPU over 5 s, from 2 s after
+   step 2 (/proc/<pid>/schedstat, in nanoseconds), beside an idle client backend's and the
+   server's own background writer's, WAL writer's (and pg_cron launcher's) over the same 5 s.
 4. With ``--durable``: the server's WAL flushes per job in part 1, pgbg's beside the direct
    session's. ``--durable`` turns ``fsync`` and ``synchronous_commit`` on for the whole run
    (ALTER SYSTEM, reset at the end), as on a production server: the sandbox runs with both off,
@@ -227,7 +227,7 @@ def run(args: argparse.Namespace) -> None:
             "SELECT backend_type AS kind, pid FROM pg_stat_activity "
             "WHERE backend_type IN ('background writer', 'walwriter', 'pg_cron launcher') "
             "ORDER BY backend_type").fetchall()
-        time.sleep(0.5)
+        time.sleep(2)  # idle: step 2 ended, and the server has been quiet for a second (the doze sleeps 1 s)
         before = cpu_ns(pid), cpu_ns(client_pid)
         own_before = {r["kind"]: cpu_ns(r["pid"]) for r in own}
         time.sleep(5)

@@ -203,7 +203,7 @@ def test_vacuum_shows_overall_progress_pace_and_time_left(test_db, sql_admin, cl
                 deleted_by = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0] % 2**32
         # The VACUUM removes the deleted rows (and so makes its later passes) only once no session
         # of this database holds a snapshot taken before the DELETE: a dozing supervisor's lasts
-        # up to 200 ms, an autovacuum ANALYZE's as long as it samples. Wait for that first.
+        # up to 1 s, an autovacuum ANALYZE's as long as it samples. Wait for that first.
         retry(lambda: not sql_admin(
             "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND backend_xmin IS NOT NULL "
             "AND backend_xmin::text::bigint <= %s", (db, deleted_by)),

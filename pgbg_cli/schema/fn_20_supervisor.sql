@@ -132,7 +132,7 @@ BEGIN
             PERFORM pgbg._wake_supervisor();  -- alive: ring, should it doze (fn_25_doorbell.sql)
         EXCEPTION WHEN OTHERS THEN
             -- no bell for this role here (it is not granted pgbg): the supervisor finds the job
-            -- on its own within 200 ms
+            -- on its own within 200 ms (1 s after a quiet second of the server)
             RAISE LOG 'pgbg: could not wake the supervisor of %: %', current_user, SQLERRM;
         END;
         RETURN NULL;
@@ -162,7 +162,7 @@ $$;
 -- but none startable it looks again after poll_ms; with nothing to do it dozes until a
 -- session of its role rings (fn_25_doorbell.sql). Every wait is one statement of its own
 -- transaction, of 200 ms at most while it dozes (the CREATE INDEX CONCURRENTLY trap), or 1 s
--- while no transaction of the server ends.
+-- once no transaction of the server has ended for a second.
 CREATE OR REPLACE PROCEDURE pgbg.supervise()
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -183,6 +183,7 @@ DECLARE
     entered boolean;
     doze_s float8 := 0.2;
     seen_xids text;
+    quiet_since timestamptz := pg_catalog.clock_timestamp();
     xids text;
     poll_ms integer := 25;
     idle_ms integer := 3000;
@@ -300,8 +301,8 @@ BEGIN
                 PERFORM pg_catalog.pg_sleep(poll_ms / 1000.0);
             ELSE
                 -- Nothing to do: doze until a session of this role rings (fn_25_doorbell.sql),
-                -- until idle_ms has passed, 200 ms a transaction, or 1 s while the server is
-                -- quiet (settings are read again every 5 seconds).
+                -- until idle_ms has passed, 200 ms a transaction, or 1 s once the server has been
+                -- quiet for a second (settings are read again every 5 seconds).
                 -- Only reads and sleeps run inside the doze: a cancel there ends the doze, nothing
                 -- else. Should the doorbell's key be held by someone else, it looks for work every
                 -- poll_ms.
@@ -340,14 +341,19 @@ BEGIN
                                         -- One short sleep a transaction: after a COMMIT the procedure
                                         -- holds a snapshot until the next, and a VACUUM cannot remove
                                         -- rows deleted after it was taken (nor can a CREATE INDEX
-                                        -- CONCURRENTLY finish while it lasts). 200 ms while the
-                                        -- server's transactions come and go; 1 s while none ended
-                                        -- since the last sleep (the snapshot then holds back nothing
-                                        -- at its start), which saves four wakes of five on an idle
-                                        -- server; the first sleep after a write is 200 ms again.
+                                        -- CONCURRENTLY finish while it lasts). 200 ms; 1 s once no
+                                        -- transaction of the server has ended for a second (its
+                                        -- snapshot then holds back nothing when it is taken), which
+                                        -- saves four wakes of five on an idle server. Only a write
+                                        -- that ends such a quiet second waits up to 1 s; the next
+                                        -- sleeps are 200 ms again.
                                         xids := pg_catalog.pg_current_snapshot()::text;
-                                        doze_s := CASE WHEN xids = seen_xids THEN 1.0 ELSE 0.2 END;
-                                        seen_xids := xids;
+                                        IF xids IS DISTINCT FROM seen_xids THEN
+                                            seen_xids := xids;
+                                            quiet_since := pg_catalog.clock_timestamp();
+                                        END IF;
+                                        doze_s := CASE WHEN pg_catalog.clock_timestamp() - quiet_since >= interval '1 second'
+                                                       THEN 1.0 ELSE 0.2 END;
                                         PERFORM pg_catalog.pg_sleep(GREATEST(0.001, LEAST(doze_s,
                                             idle_ms / 1000.0 - pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - idle_since))));
                                     END IF;

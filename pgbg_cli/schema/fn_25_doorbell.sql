@@ -40,8 +40,8 @@
 --
 -- Everything in the region is a read or a sleep: a cancel there ends nothing but the doze.
 -- It dozes 200 ms a transaction (after a COMMIT a procedure holds a snapshot until the next,
--- which keeps a VACUUM from removing rows deleted after it was taken), 1 s while no transaction
--- of the server ends (pgbg.supervise()); a waker that finds it holding the key but not asleep
+-- which keeps a VACUUM from removing rows deleted after it was taken), 1 s once no transaction
+-- of the server has ended for a second (pgbg.supervise()); a waker that finds it holding the key but not asleep
 -- looks again for 5 ms at most.
 -- pgbg.supervise() runs the whole region, its handlers included, inside one more block that
 -- catches a cancel, then leaves the region again from the top.
@@ -103,8 +103,8 @@ $$;
 -- caller's rights: pg_cancel_backend() then reaches only backends the caller may signal anyway.
 -- Call it after the job it is for has committed. In a transaction that has written it rings
 -- nothing (a ring before the job commits would find no job: the supervisor would leave); the
--- dozing supervisor finds the job on its own within 200 ms of that commit (1 s after a quiet
--- spell of the server).
+-- dozing supervisor finds the job on its own within 200 ms of that commit (1 s when it ends a
+-- quiet second of the server).
 CREATE OR REPLACE FUNCTION pgbg._wake_supervisor()
 RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
