@@ -15,6 +15,7 @@ DECLARE
     w integer;
     due text;
     why text;
+    restarted timestamptz;
     admin boolean := pgbg._is_admin(p_actor);
 BEGIN
     PERFORM pgbg._actor(p_actor, p_proof);
@@ -67,9 +68,13 @@ BEGIN
             END IF;
             CONTINUE;
         END IF;
+        restarted := pgbg.server_started();
         why := CASE
-            WHEN coalesce(j.worker_started, j.started_at, j.queued_at) < pgbg.server_started()
-                THEN 'the server restarted while the job ran; its outcome is unknown'
+            -- the time says when it ended at the latest: finished_at is when this noticed, which
+            -- may be days later
+            WHEN coalesce(j.worker_started, j.started_at, j.queued_at) < restarted
+                THEN pg_catalog.format('the server restarted at %s while the job ran; its outcome is unknown',
+                                       pg_catalog.to_char(restarted AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'))
             WHEN j.cancel_reason = 'timeout'
                 THEN pg_catalog.format('ran longer than its timeout of %s; stopped while no supervisor watched it',
                                        pgbg._duration_text(j.timeout_ms))
