@@ -62,6 +62,20 @@ CONTRACT_COLUMNS = [Column(key) for key in CONTRACT_FIELDS]
 # the states of a row that stands for a target of several that answered no jobs (``message`` says why)
 UNREACHED = ("unreachable", "unavailable")
 _TIMES = ("queued_at", "started_at", "finished_at")
+# Linux's PID_MAX_LIMIT: no process has a larger pid (nor one below 1). pg_background hands back
+# such numbers now and then for a job that ended at once (1.8 and 2.0.3 alike: the facts
+# document); pgbg keeps them to read the outcome, and shows no pid for them.
+PID_MAX_LIMIT = 4194304
+
+
+def possible_pid(value: Any) -> int | None:
+    """``value`` when a process can have it as its pid, else None."""
+    return value if isinstance(value, int) and 1 <= value <= PID_MAX_LIMIT else None
+
+
+def _pid(value: Any, row: dict[str, Any]) -> str:
+    pid = possible_pid(value)
+    return "" if pid is None else str(pid)
 
 
 def _utc(value: Any) -> Any:
@@ -97,6 +111,8 @@ def record(row: dict[str, Any], *, now: dt.datetime | None = None) -> dict[str, 
             out[key] = (row.get("messages_dropped") or 0) if ours else None
         elif key in _TIMES:
             out[key] = _utc(row.get(key))
+        elif key == "worker_pid":
+            out[key] = possible_pid(row.get(key))
         else:
             out[key] = row.get(key)
     return out
@@ -133,7 +149,7 @@ RECORD_FIELDS = [
     Column("started_at", "started", _time),
     Column("finished_at", "finished", _time),
     Column("timeout_ms", "timeout", _ms),
-    Column("worker_pid", "worker pid"),
+    Column("worker_pid", "worker pid", _pid),
     Column("progress", "progress", _progress),
     Column("reason", "reason"),
     # what the job said: for people, its lines (messages.for_people)

@@ -339,3 +339,17 @@ def test_roles_missing_from_the_schema_are_left_out():
 )
 def test_glob_to_like(glob, like):
     assert glob_to_like(glob) == like
+
+
+@pytest.mark.parametrize(("given", "shown"), [
+    (23605, 23605), (1, 1), (4194304, 4194304),
+    # pg_background's handle of a job that ended at once, now and then (the facts document)
+    (-1415848960, None), (0, None), (271133952, None), (None, None),
+])
+def test_a_worker_pid_no_process_can_have_is_shown_as_none(given, shown):
+    from pgbg_cli import jobview
+
+    row = {"id": 7, "cookie": 11, "state": "lost", "worker_pid": given}
+    assert jobview.record(row)["worker_pid"] == shown
+    (column,) = [c for c in jobview.RECORD_FIELDS if c.key == "worker_pid"]
+    assert column.human(given, row) == ("" if shown is None else str(shown))
