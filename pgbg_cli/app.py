@@ -14,7 +14,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any
 
 import typer
-from typer._click.exceptions import ClickException  # Typer vendors click from 0.26 on (pyproject.toml)
+from typer._click.exceptions import ClickException, UsageError  # Typer vendors click from 0.26 on (pyproject.toml)
 from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import Abort
 
@@ -51,6 +51,9 @@ class PgbgCommand(TyperCommand):
         # Typer writes a required argument as {NAME}: the usage line says NAME, as man pages do
         return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return _in_context(super().parse_args, ctx, args)
+
     def format_epilog(self, ctx: Any, formatter: Any) -> None:
         if self.examples:
             _write_section(formatter, EXAMPLES_TITLE.rstrip(":"), self.examples)
@@ -73,7 +76,7 @@ class PgbgGroup(TyperGroup):
         if not args and self.no_args_is_help and not ctx.resilient_parsing:
             typer.echo(ctx.get_help())
             ctx.exit(0)
-        return super().parse_args(ctx, args)
+        return _in_context(super().parse_args, ctx, args)
 
     def format_epilog(self, ctx: Any, formatter: Any) -> None:
         _write_section(formatter, EXAMPLES_TITLE.rstrip(":"), ROOT_EXAMPLES)
@@ -125,6 +128,18 @@ class PgbgGroup(TyperGroup):
                 where = f" [{code}]" if code else ""
                 _fail(f"database error{where}: {redact(first_line(exc))}", 3)
             raise
+
+
+def _in_context(parse: Any, ctx: Any, args: list[str]) -> list[str]:
+    """click's parser raises some usage errors ("option '-h' requires an argument") without the
+    context of the command it parses for: give them it, so the hint names that command's help."""
+    try:
+        return parse(ctx, args)
+    except UsageError as exc:
+        if exc.ctx is None:
+            exc.ctx = ctx
+            exc.cmd = ctx.command
+        raise
 
 
 def _said(message: str) -> str:

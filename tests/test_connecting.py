@@ -149,6 +149,23 @@ def test_help_is_question_mark_and_h_is_the_host(pgbg_proc):
     assert "requires an argument" in res.stderr
 
 
+def test_an_option_without_its_value_points_to_the_commands_help(pgbg_proc):
+    """click's parser raises "requires an argument" without its context: the hint named
+    `pgbg --help`, whose options are not the command's. Every command takes -h, -p, -U, -d."""
+    from pgbg_cli.commands import COMMANDS
+
+    cases = [(command, "-h") for command in COMMANDS] + [("list", option) for option in ("--host", "-p", "-U", "-d")]
+    for command, option in cases:
+        res = pgbg_proc(command, option, env=_env_without_dsn())
+        assert res.returncode == 2, (command, option, res.stderr)
+        assert res.stderr == (f"pgbg: option '{option}' requires an argument "
+                              f"(see pgbg {command} --help)\n"), res.stderr
+    res = pgbg_proc("list", "--state", env=_env_without_dsn())  # any option that takes a value
+    assert res.stderr == "pgbg: option '--state' requires an argument (see pgbg list --help)\n", res.stderr
+    res = pgbg_proc("-h", env=_env_without_dsn())  # before any command: the root's help it is
+    assert res.stderr == "pgbg: option '-h' requires an argument (see pgbg --help)\n", res.stderr
+
+
 def _listed(dsn: str, port: int) -> str:
     """``dsn`` reached through a host list whose first host answers nothing (port 1)."""
     from psycopg.conninfo import make_conninfo
