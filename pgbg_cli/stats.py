@@ -289,7 +289,28 @@ def check_setting(name: str, value: str) -> str:
         raise UsageError(f"{name} takes a whole number (ASCII digits, no sign), not {value!r}")
     if kind == "interval" and not re.fullmatch(r"[0-9A-Za-z :.]{1,60}", value):
         raise UsageError(f"{name} takes a PostgreSQL interval such as '30 days', not {value!r}")
+    if kind == "interval" and is_bare_number(value):
+        # PostgreSQL reads seconds; beside settings in milliseconds a user may mean those
+        raise UsageError(f"{name} takes an interval with its unit, not a bare number ({value!r}): such as "
+                         f"'10 minutes', '12 hours' or '30 days' (units: {INTERVAL_UNITS})")
     return value
+
+
+INTERVAL_UNITS = "ms, s, min, h, d, weeks, months, years"  # as PostgreSQL's interval reads them
+
+
+def is_bare_number(value: str) -> bool:
+    """Whether an interval's text is a number alone (``600000``), which PostgreSQL reads as seconds."""
+    return re.fullmatch(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", value.strip()) is not None
+
+
+def shown_setting(value: Any, row: dict[str, Any]) -> str:
+    """A setting's value as table and plain output show it: an interval stored as a bare number
+    (by SQL, or by a pgbg that took one) with the unit the server reads it in."""
+    text = "" if value is None else str(value)
+    if SETTING_KINDS.get(row.get("name", "")) == "interval" and is_bare_number(text):
+        return f"{text.strip()} seconds"
+    return text
 
 
 def set_setting(conn: psycopg.Connection[Any], name: str, value: str) -> dict[str, Any]:

@@ -314,6 +314,38 @@ def test_settings_list_and_change(test_db, cli):
     assert json.loads(same.stdout)[0]["value"] == current
 
 
+def test_a_bare_number_for_an_interval_setting_is_refused_and_a_stored_one_shown_with_its_unit(
+        test_db, sql_admin, pgbg_proc):
+    """`history_max_age 600000` beside settings in milliseconds: PostgreSQL would read seconds (6.9
+    days), the user may have meant 10 minutes. Refused with the units named; one stored bare (by SQL,
+    or an earlier pgbg) is shown as the server reads it."""
+    def stored() -> str:
+        return sql_admin("SELECT value FROM pgbg.settings WHERE name = 'history_max_age'")[0]["value"]
+
+    before = stored()
+    for value in ("600000", " 60 ", "600000.5", ".5"):
+        res = pgbg_proc("settings", "history_max_age", value, dsn=test_db["boss"])
+        assert res.returncode == 2, res
+        assert res.stderr == (f"pgbg: history_max_age takes an interval with its unit, not a bare number "
+                              f"({value.strip()!r}): such as '10 minutes', '12 hours' or '30 days' (units: ms, "
+                              "s, min, h, d, weeks, months, years)\n"), res.stderr
+        assert stored() == before
+    try:
+        res = pgbg_proc("settings", "history_max_age", "600000 seconds", "-F", "plain", dsn=test_db["boss"])
+        assert res.returncode == 0, res.stderr
+        assert re.split(r"\s{2,}", res.stdout.splitlines()[-1])[:2] == ["history_max_age", "600000 seconds"], res.stdout
+        sql_admin("UPDATE pgbg.settings SET value = '600000' WHERE name = 'history_max_age'")
+        for args in ((), ("history_max_age",)):
+            res = pgbg_proc("settings", *args, "-F", "plain", dsn=test_db["app"])
+            assert res.returncode == 0, res.stderr
+            line = next(line for line in res.stdout.splitlines() if line.startswith("history_max_age"))
+            assert re.split(r"\s{2,}", line)[1] == "600000 seconds", line
+        res = pgbg_proc("settings", "history_max_age", "-F", "json", dsn=test_db["app"])
+        assert json.loads(res.stdout)[0]["value"] == "600000"  # as stored: JSON is for programs
+    finally:
+        sql_admin("UPDATE pgbg.settings SET value = %s WHERE name = 'history_max_age'", (before,))
+
+
 def test_the_clis_setting_kinds_are_the_schemas(sql_admin):
     spec = {r["name"]: r["kind"] for r in sql_admin("SELECT name, kind FROM pgbg._setting_spec()")}
     assert spec == stats.SETTING_KINDS

@@ -296,7 +296,7 @@ def settings(
     from pgbg_cli import stats as core
     from pgbg_cli.errors import UsageError
 
-    columns = [output.Column("name", "NAME"), output.Column("value", "VALUE"),
+    columns = [output.Column("name", "NAME"), output.Column("value", "VALUE", core.shown_setting),
                output.Column("description", "DESCRIPTION")]
     if name is not None and value is not None:
         core.check_setting(name, value)  # before anything is sent
