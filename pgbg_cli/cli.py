@@ -95,10 +95,19 @@ def _standard_streams() -> int | None:
 
 
 def _unwritable(exc: OSError) -> int:
-    """Standard output cannot take what pgbg writes (a full disk): one line, exit 3."""
+    """Standard output cannot take what pgbg writes (a full disk): one line, exit 3. Jobs queued
+    meanwhile are named (their handles may not have been written): else they would be launched again."""
     from pgbg_cli.errors import ENVIRONMENT
 
-    sys.stderr.write(f"pgbg: cannot write to standard output: {exc.strerror}\n")
+    launching = sys.modules.get("pgbg_cli.launching")  # not loaded: nothing was queued
+    queued = list(getattr(launching, "QUEUED", []))
+    said = ""
+    if queued:
+        jobs = f"job {queued[0]} was" if len(queued) == 1 else f"{len(queued)} jobs were"
+        same = " (with the same targets)" if any("/" in handle for handle in queued) else ""
+        said = (f"; {jobs} queued all the same (do not launch {'it' if len(queued) == 1 else 'them'} again): "
+                f"pgbg wait{same} {' '.join(queued)}")
+    sys.stderr.write(f"pgbg: cannot write to standard output: {exc.strerror}{said}\n")
     sys.stderr.flush()
     return ENVIRONMENT
 

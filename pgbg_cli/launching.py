@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 GROUP_LIMIT_MAX = 10_000  # --jobs N of launch and fanout
 GROUP_NAME_MAX = 200
 
+# The handles of the jobs this pgbg queued, as it prints them: when standard output cannot take
+# them (a full disk), pgbg_cli.cli names them on stderr, or the user would launch the SQL again.
+QUEUED: list[str] = []
+
+
+def note_queued(*handles: str) -> None:
+    """Remember handles (``ID:COOKIE``, or ``TARGET/ID:COOKIE``) of jobs just queued."""
+    QUEUED.extend(handles)
+
 
 @dataclass(frozen=True)
 class Queued:
@@ -60,6 +69,7 @@ def queue_many(conn: psycopg.Connection[Any], pieces: list[Piece], *, file_text:
     except BaseException:
         release_ctrl_c(held)
         raise
+    note_queued(*(f"{row['id']}:{row['cookie']}" for row in rows))
     return Queued(rows, first, held)
 
 

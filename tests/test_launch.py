@@ -232,6 +232,29 @@ def test_full_stdout_is_one_line_and_exit_3(test_db, sql_admin):
     assert "No space left on device" in res.stderr
 
 
+def test_full_stdout_after_queueing_names_the_jobs_queued(test_db, sql_admin):
+    """The handles could not be printed, but the jobs are queued: the one line on stderr names
+    them, or the user runs the SQL again (and it runs twice). The exit code stays 3."""
+    for args, count in ((["SELECT 1"], 1), (["--wait", "SELECT 1"], 1), (["SELECT 1", "SELECT 2"], 2),
+                        (["--lines"], 2)):
+        label = _label()
+        with open("/dev/full", "w") as full:
+            res = subprocess.run([sys.executable, "-m", "pgbg_cli", "launch", "-l", label, *args], text=True,
+                                 input="SELECT 1\nSELECT 2\n", stdout=full, stderr=subprocess.PIPE, timeout=120,
+                                 env=dict(os.environ, PGBG_DSN=test_db["app"], PYTHONPATH=str(ROOT), NO_COLOR="1"))
+        assert res.returncode == 3, (args, res)
+        rows = sql_admin("SELECT id, cookie FROM pgbg.job WHERE label = %s ORDER BY id", (label,))
+        assert len(rows) == count, (args, rows)
+        handles = " ".join(f"{r['id']}:{r['cookie']}" for r in rows)
+        jobs = f"job {handles} was" if count == 1 else f"{count} jobs were"
+        them = "it" if count == 1 else "them"
+        assert res.stderr == (f"pgbg: cannot write to standard output: No space left on device; {jobs} queued all "
+                              f"the same (do not launch {them} again): pgbg wait {handles}\n"), (args, res.stderr)
+    with open("/dev/full", "w") as full:  # nothing queued: nothing named
+        res = _pgbg_closed("list", "-n", "1", dsn=test_db["app"], stdout=full)
+    assert res.returncode == 3 and res.stderr == "pgbg: cannot write to standard output: No space left on device\n"
+
+
 # --- connection problems ----------------------------------------------------------------
 
 

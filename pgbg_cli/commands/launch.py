@@ -168,6 +168,7 @@ def launch(
         except BaseException:
             launching.release_ctrl_c(held)
             raise
+        launching.note_queued(f"{job['id']}:{job['cookie']}")
         # From here on the job exists: Ctrl-C cancels it (or, with --keep-running, leaves it).
         interrupted = False
         try:
@@ -196,9 +197,10 @@ def _launch_several(chosen: Any, text: str, *, label: str | None, timeout_ms: in
     targets' order (``target`` in JSON and CSV). Ctrl-C waits until every handle is printed."""
     from pgbg_cli import jobs, jobview, launching, output, preflight, targets
 
-    def work(_: Any, conn: Any) -> tuple[dict[str, Any], str | None]:
+    def work(target: Any, conn: Any) -> tuple[dict[str, Any], str | None]:
         job, first = jobs.register(conn, text, label=label, timeout_ms=timeout_ms, queue_size=queue_size,
                                    want_result=False, group=group, group_limit=group_limit)
+        launching.note_queued(f"{target.name}{targets.SEPARATOR}{job['id']}:{job['cookie']}")
         return job, _started(conn, job, first, start_s, waiting_here=False)
 
     held = launching.hold_ctrl_c()  # the threads inherit it: no job is left without its handle printed
