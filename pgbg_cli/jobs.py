@@ -391,7 +391,7 @@ def wait(
             except psycopg.OperationalError as exc:
                 if reconnect is None or not dropped(conn):
                     raise  # the connection is fine (a lock timeout, say): not this handler's business
-                conn = reconnected(reconnect, exc)
+                conn = reconnected(reconnect, exc, then=going_on(handles))
                 listening = True
     except KeyboardInterrupt:
         # Ctrl-C may have come in the middle of a statement: the connection is not fit for
@@ -419,8 +419,18 @@ def dropped(conn: psycopg.Connection[Any]) -> bool:
     return bool(conn.closed or conn.broken or conn.pgconn.status == pq.ConnStatus.BAD)
 
 
-def reconnected(reconnect: Callable[[], psycopg.Connection[Any]], lost: Exception) -> psycopg.Connection[Any]:
-    """A new connection, listening, within RECONNECT_S; ConnectionProblem after that."""
+def going_on(handles: Sequence[Handle]) -> str:
+    """The last words of a wait that lost its server: the jobs it waited for, named (``launch
+    --wait`` printed no handle), and how to wait for them again."""
+    names = " ".join(str(handle) for handle in handles)
+    jobs = f"job {names} goes" if len(handles) == 1 else f"the {len(handles)} jobs go"
+    return f"{jobs} on: pgbg wait {names} once the server answers"
+
+
+def reconnected(reconnect: Callable[[], psycopg.Connection[Any]], lost: Exception, *,
+                then: str) -> psycopg.Connection[Any]:
+    """A new connection, listening, within RECONNECT_S; ConnectionProblem after that, whose
+    message ends with ``then``: what becomes of the jobs, and what to do, as fits the caller."""
     import psycopg
 
     from pgbg_cli.db import first_line
@@ -437,7 +447,7 @@ def reconnected(reconnect: Callable[[], psycopg.Connection[Any]], lost: Exceptio
             if time.monotonic() + delay > give_up:
                 raise ConnectionProblem(
                     f"lost the connection ({first_line(lost)}) and could not make it again within "
-                    f"{RECONNECT_S:.0f} s; the jobs go on: pgbg wait them again later") from None
+                    f"{RECONNECT_S:.0f} s; {then}") from None
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 

@@ -128,6 +128,8 @@ def by_importance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class ListView:
     """``pgbg list --watch``: live and recent jobs, with progress."""
 
+    command = "pgbg list --watch"  # to run again when the connection cannot be made again
+
     def __init__(
         self,
         conn: psycopg.Connection[Any],
@@ -230,6 +232,8 @@ def _counts(snap: Snapshot) -> dict[str, int]:
 
 class StatsView:
     """``pgbg stats --watch``: the stats of a window, worker slots, and live jobs' progress."""
+
+    command = "pgbg stats --watch"  # to run again when the connection cannot be made again
 
     def __init__(self, conn: psycopg.Connection[Any], *, window_ms: int, window_text: str,
                  by: str | None = None, group: str | None = None) -> None:
@@ -535,7 +539,9 @@ class _Reconnecting:
         except psycopg.OperationalError as exc:
             if not jobs.dropped(self._view.conn):
                 raise
-            self._view.conn = jobs.reconnected(self._reconnect, exc)
+            command = getattr(self._view, "command", "the view")
+            self._view.conn = jobs.reconnected(self._reconnect, exc, then=(
+                f"the view ends and the jobs go on: run {command} again once the server answers"))
             return self._view.fetch()
 
     def __getattr__(self, name: str) -> Any:

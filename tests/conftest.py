@@ -313,6 +313,41 @@ def pgbg_proc() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
 
+# pgbg in a real process whose reconnect window (jobs.RECONNECT_S, 60 s) is cut to 1 s
+PGBG_QUICK_GIVE_UP = [sys.executable, "-c",
+                      "import pgbg_cli.jobs as j; j.RECONNECT_S = 1.0; from pgbg_cli.cli import main; main()"]
+
+
+def pgbg_gives_up(db: dict[str, str], *args: str, looks: str) -> subprocess.CompletedProcess[str]:
+    """Run ``pgbg args`` as pgbg_app on ``db`` (a database of its own: fresh_database), and once
+    its session runs a query LIKE ``looks``, make the database refuse connections and drop that
+    session: the command's reconnect gives up (after 1 s) and says its last words."""
+    import psycopg
+
+    app = f"pgbg-gives-up-{uuid.uuid4().hex[:6]}"
+    env = dict(os.environ, PGBG_DSN=f"{db['app']} application_name={app}", NO_COLOR="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([*PGBG_QUICK_GIVE_UP, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        # from another database: a database cannot refuse the session that alters it
+        with psycopg.connect(_with_db(db["admin"], "postgres"), autocommit=True) as admin:
+            def seen() -> Any:
+                return admin.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s AND query LIKE %s",
+                                     (app, looks)).fetchone()
+
+            pid = retry(seen, f"pgbg {' '.join(args)} runs {looks}", 30)[0]
+            admin.execute(f'ALTER DATABASE "{db["name"]}" ALLOW_CONNECTIONS false')
+            try:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                out, err = proc.communicate(timeout=60)
+            finally:
+                admin.execute(f'ALTER DATABASE "{db["name"]}" ALLOW_CONNECTIONS true')
+    finally:
+        proc.kill()
+        proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def retry(fn: Callable[[], Any], msg: str, timeout: float = 10.0, interval: float = 0.05) -> Any:
     """Poll ``fn`` until it returns something truthy (pg_activity's habit for async state)."""
     deadline = time.monotonic() + timeout

@@ -4,6 +4,7 @@ awkward text, and many launches at once. Real server; each pgbg run is its own s
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from typing import Any
@@ -532,6 +533,17 @@ def test_wait_outlives_a_dropped_connection(test_db, cli, sql_admin, pgbg_proc):
     res = results[0]
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)[0]["state"] == "succeeded"
+
+
+def test_wait_that_cannot_reconnect_names_the_jobs_that_go_on(server_dsn, cli):
+    from conftest import fresh_database, pgbg_gives_up
+
+    with fresh_database(server_dsn, "pgbg_giveup") as db:
+        handles = [_launch(cli, db["app"], "SELECT pg_sleep(60)") for _ in range(2)]
+        res = pgbg_gives_up(db, "wait", *handles, looks="%JOIN unnest%")
+    assert res.returncode == 3, res
+    assert re.fullmatch(rf"pgbg: lost the connection \(.+\) and could not make it again within 1 s; the 2 jobs go "
+                        rf"on: pgbg wait {' '.join(handles)} once the server answers\n", res.stderr), res.stderr
 
 
 def test_a_waiter_is_woken_once_a_job_at_its_end(test_db, cli, sql_admin):

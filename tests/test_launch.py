@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -253,6 +254,21 @@ def test_full_stdout_after_queueing_names_the_jobs_queued(test_db, sql_admin):
     with open("/dev/full", "w") as full:  # nothing queued: nothing named
         res = _pgbg_closed("list", "-n", "1", dsn=test_db["app"], stdout=full)
     assert res.returncode == 3 and res.stderr == "pgbg: cannot write to standard output: No space left on device\n"
+
+
+def test_launch_wait_that_cannot_reconnect_names_the_job_it_launched(server_dsn):
+    """With --wait no handle was printed: the last words name it, or the user could not find the job."""
+    from conftest import fresh_database, pgbg_gives_up, sql_runner
+
+    with fresh_database(server_dsn, "pgbg_giveup") as db:
+        label = _label()
+        res = pgbg_gives_up(db, "launch", "--wait", "-l", label, "SELECT pg_sleep(60)", looks="%JOIN unnest%")
+        with sql_runner(db["admin"]) as sql:
+            job = sql("SELECT id, cookie FROM pgbg.job WHERE label = %s", (label,))[0]
+    handle = f"{job['id']}:{job['cookie']}"
+    assert res.returncode == 3, res
+    assert re.fullmatch(rf"pgbg: lost the connection \(.+\) and could not make it again within 1 s; job {handle} "
+                        rf"goes on: pgbg wait {handle} once the server answers\n", res.stderr), res.stderr
 
 
 # --- connection problems ----------------------------------------------------------------

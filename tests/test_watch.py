@@ -319,6 +319,19 @@ def test_watch_outlives_a_dropped_connection(test_db, sql_admin, pgbg_proc, comm
     assert len(res.stdout.splitlines()) == 20  # every refresh, the dropped one included
 
 
+@pytest.mark.parametrize("command", ["list", "stats"])
+def test_watch_that_cannot_reconnect_ends_with_words_that_fit_it(server_dsn, command):
+    """A view has no jobs of its own to wait for: its last words say to run it again."""
+    from conftest import fresh_database, pgbg_gives_up
+
+    with fresh_database(server_dsn, "pgbg_giveup") as db:
+        res = pgbg_gives_up(db, command, "--watch", "-i", "200ms", "-F", "json", looks="%worker_slots%")
+    assert res.returncode == 3, res
+    assert re.fullmatch(rf"pgbg: lost the connection \(.+\) and could not make it again within 1 s; the view ends "
+                        rf"and the jobs go on: run pgbg {command} --watch again once the server answers\n",
+                        res.stderr), res.stderr
+
+
 def test_watch_of_a_group_counts_all_its_jobs_done_of_total(test_db, cli):
     from pgbg_cli import db
 
