@@ -422,9 +422,14 @@ def dropped(conn: psycopg.Connection[Any]) -> bool:
 def going_on(handles: Sequence[Handle]) -> str:
     """The last words of a wait that lost its server: the jobs it waited for, named (``launch
     --wait`` printed no handle), and how to wait for them again."""
+    if len(handles) > GOING_ON_NAMED:  # a group's, say: a line of a thousand handles helps nobody
+        return f"the {len(handles)} jobs go on: pgbg wait them again once the server answers"
     names = " ".join(str(handle) for handle in handles)
     jobs = f"job {names} goes" if len(handles) == 1 else f"the {len(handles)} jobs go"
     return f"{jobs} on: pgbg wait {names} once the server answers"
+
+
+GOING_ON_NAMED = 10  # at most this many handles in those last words
 
 
 def reconnected(reconnect: Callable[[], psycopg.Connection[Any]], lost: Exception, *,

@@ -353,3 +353,13 @@ def test_a_worker_pid_no_process_can_have_is_shown_as_none(given, shown):
     assert jobview.record(row)["worker_pid"] == shown
     (column,) = [c for c in jobview.RECORD_FIELDS if c.key == "worker_pid"]
     assert column.human(given, row) == ("" if shown is None else str(shown))
+
+
+def test_the_last_words_of_a_wait_name_a_few_jobs_and_count_many():
+    from pgbg_cli import jobs
+
+    one = [handles.parse("5:6425128483357306956")]
+    assert jobs.going_on(one) == ("job 5:6425128483357306956 goes on: pgbg wait 5:6425128483357306956 "
+                                  "once the server answers")
+    many = [handles.parse(f"{i}:{i * 7}") for i in range(1, jobs.GOING_ON_NAMED + 2)]
+    assert jobs.going_on(many) == f"the {len(many)} jobs go on: pgbg wait them again once the server answers"
