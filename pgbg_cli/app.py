@@ -14,7 +14,11 @@ from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any
 
 import typer
-from typer._click.exceptions import ClickException, UsageError  # Typer vendors click from 0.26 on (pyproject.toml)
+from typer._click.exceptions import (  # Typer vendors click from 0.26 on (pyproject.toml)
+    ClickException,
+    NoSuchOption,
+    UsageError,
+)
 from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import Abort
 
@@ -139,7 +143,23 @@ def _in_context(parse: Any, ctx: Any, args: list[str]) -> list[str]:
         if exc.ctx is None:
             exc.ctx = ctx
             exc.cmd = ctx.command
+        if isinstance(exc, NoSuchOption) and exc.possibilities:
+            exc.possibilities = close_options(exc.option_name, _long_options(ctx))
         raise
+
+
+def close_options(given: str, options: list[str]) -> list[str]:
+    """The options that ``given`` (an unknown ``--name``) may have meant to be. click compares
+    them with their dashes, which alone make ``--bogus`` look like ``--host``: the names only."""
+    from difflib import get_close_matches
+
+    bare = {option.lstrip("-"): option for option in options}
+    return [bare[name] for name in get_close_matches(given.lstrip("-"), list(bare))]
+
+
+def _long_options(ctx: Any) -> list[str]:
+    return [opt for param in ctx.command.get_params(ctx) for opt in (*param.opts, *param.secondary_opts)
+            if opt.startswith("--")]
 
 
 def _said(message: str) -> str:

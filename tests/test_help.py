@@ -229,6 +229,23 @@ def test_usage_errors_speak_pgbg(pgbg_proc):
         assert res.stderr.count("\n") == 1 and "Value error" not in res.stderr
 
 
+def test_an_unknown_option_suggests_only_options_like_it(pgbg_proc):
+    """click compares options with their dashes, which alone made `--bogus` look like `--host`
+    and `--stat` like `--watch`: pgbg compares the names."""
+    for args, words in ((["list", "--bogus"], "no such option: --bogus (see pgbg list --help)"),
+                        (["list", "--stat", "x"], "no such option: --stat (Possible options: --state) "
+                                                  "(see pgbg list --help)"),
+                        (["list", "--lable", "x"], "no such option: --lable (Possible options: --label) "
+                                                   "(see pgbg list --help)"),
+                        (["list", "--hlep"], "no such option: --hlep (Possible options: --help) "
+                                             "(see pgbg list --help)"),
+                        (["--verison"], "no such option: --verison (Possible options: --version) "
+                                        "(see pgbg --help)")):
+        res = pgbg_proc(*args, dsn=NOWHERE)
+        assert res.returncode == 2, res
+        assert res.stderr == f"pgbg: {words}\n", res.stderr
+
+
 # --- Ctrl-C: 130 in a real process -----------------------------------------------------------
 
 LOOK_SQL = "SELECT j.* FROM pgbg.job j JOIN unnest"  # jobs.fetch_query, run on each turn of jobs.wait
