@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
+import uuid
 
 import pytest
 from conftest import ROOT, SANDBOX, fresh_database, retry, sql_runner
@@ -388,6 +391,23 @@ def test_launch_on_several_targets_then_wait(test_db, second_db, pgbg_proc):
     assert down.returncode == 3
     assert [row["state"] for row in _jobs(down)][1] == "unreachable"
     assert _jobs(down)[0]["handle"]
+
+
+def test_launch_on_several_targets_to_a_full_stdout_names_the_jobs_in_the_targets_order(test_db, second_db):
+    """The handles could not be printed: stderr names them, in the order the targets were given
+    (whichever answered first), as stdout would have."""
+    a, b = test_db["name"], second_db["name"]
+    for order in ([a, b], [b, a]):
+        label = f"full-{uuid.uuid4().hex[:8]}"
+        with open("/dev/full", "w") as full:
+            res = subprocess.run([sys.executable, "-m", "pgbg_cli", "launch", "-l", label,
+                                  *(w for name in order for w in ("-d", name)), "SELECT 1"],
+                                 text=True, stdin=subprocess.DEVNULL, stdout=full, stderr=subprocess.PIPE, timeout=120,
+                                 env=dict(os.environ, PGBG_DSN=test_db["app"], PYTHONPATH=str(ROOT), NO_COLOR="1"))
+        assert res.returncode == 3, res
+        named = re.search(r"pgbg wait \(with the same targets\) (.+)$", res.stderr.strip())
+        assert named, res.stderr
+        assert [h.rsplit("/", 1)[0] for h in named.group(1).split()] == order, res.stderr
 
 
 @pytest.mark.parametrize("extra", [["--wait"], ["--result"], ["SELECT 2"]], ids=" ".join)

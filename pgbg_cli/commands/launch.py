@@ -219,6 +219,8 @@ def _launch_several(chosen: Any, text: str, *, label: str | None, timeout_ms: in
                 if why:
                     stranded.append(f"pgbg: {outcome.target.name}: job {job['id']}:{job['cookie']} is queued, "
                                     f"but nothing will start it: {why}")
+        # the queued jobs in the targets' order, as printed (the threads noted them as they came)
+        launching.QUEUED[:] = [f"{r['target']}{targets.SEPARATOR}{r['handle']}" for r in rows if r["handle"]]
         if output.resolve(fmt) in (Format.json, Format.csv):
             output.emit_rows(rows, [output.Column("target"), *jobview.RECORD_FIELDS], fmt)
         else:
