@@ -150,11 +150,12 @@ def _in_context(parse: Any, ctx: Any, args: list[str]) -> list[str]:
 
 def close_options(given: str, options: list[str]) -> list[str]:
     """The options that ``given`` (an unknown ``--name``) may have meant to be. click compares
-    them with their dashes, which alone make ``--bogus`` look like ``--host``: the names only."""
+    them with their dashes, which alone make ``--bogus`` look like ``--host``: the names only, and
+    closer than difflib's default (``st`` is not ``host``)."""
     from difflib import get_close_matches
 
     bare = {option.lstrip("-"): option for option in options}
-    return [bare[name] for name in get_close_matches(given.lstrip("-"), list(bare))]
+    return [bare[name] for name in get_close_matches(given.lstrip("-"), list(bare), cutoff=0.7)]
 
 
 def _long_options(ctx: Any) -> list[str]:

@@ -16,6 +16,9 @@ from typing import Any
 
 def run() -> int:
     """Run the command line and return its exit code (for callers that stay in-process)."""
+    launching = sys.modules.get("pgbg_cli.launching")
+    if launching is not None:
+        launching.QUEUED.clear()  # the jobs of an earlier run in this process
     if "_PGBG_COMPLETE" in os.environ:  # a shell asks for completions (see pgbg_cli.completions)
         from pgbg_cli.completions import prepare
 
@@ -106,7 +109,7 @@ def _unwritable(exc: OSError) -> int:
         jobs = f"job {queued[0]} was" if len(queued) == 1 else f"{len(queued)} jobs were"
         same = " (with the same targets)" if any("/" in handle for handle in queued) else ""
         said = (f"; {jobs} queued all the same (do not launch {'it' if len(queued) == 1 else 'them'} again): "
-                f"pgbg wait{same} {' '.join(queued)}")
+                f"pgbg wait {' '.join(queued)}{same}")
     sys.stderr.write(f"pgbg: cannot write to standard output: {exc.strerror}{said}\n")
     sys.stderr.flush()
     return ENVIRONMENT

@@ -360,6 +360,7 @@ def wait(
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     last_reconcile = 0.0
     listening = False
+    jobs: list[dict[str, Any]] = []
     try:
         while True:
             try:
@@ -391,7 +392,7 @@ def wait(
             except psycopg.OperationalError as exc:
                 if reconnect is None or not dropped(conn):
                     raise  # the connection is fine (a lock timeout, say): not this handler's business
-                conn = reconnected(reconnect, exc, then=going_on(handles))
+                conn = reconnected(reconnect, exc, then=going_on(handles, jobs))
                 listening = True
     except KeyboardInterrupt:
         # Ctrl-C may have come in the middle of a statement: the connection is not fit for
@@ -419,17 +420,23 @@ def dropped(conn: psycopg.Connection[Any]) -> bool:
     return bool(conn.closed or conn.broken or conn.pgconn.status == pq.ConnStatus.BAD)
 
 
-def going_on(handles: Sequence[Handle]) -> str:
-    """The last words of a wait that lost its server: the jobs it waited for, named (``launch
-    --wait`` printed no handle), and how to wait for them again."""
-    if len(handles) > GOING_ON_NAMED:  # a group's, say: a line of a thousand handles helps nobody
-        return f"the {len(handles)} jobs go on: pgbg wait them again once the server answers"
-    names = " ".join(str(handle) for handle in handles)
-    jobs = f"job {names} goes" if len(handles) == 1 else f"the {len(handles)} jobs go"
-    return f"{jobs} on: pgbg wait {names} once the server answers"
+def going_on(handles: Sequence[Handle], seen: Sequence[dict[str, Any]] = ()) -> str:
+    """The last words of a wait that lost its server: the jobs it still waited for (those of
+    ``seen``, its last look, that had not ended; all of ``handles`` before any look), named
+    (``launch --wait`` printed no handle), and how to wait for them again: by their group when
+    they are all of one (a batch of hundreds), else by their handles."""
+    pending = [job for job in seen if not is_final(job)] or None
+    names = [str(handle_of(job)) for job in pending] if pending is not None else [str(h) for h in handles]
+    groups = {job.get("group_name") for job in pending or []}
+    if pending and len(names) > GOING_ON_NAMED and len(groups) == 1 and None not in groups:
+        (group,) = groups
+        return (f"the {len(names)} jobs of group {group} that had not ended go on: pgbg wait --group {group} "
+                "once the server answers")
+    jobs = f"job {names[0]} goes" if len(names) == 1 else f"the {len(names)} jobs go"
+    return f"{jobs} on: pgbg wait {' '.join(names)} once the server answers"
 
 
-GOING_ON_NAMED = 10  # at most this many handles in those last words
+GOING_ON_NAMED = 10  # more than this many of one group: named by their group
 
 
 def reconnected(reconnect: Callable[[], psycopg.Connection[Any]], lost: Exception, *,

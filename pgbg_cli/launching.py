@@ -96,6 +96,9 @@ def cancel_and_wait(dsn: str | None, handles: Sequence[Handle]) -> list[dict[str
     one a Ctrl-C interrupted may be mid-query."""
     from pgbg_cli import db, jobs
 
+    for handle in handles:  # canceled: no longer a job to name as queued (pgbg_cli.cli)
+        if str(handle) in QUEUED:
+            QUEUED.remove(str(handle))
     with db.connection(dsn) as fresh:
         jobs.cancel(fresh, handles)
         return jobs.wait(fresh, handles, timeout_s=120)

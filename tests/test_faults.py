@@ -252,6 +252,26 @@ def test_crashed_worker_reads_lost_after_recovery(faults):
     assert _pgbg("wait", handle, dsn=faults.dsn()).returncode == 1
 
 
+def test_a_job_claimed_after_the_restart_did_not_run_through_it(faults):
+    """A job queued before the server last started, claimed (starting) by a supervisor started
+    after it, which then exited before launching it: it never ran, and reconcile must say its
+    supervisor exited while starting it, not that the server restarted while it ran. A supervisor
+    that dies between its claim and its launch cannot be timed from a test, so the superuser sets
+    that state up directly, pgbg's triggers off for that one transaction."""
+    with psycopg.connect(faults.dsn("admin"), row_factory=dict_row) as conn:
+        conn.execute("SET ROLE pgbg_app")
+        job = conn.execute("SELECT (pgbg.submit('SELECT 43')).*").fetchone()
+        conn.execute("RESET ROLE")
+        conn.execute("ALTER TABLE pgbg.job DISABLE TRIGGER USER")
+        conn.execute("UPDATE pgbg.job SET state = 'starting', queued_at = pgbg.server_started() - interval '1 day', "
+                     "supervisor_pid = 999999, supervisor_start = clock_timestamp() WHERE id = %s", (job["id"],))
+        conn.execute("ALTER TABLE pgbg.job ENABLE TRIGGER USER")
+    handle = f"{job['id']}:{job['cookie']}"
+    rec = _show(faults, handle)
+    assert rec["state"] == "lost", rec
+    assert rec["reason"] == "its supervisor exited while starting it", rec
+
+
 def test_server_restart_running_lost_queued_survive(faults):
     table = f"rq_{uuid.uuid4().hex[:8]}"
     faults.sql(f"CREATE TABLE {table} (v int)")

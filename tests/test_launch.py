@@ -256,6 +256,29 @@ def test_full_stdout_after_queueing_names_the_jobs_queued(test_db, sql_admin):
     assert res.returncode == 3 and res.stderr == "pgbg: cannot write to standard output: No space left on device\n"
 
 
+def test_full_stdout_after_ctrl_c_does_not_call_the_canceled_job_queued(test_db, sql_admin):
+    """Ctrl-C canceled the job; then its outcome could not be written: the line on stderr must not
+    tell the user that the job is still queued."""
+    label = _label()
+    with open("/dev/full", "w") as full:
+        proc = subprocess.Popen([sys.executable, "-m", "pgbg_cli", "launch", "--wait", "-l", label,
+                                 "SELECT pg_sleep(60)"], text=True, stdin=subprocess.DEVNULL, stdout=full,
+                                stderr=subprocess.PIPE, start_new_session=True, preexec_fn=interruptible,
+                                env=dict(os.environ, PGBG_DSN=test_db["app"], PYTHONPATH=str(ROOT), NO_COLOR="1"))
+        try:
+            retry(lambda: sql_admin("SELECT 1 FROM pgbg.job WHERE label = %s AND state = 'running'", (label,)),
+                  "the job runs", timeout=30)
+            os.killpg(proc.pid, signal.SIGINT)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert sql_admin("SELECT state FROM pgbg.job WHERE label = %s", (label,))[0]["state"] == "canceled"
+    assert "interrupted; canceling job" in err, err
+    assert "queued all the same" not in err, err
+
+
 def test_launch_wait_that_cannot_reconnect_names_the_job_it_launched(server_dsn):
     """With --wait no handle was printed: the last words name it, or the user could not find the job."""
     from conftest import fresh_database, pgbg_gives_up, sql_runner

@@ -405,7 +405,7 @@ def test_launch_on_several_targets_to_a_full_stdout_names_the_jobs_in_the_target
                                  text=True, stdin=subprocess.DEVNULL, stdout=full, stderr=subprocess.PIPE, timeout=120,
                                  env=dict(os.environ, PGBG_DSN=test_db["app"], PYTHONPATH=str(ROOT), NO_COLOR="1"))
         assert res.returncode == 3, res
-        named = re.search(r"pgbg wait \(with the same targets\) (.+)$", res.stderr.strip())
+        named = re.search(r"pgbg wait (.+) \(with the same targets\)$", res.stderr.strip())
         assert named, res.stderr
         assert [h.rsplit("/", 1)[0] for h in named.group(1).split()] == order, res.stderr
 

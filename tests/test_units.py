@@ -355,11 +355,21 @@ def test_a_worker_pid_no_process_can_have_is_shown_as_none(given, shown):
     assert column.human(given, row) == ("" if shown is None else str(shown))
 
 
-def test_the_last_words_of_a_wait_name_a_few_jobs_and_count_many():
+def test_the_last_words_of_a_wait_name_the_jobs_left_or_their_group():
     from pgbg_cli import jobs
 
     one = [handles.parse("5:6425128483357306956")]
     assert jobs.going_on(one) == ("job 5:6425128483357306956 goes on: pgbg wait 5:6425128483357306956 "
                                   "once the server answers")
-    many = [handles.parse(f"{i}:{i * 7}") for i in range(1, jobs.GOING_ON_NAMED + 2)]
-    assert jobs.going_on(many) == f"the {len(many)} jobs go on: pgbg wait them again once the server answers"
+    # its last look: only the jobs that had not ended
+    seen = [{"id": i, "cookie": i * 7, "state": "succeeded" if i < 3 else "running", "group_name": None}
+            for i in range(1, 5)]
+    assert jobs.going_on([jobs.handle_of(j) for j in seen], seen) == (
+        "the 2 jobs go on: pgbg wait 3:21 4:28 once the server answers")
+    # many of one group (launch --lines --wait of hundreds): by the group
+    batch = [{"id": i, "cookie": i, "state": "queued", "group_name": "g1"} for i in range(1, 40)]
+    assert jobs.going_on([jobs.handle_of(j) for j in batch], batch) == (
+        "the 39 jobs of group g1 that had not ended go on: pgbg wait --group g1 once the server answers")
+    # many of no group: every handle, or the user could not find them
+    loose = [{**job, "group_name": None} for job in batch]
+    assert jobs.going_on([jobs.handle_of(j) for j in loose], loose).endswith(" 39:39 once the server answers")

@@ -219,8 +219,10 @@ def _launch_several(chosen: Any, text: str, *, label: str | None, timeout_ms: in
                 if why:
                     stranded.append(f"pgbg: {outcome.target.name}: job {job['id']}:{job['cookie']} is queued, "
                                     f"but nothing will start it: {why}")
-        # the queued jobs in the targets' order, as printed (the threads noted them as they came)
-        launching.QUEUED[:] = [f"{r['target']}{targets.SEPARATOR}{r['handle']}" for r in rows if r["handle"]]
+        # the queued jobs in the targets' order, as printed (the threads noted them as they came;
+        # one whose target failed after the job was queued stays named)
+        place = {t.target.name: i for i, t in enumerate(outcomes)}
+        launching.QUEUED.sort(key=lambda h: place.get(h.rsplit(targets.SEPARATOR, 1)[0], len(place)))
         if output.resolve(fmt) in (Format.json, Format.csv):
             output.emit_rows(rows, [output.Column("target"), *jobview.RECORD_FIELDS], fmt)
         else:

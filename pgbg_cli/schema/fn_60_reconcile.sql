@@ -19,6 +19,7 @@ DECLARE
     admin boolean := pgbg._is_admin(p_actor);
 BEGIN
     PERFORM pgbg._actor(p_actor, p_proof);
+    restarted := pgbg.server_started();
     -- Only jobs whose supervisor is not alive, with the live supervisors read once (not once
     -- per job, and locking none of the supervised jobs): `pgbg list --watch` calls this
     -- every refresh.
@@ -68,11 +69,11 @@ BEGIN
             END IF;
             CONTINUE;
         END IF;
-        restarted := pgbg.server_started();
         why := CASE
             -- the time says when it ended at the latest: finished_at is when this noticed, which
-            -- may be days later
-            WHEN coalesce(j.worker_started, j.started_at, j.queued_at) < restarted
+            -- may be days later. A job claimed (starting) by a supervisor of after the restart
+            -- did not run through it: its supervisor's start counts before its queueing.
+            WHEN coalesce(j.worker_started, j.started_at, j.supervisor_start, j.queued_at) < restarted
                 THEN pg_catalog.format('the server restarted at %s while the job ran; its outcome is unknown',
                                        pg_catalog.to_char(restarted AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'))
             WHEN j.cancel_reason = 'timeout'
