@@ -233,6 +233,7 @@ def test_an_unknown_option_suggests_only_options_like_it(pgbg_proc):
     """click compares options with their dashes, which alone made `--bogus` look like `--host`
     and `--stat` like `--watch`: pgbg compares the names."""
     for args, words in ((["list", "--bogus"], "no such option: --bogus (see pgbg list --help)"),
+                        (["list", "--st", "x"], "no such option: --st (see pgbg list --help)"),
                         (["list", "--stat", "x"], "no such option: --stat (Possible options: --state) "
                                                   "(see pgbg list --help)"),
                         (["list", "--lable", "x"], "no such option: --lable (Possible options: --label) "
