@@ -13,6 +13,7 @@ on an older server they are skipped, with the version the server has as the reas
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -379,6 +380,20 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return [f"server: PostgreSQL {version}, pg_background {ext[0] if ext else 'missing'} ({where})"]
     except Exception as exc:  # the fixture reports it properly
         return [f"server: not reachable yet ({type(exc).__name__})"]
+
+
+def interrupt(proc: subprocess.Popen[str], ready: Callable[[], Any], timeout: float = 60) -> tuple[int, str, str]:
+    """Once ``ready()`` has returned, SIGINT to ``proc``'s process group (as Ctrl-C in its
+    terminal), and its exit code and output; a process that outlives ``timeout`` is killed."""
+    try:
+        ready()
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
 
 
 def interruptible() -> None:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 from typing import Any
 
 import pytest
 import typer
-from conftest import ROOT, interruptible, launch_handle, retry
+from conftest import ROOT, interrupt, interruptible, launch_handle, retry
 
 from pgbg_cli import jobs
 from pgbg_cli.app import app, split_examples
@@ -273,15 +272,7 @@ def _waiting(sql_admin: Any) -> None:
 
 
 def _interrupt(proc: subprocess.Popen[str], sql_admin: Any) -> tuple[int, str, str]:
-    try:
-        _waiting(sql_admin)
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    return proc.returncode, out, err
+    return interrupt(proc, lambda: _waiting(sql_admin))
 
 
 def _state(sql_admin: Any, handle: str) -> str:

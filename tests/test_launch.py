@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import ROOT, _make_db, _with_db, interruptible, retry
+from conftest import ROOT, _make_db, _with_db, interrupt, interruptible, retry
 
 PASSWORD = "sandbox-app-secret"
 
@@ -265,15 +265,9 @@ def test_full_stdout_after_ctrl_c_does_not_call_the_canceled_job_queued(test_db,
                                  "SELECT pg_sleep(60)"], text=True, stdin=subprocess.DEVNULL, stdout=full,
                                 stderr=subprocess.PIPE, start_new_session=True, preexec_fn=interruptible,
                                 env=dict(os.environ, PGBG_DSN=test_db["app"], PYTHONPATH=str(ROOT), NO_COLOR="1"))
-        try:
-            retry(lambda: sql_admin("SELECT 1 FROM pgbg.job WHERE label = %s AND state = 'running'", (label,)),
-                  "the job runs", timeout=30)
-            os.killpg(proc.pid, signal.SIGINT)
-            _, err = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        _, _, err = interrupt(proc, lambda: retry(
+            lambda: sql_admin("SELECT 1 FROM pgbg.job WHERE label = %s AND state = 'running'", (label,)),
+            "the job runs", timeout=30), timeout=120)
     assert sql_admin("SELECT state FROM pgbg.job WHERE label = %s", (label,))[0]["state"] == "canceled"
     assert "interrupted; canceling job" in err, err
     assert "queued all the same" not in err, err
