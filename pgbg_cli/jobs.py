@@ -425,10 +425,10 @@ def going_on(handles: Sequence[Handle], seen: Sequence[dict[str, Any]] = ()) -> 
     ``seen``, its last look, that had not ended; all of ``handles`` before any look), named
     (``launch --wait`` printed no handle), and how to wait for them again: by their group when
     they are all of one (a batch of hundreds), else by their handles."""
-    pending = [job for job in seen if not is_final(job)] or None
-    names = [str(handle_of(job)) for job in pending] if pending is not None else [str(h) for h in handles]
-    groups = {job.get("group_name") for job in pending or []}
-    if pending and len(names) > GOING_ON_NAMED and len(groups) == 1 and None not in groups:
+    pending = [job for job in seen if not is_final(job)]
+    names = [str(handle_of(job)) for job in pending] or [str(handle) for handle in handles]
+    groups = {job.get("group_name") for job in pending}
+    if len(pending) > GOING_ON_NAMED and len(groups) == 1 and None not in groups:
         (group,) = groups
         return (f"the {len(names)} jobs of group {group} that had not ended go on: pgbg wait --group {group} "
                 "once the server answers")

@@ -41,8 +41,8 @@
 -- Everything in the region is a read or a sleep: a cancel there ends nothing but the doze.
 -- It dozes 200 ms a transaction (after a COMMIT a procedure holds a snapshot until the next,
 -- which keeps a VACUUM from removing rows deleted after it was taken), 1 s once no transaction
--- of the server has ended for a second (pgbg.supervise()); a waker that finds it holding the key but not asleep
--- looks again for 5 ms at most.
+-- of the server has ended for a second (pgbg.supervise()); a waker that finds it holding the
+-- key but not asleep looks again for 5 ms at most.
 -- pgbg.supervise() runs the whole region, its handlers included, inside one more block that
 -- catches a cancel, then leaves the region again from the top.
 -- It cannot tell a ring from a cancel or terminate an administrator sent (pg_background 2.0
