@@ -333,6 +333,7 @@ def detach(conn: psycopg.Connection[Any], handles: Sequence[Handle]) -> list[dic
 # How long a wait tries to get its connection back when the server drops it (a network blip,
 # an idle-session timeout, a restart) before it gives up with exit 3; the jobs go on.
 RECONNECT_S = 60.0
+HELD_AFTER_S = 5.0  # a wait says why its jobs wait when none has started after this long
 
 
 def wait(
@@ -345,6 +346,7 @@ def wait(
     tick_interval: float = 1.0,
     reconnect: Callable[[], psycopg.Connection[Any]] | None = None,
     unlisten: bool = True,
+    on_held: Callable[[list[str]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Block until every job (or, with ``any_``, one job) has ended.
 
@@ -353,11 +355,15 @@ def wait(
     Raises WaitTimedOut after ``timeout_s``. With ``reconnect``, a connection the server
     drops is made again (backing off, for up to RECONNECT_S) and the wait goes on.
     ``unlisten=False``: the caller closes the connection soon (which stops the listening)
-    and spares the round trip of an UNLISTEN.
+    and spares the round trip of an UNLISTEN. ``on_held`` is told once, in lines for people,
+    why the jobs wait when none of them has started after HELD_AFTER_S (a limit, a group, no
+    free slot, no supervisor: ``waiting``).
     """
     import psycopg
 
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    held_look = time.monotonic() + HELD_AFTER_S
+    started: str | None = None  # the role whose supervisor the last reconcile found or started
     last_reconcile = 0.0
     listening = False
     jobs: list[dict[str, Any]] = []
@@ -379,9 +385,16 @@ def wait(
                     pending = ", ".join(str(handle_of(j)) for j in jobs if not is_final(j))
                     raise WaitTimedOut(f"timed out waiting for {pending}")
                 if now - last_reconcile >= 1.0:
-                    reconcile(conn)
+                    start = reconcile_and_start(conn)[0]
+                    started = start.role if start is not None and start.alive else None
                     last_reconcile = now
                     continue
+                if on_held is not None and now >= held_look:
+                    held_look = now + HELD_AFTER_S
+                    lines = held(conn, jobs, started=started)
+                    if lines:
+                        on_held(lines)
+                        on_held = None  # said once
                 if tick is not None:
                     tick(jobs)
                 pause = tick_interval
@@ -411,6 +424,17 @@ def wait(
                 # already, and a dropped connection listens to nothing
                 if not dropped(conn):
                     raise
+
+
+def held(conn: psycopg.Connection[Any], jobs: list[dict[str, Any]], *, started: str | None = None) -> list[str]:
+    """Why these jobs wait, when some are queued and none is starting or running; else nothing.
+    ``started``: a role whose supervisor this session found alive or has just started."""
+    if any(j["state"] in ("starting", "running") for j in jobs):
+        return []
+    queued = [dict(j) for j in jobs if j["state"] == "queued"]  # copies: annotate() writes reasons
+    if not queued:
+        return []
+    return waiting.annotate(conn, queued, started=started) + waiting.held_notes(conn, queued)
 
 
 def dropped(conn: psycopg.Connection[Any]) -> bool:

@@ -122,3 +122,41 @@ def queued_notes(conn: psycopg.Connection[Any]) -> list[str]:
         if why is not None:
             lines.append(_line(role, counts[role], why))
     return lines
+
+
+def held_why(row: dict[str, Any]) -> str | None:
+    """Why a queued job waits while its role's supervisor runs (a row of queries/held.sql), in
+    the order the supervisor's claim looks; None when nothing holds it (it starts soon)."""
+    group = row["group_name"]
+    if group is not None and row["behind_group"]:
+        return f"an earlier job of group {group} is queued before it"
+    if group is not None and row["group_limit"] is not None and row["group_running"] >= row["group_limit"]:
+        return f"group {group} runs {row['group_running']} at once, its limit; it starts when one of them ends"
+    if row["role_running"] >= row["max_running"]:
+        n = row["role_running"]
+        return (f"{n} job{'s' if n != 1 else ''} of {row['owner']} {'are' if n != 1 else 'is'} starting or "
+                f"running, as many as max_running_per_role ({row['max_running']}) allows; it starts when one "
+                "ends (pgbg settings max_running_per_role N raises the limit)")
+    if row["reason"]:
+        return f"{row['reason']} (pgbg capacity says which)"
+    return None
+
+
+def held_notes(conn: psycopg.Connection[Any], jobs: list[dict[str, Any]]) -> list[str]:
+    """One line per reason that keeps these queued jobs waiting under a live supervisor."""
+    ids = [j["id"] for j in jobs if j.get("state") == "queued"]
+    if not ids:
+        return []
+    by_why: dict[str, list[dict[str, Any]]] = {}
+    for row in conn.execute(queries.text("held"), {"ids": ids}).fetchall():
+        why = held_why(row)
+        if why is not None:
+            by_why.setdefault(why, []).append(row)
+    lines = []
+    for why, rows in by_why.items():
+        if len(rows) == 1:
+            lines.append(f"job {rows[0]['id']} is still queued: {why}")
+        else:
+            lines.append(f"{len(rows)} jobs are still queued ({', '.join(str(r['id']) for r in rows[:5])}"
+                         f"{', ...' if len(rows) > 5 else ''}): {why}")
+    return lines

@@ -116,3 +116,43 @@ def test_jobs_queued_at_once_start_only_in_the_worker_slots_above_the_reserve(te
         for handle in handles:
             res = cli("cancel", handle, dsn=dsn)
             assert res.exit_code == 0, res
+
+
+def test_a_wait_on_a_job_held_by_the_limit_says_why_once(test_db, cli, max_running, tmp_path):
+    """A job queued behind max_running_per_role under a live supervisor: after a few seconds
+    with none of its jobs started, launch --wait says once, on stderr, what holds it."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    dsn = test_db[ROLE.removeprefix("pgbg_")]
+    max_running(1)
+    gate = uuid.uuid4().int % 2**31
+    holder = psycopg.connect(test_db["admin"], autocommit=True)
+    err_path = tmp_path / "stderr"
+    try:
+        holder.execute("SELECT pg_advisory_lock(%s)", (gate,))
+        blocker = _launch(cli, dsn, f"SELECT pg_advisory_lock_shared({gate})")
+        retry(lambda: holder.execute("SELECT 1 FROM pgbg.job WHERE id = %s AND state = 'running'",
+                                     (int(blocker.split(":")[0]),)).fetchone(), "the blocker runs", 30)
+        env = dict(os.environ, PGBG_DSN=dsn, NO_COLOR="1", PYTHONPATH=str(ROOT))
+        with open(err_path, "w") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "pgbg_cli", "launch", "--wait", "--format", "json",
+                                     "SELECT 1"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                                    text=True, env=env)
+            try:
+                retry(lambda: "still queued" in err_path.read_text(), "launch --wait says why its job waits", 30)
+            finally:
+                holder.execute("SELECT pg_advisory_unlock(%s)", (gate,))
+            out, _ = proc.communicate(timeout=60)
+    finally:
+        holder.close()
+    said = err_path.read_text()
+    assert proc.returncode == 0, said
+    assert json.loads(out)["state"] == "succeeded"
+    job_id = json.loads(out)["id"]
+    assert said.count("still queued") == 1, said
+    assert (f"pgbg: job {job_id} is still queued: 1 job of {ROLE} is starting or running, as many as "
+            "max_running_per_role (1) allows") in said, said

@@ -373,3 +373,21 @@ def test_the_last_words_of_a_wait_name_the_jobs_left_or_their_group():
     # many of no group: every handle, or the user could not find them
     loose = [{**job, "group_name": None} for job in batch]
     assert jobs.going_on([jobs.handle_of(j) for j in loose], loose).endswith(" 39:39 once the server answers")
+
+
+def test_why_a_queued_job_waits_under_a_live_supervisor():
+    from pgbg_cli.waiting import held_why
+
+    row = {"id": 7, "owner": "app", "group_name": None, "group_limit": None, "reason": None,
+           "role_running": 2, "max_running": 8, "group_running": 0, "behind_group": False}
+    assert held_why(row) is None  # nothing holds it: it starts soon
+    assert held_why({**row, "role_running": 8}).startswith(
+        "8 jobs of app are starting or running, as many as max_running_per_role (8) allows")
+    assert held_why({**row, "role_running": 1, "max_running": 1}).startswith("1 job of app is starting")
+    grouped = {**row, "group_name": "nightly", "group_limit": 2, "group_running": 2}
+    assert held_why(grouped) == "group nightly runs 2 at once, its limit; it starts when one of them ends"
+    # an earlier queued job of its group comes first, whatever else holds it
+    assert held_why({**grouped, "behind_group": True, "role_running": 8}) == (
+        "an earlier job of group nightly is queued before it")
+    assert held_why({**row, "reason": "waiting for a free worker slot"}) == (
+        "waiting for a free worker slot (pgbg capacity says which)")

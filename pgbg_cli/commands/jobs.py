@@ -162,7 +162,7 @@ def wait(
         with bar:
             final = jobs.wait(conn, wanted, timeout_s=timeout_s, any_=any_, tick=bar.update,
                               tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar),
-                              unlisten=False)  # the connection closes after the output
+                              unlisten=False, on_held=bar.say)  # the connection closes after the output
         # what each job said is in its record (messages, messages_dropped; pgbg_cli/messages.py)
         _emit_jobs(live.conn, final, fmt)
     ended = [j for j in final if jobs.is_final(j)]

@@ -307,7 +307,8 @@ def launch_pieces(pieces: list[Piece], *, file: Path | None = None, file_text: s
             bar = LiveBar(conn)
             with bar, renewable(conn, dsn) as live:
                 final = jobs.wait(conn, [jobs.handle_of(j) for j in rows], tick=bar.update,
-                                  tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar))
+                                  tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar),
+                                  on_held=bar.say)
         except KeyboardInterrupt:
             final = _interrupted_many(rows, keep_running=keep_running, dsn=dsn)
             _print_outcomes(final, fmt)
@@ -397,7 +398,7 @@ def _wait_with_bar(conn: Any, job: dict[str, Any], dsn: str | None) -> dict[str,
     with bar, renewable(conn, dsn) as live:
         return jobs.wait(conn, [jobs.handle_of(job)], tick=bar.update,
                          tick_interval=0.25 if bar.enabled else 1.0, reconnect=live.renew(bar),
-                         unlisten=False)[0]  # the connection closes after the output
+                         unlisten=False, on_held=bar.say)[0]  # the connection closes after the output
 
 
 def _interrupted(job: dict[str, Any], *, keep_running: bool, dsn: str | None) -> dict[str, Any]:

@@ -140,6 +140,16 @@ class LiveBar:
             self._live.stop()
             self._live = None
 
+    def say(self, lines: list[str]) -> None:
+        """Lines for people on stderr (``pgbg: ...``): above the live display while it runs."""
+        from pgbg_cli.output import say
+
+        for line in lines:
+            if self._live is not None:
+                self._console.print(printable(f"pgbg: {line}"), markup=False, highlight=False, soft_wrap=True)
+            else:
+                say(f"pgbg: {line}")
+
     def _now(self) -> dt.datetime:
         """The server's time now, on this machine's clock (so it ticks between refreshes)."""
         return dt.datetime.now(dt.timezone.utc) + self._offset
