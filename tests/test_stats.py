@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import extnames
+import psycopg
 import pytest
 
 from pgbg_cli import durations, stats
@@ -344,6 +345,25 @@ def test_a_bare_number_for_an_interval_setting_is_refused_and_a_stored_one_shown
         assert json.loads(res.stdout)[0]["value"] == "600000"  # as stored: JSON is for programs
     finally:
         sql_admin("UPDATE pgbg.settings SET value = %s WHERE name = 'history_max_age'", (before,))
+
+
+def test_set_setting_from_sql_refuses_a_bare_number_for_an_interval(test_db, sql_admin):
+    """pgbg.set_setting() called from SQL refuses what the CLI refuses: a bare number for an
+    interval, which PostgreSQL would read as seconds."""
+    before = sql_admin("SELECT value FROM pgbg.settings WHERE name = 'history_max_age'")[0]["value"]
+    with psycopg.connect(test_db["boss"], autocommit=True) as boss:
+        for value in ("600000", " 60 ", "1.5", ".5"):
+            with pytest.raises(psycopg.errors.InvalidParameterValue) as refused:
+                boss.execute("SELECT * FROM pgbg.set_setting('history_max_age', %s)", (value,))
+            assert str(refused.value).splitlines()[0] == (
+                f"pgbg: history_max_age takes an interval with its unit, not a bare number ('{value.strip()}'): "
+                "such as '10 minutes', '12 hours' or '30 days'"), refused.value
+        assert sql_admin("SELECT value FROM pgbg.settings WHERE name = 'history_max_age'")[0]["value"] == before
+        try:
+            row = boss.execute("SELECT * FROM pgbg.set_setting('history_max_age', '600000 seconds')").fetchone()
+            assert row[1] == "600000 seconds"
+        finally:
+            sql_admin("UPDATE pgbg.settings SET value = %s WHERE name = 'history_max_age'", (before,))
 
 
 def test_the_clis_setting_kinds_are_the_schemas(sql_admin):

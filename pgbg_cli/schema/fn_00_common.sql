@@ -211,6 +211,13 @@ BEGIN
         RAISE EXCEPTION 'pgbg: only members of pgbg_admin may change pgbg''s settings'
             USING ERRCODE = '42501';
     END IF;
+    -- PostgreSQL reads a bare number as seconds; beside settings in milliseconds a caller may
+    -- mean those (a value stored so before still counts, as seconds: pgbg settings shows it so)
+    IF (SELECT x.kind FROM pgbg._setting_spec() x WHERE x.name = p_name) = 'interval'
+       AND pg_catalog.btrim(p_value) ~ '^([0-9]+([.][0-9]*)?|[.][0-9]+)$' THEN
+        RAISE EXCEPTION 'pgbg: % takes an interval with its unit, not a bare number (%): such as ''10 minutes'', ''12 hours'' or ''30 days''',
+                        p_name, pg_catalog.quote_literal(pg_catalog.btrim(p_value)) USING ERRCODE = '22023';
+    END IF;
     problem := pgbg._setting_problem(p_name, pg_catalog.btrim(p_value));
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'pgbg: %', problem USING ERRCODE = '22023';
