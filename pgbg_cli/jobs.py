@@ -405,7 +405,7 @@ def wait(
             except psycopg.OperationalError as exc:
                 if reconnect is None or not dropped(conn):
                     raise  # the connection is fine (a lock timeout, say): not this handler's business
-                conn = reconnected(reconnect, exc, then=going_on(handles, jobs))
+                conn = reconnected(reconnect, exc, then=going_on(handles, jobs, any_=any_))
                 listening = True
     except KeyboardInterrupt:
         # Ctrl-C may have come in the middle of a statement: the connection is not fit for
@@ -444,20 +444,22 @@ def dropped(conn: psycopg.Connection[Any]) -> bool:
     return bool(conn.closed or conn.broken or conn.pgconn.status == pq.ConnStatus.BAD)
 
 
-def going_on(handles: Sequence[Handle], seen: Sequence[dict[str, Any]] = ()) -> str:
+def going_on(handles: Sequence[Handle], seen: Sequence[dict[str, Any]] = (), *, any_: bool = False) -> str:
     """The last words of a wait that lost its server: the jobs it still waited for (those of
     ``seen``, its last look, that had not ended; all of ``handles`` before any look), named
     (``launch --wait`` printed no handle), and how to wait for them again: by their group when
-    they are all of one (a batch of hundreds), else by their handles."""
+    they are all of one (a batch of hundreds), else by their handles; with ``--any`` when the
+    wait was for the first of them to end (``any_``)."""
+    command = "pgbg wait --any" if any_ else "pgbg wait"
     pending = [job for job in seen if not is_final(job)]
     names = [str(handle_of(job)) for job in pending] or [str(handle) for handle in handles]
     groups = {job.get("group_name") for job in pending}
     if len(pending) > GOING_ON_NAMED and len(groups) == 1 and None not in groups:
         (group,) = groups
-        return (f"the {len(names)} jobs of group {group} that had not ended go on: pgbg wait --group {group} "
+        return (f"the {len(names)} jobs of group {group} that had not ended go on: {command} --group {group} "
                 "once the server answers")
     jobs = f"job {names[0]} goes" if len(names) == 1 else f"the {len(names)} jobs go"
-    return f"{jobs} on: pgbg wait {' '.join(names)} once the server answers"
+    return f"{jobs} on: {command} {' '.join(names)} once the server answers"
 
 
 GOING_ON_NAMED = 10  # more than this many of one group: named by their group

@@ -373,6 +373,11 @@ def test_the_last_words_of_a_wait_name_the_jobs_left_or_their_group():
     # many of no group: every handle, or the user could not find them
     loose = [{**job, "group_name": None} for job in batch]
     assert jobs.going_on([jobs.handle_of(j) for j in loose], loose).endswith(" 39:39 once the server answers")
+    # a wait --any: the command it gives waits for the first of them again, not for all
+    assert jobs.going_on([jobs.handle_of(j) for j in seen], seen, any_=True) == (
+        "the 2 jobs go on: pgbg wait --any 3:21 4:28 once the server answers")
+    assert jobs.going_on([jobs.handle_of(j) for j in batch], batch, any_=True).endswith(
+        ": pgbg wait --any --group g1 once the server answers")
 
 
 def test_why_a_queued_job_waits_under_a_live_supervisor():
