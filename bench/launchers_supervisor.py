@@ -38,17 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_supervisor import run_direct  # noqa: E402
-from bench.scratch import scratch_database  # noqa: E402
+from bench.scratch import routine_text, scratch_database  # noqa: E402
 
-SCHEMA = ROOT / "pgbg_cli" / "schema"
 CAP = 8
 CONFIGS = ("direct, 1 session", "direct, 2 sessions", "pgbg, 1 supervisor", "pgbg, 2 supervisors")
-
-
-def _function(path: Path, header: str) -> str:
-    text = path.read_text()
-    body = text[text.index(header):]
-    return body[:body.index("$$;") + 3]
 
 
 def _replace(text: str, old: str, new: str) -> str:
@@ -58,9 +51,9 @@ def _replace(text: str, old: str, new: str) -> str:
 
 def second_supervisor_allowed() -> list[str]:
     """The statements that let two supervisors of one role register and claim in turn."""
-    register = _function(SCHEMA / "fn_20_supervisor.sql", "CREATE OR REPLACE FUNCTION pgbg._supervisor_register")
+    register = routine_text("fn_20_supervisor.sql", "CREATE OR REPLACE FUNCTION pgbg._supervisor_register")
     register = _replace(register, "    ON CONFLICT (role) WHERE NOT legacy DO NOTHING;", "    ;")
-    claim = _replace(_function(SCHEMA / "fn_30_record.sql", "CREATE OR REPLACE FUNCTION pgbg._claim_batch"),
+    claim = _replace(routine_text("fn_30_record.sql", "CREATE OR REPLACE FUNCTION pgbg._claim_batch"),
                      "    IF me.legacy THEN\n        RETURN ids;",
                      "    PERFORM pg_catalog.pg_advisory_xact_lock(7391, 1);\n"
                      "    IF me.legacy THEN\n        RETURN ids;")

@@ -23,16 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.scratch import scratch_database  # noqa: E402
+from bench.scratch import routine_text, scratch_database  # noqa: E402
 
-SCHEMA = ROOT / "pgbg_cli" / "schema"
 PHASES = ("tend", "commit_tend", "claim", "launch", "commit_launch", "wait")
-
-
-def _procedure(path: Path, header: str) -> str:
-    text = path.read_text()
-    body = text[text.index(header):]
-    return body[:body.index("$$;") + 3]
 
 
 def _timed(text: str, statement: str, phase: str) -> str:
@@ -42,7 +35,7 @@ def _timed(text: str, statement: str, phase: str) -> str:
 
 
 def instrumented_supervise() -> str:
-    proc = _procedure(SCHEMA / "fn_20_supervisor.sql", "CREATE OR REPLACE PROCEDURE pgbg.supervise()")
+    proc = routine_text("fn_20_supervisor.sql", "CREATE OR REPLACE PROCEDURE pgbg.supervise()")
     proc = _timed(proc, "active := pgbg._tend_all();", "tend")
     proc = _timed(proc, "claimed_ids := pgbg._claim_batch();", "claim")
     proc = _timed(proc, "launched := pgbg._launch_claimed(claimed);", "launch")
@@ -69,7 +62,7 @@ def instrumented_supervise() -> str:
 
 
 def instrumented_launch() -> str:
-    fn = _procedure(SCHEMA / "fn_35_launch.sql", "CREATE OR REPLACE FUNCTION pgbg._launch_claimed")
+    fn = routine_text("fn_35_launch.sql", "CREATE OR REPLACE FUNCTION pgbg._launch_claimed")
     add = ("PERFORM pg_catalog.set_config('pgbg.{k}', "
            "(coalesce(nullif(pg_catalog.current_setting('pgbg.{k}', true), ''), '0')::float8"
            " + extract(epoch FROM clock_timestamp() - t0))::text, false);")

@@ -146,3 +146,14 @@ def scratch_database(prefix: str, *, server: str | None = None, roles: Sequence[
         else:
             with psycopg.connect(server or server_dsn(), autocommit=True) as admin:
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+SCHEMA = ROOT / "pgbg_cli" / "schema"
+
+
+def routine_text(file: str, header: str) -> str:
+    """One routine of a schema file (``pgbg_cli/schema/<file>``), from ``header`` (its ``CREATE OR
+    REPLACE`` line) to its closing ``$$;``: for a scratch database's altered copy of it."""
+    text = (SCHEMA / file).read_text()
+    body = text[text.index(header):]
+    return body[:body.index("$$;") + 3]
