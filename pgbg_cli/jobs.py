@@ -434,7 +434,14 @@ def held(conn: psycopg.Connection[Any], jobs: list[dict[str, Any]], *, started: 
     queued = [dict(j) for j in jobs if j["state"] == "queued"]  # copies: annotate() writes reasons
     if not queued:
         return []
-    return waiting.annotate(conn, queued, started=started) + waiting.held_notes(conn, queued)
+    import psycopg
+
+    try:
+        return waiting.annotate(conn, queued, started=started) + waiting.held_notes(conn, queued)
+    except psycopg.Error:
+        if dropped(conn):
+            raise  # the wait connects again
+        return []  # only a hint: a statement timeout, say, does not end the wait
 
 
 def dropped(conn: psycopg.Connection[Any]) -> bool:

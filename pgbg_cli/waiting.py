@@ -125,11 +125,9 @@ def queued_notes(conn: psycopg.Connection[Any]) -> list[str]:
 
 
 def held_why(row: dict[str, Any]) -> str | None:
-    """Why a queued job waits while its role's supervisor runs (a row of queries/held.sql), in
-    the order the supervisor's claim looks; None when nothing holds it (it starts soon)."""
+    """Why a queued job waits while its role's supervisor runs (a row of queries/held.sql): its
+    group's limit, its role's, no free slot; None when none of these holds it."""
     group = row["group_name"]
-    if group is not None and row["behind_group"]:
-        return f"an earlier job of group {group} is queued before it"
     if group is not None and row["group_limit"] is not None and row["group_running"] >= row["group_limit"]:
         return f"group {group} runs {row['group_running']} at once, its limit; it starts when one of them ends"
     if row["role_running"] >= row["max_running"]:
@@ -138,7 +136,7 @@ def held_why(row: dict[str, Any]) -> str | None:
                 f"running, as many as max_running_per_role ({row['max_running']}) allows; it starts when one "
                 "ends (pgbg settings max_running_per_role N raises the limit)")
     if row["reason"]:
-        return f"{row['reason']} (pgbg capacity says which)"
+        return f"{row['reason']} (pgbg capacity shows the slots)"
     return None
 
 

@@ -352,12 +352,11 @@ def test_set_setting_from_sql_refuses_a_bare_number_for_an_interval(test_db, sql
     interval, which PostgreSQL would read as seconds."""
     before = sql_admin("SELECT value FROM pgbg.settings WHERE name = 'history_max_age'")[0]["value"]
     with psycopg.connect(test_db["boss"], autocommit=True) as boss:
-        for value in ("600000", " 60 ", "1.5", ".5"):
+        for value in ("600000", " 60 ", "1.5", ".5", "\t600000", "600000\n", "+600000", "@ 600000", "'600000'"):
             with pytest.raises(psycopg.errors.InvalidParameterValue) as refused:
                 boss.execute("SELECT * FROM pgbg.set_setting('history_max_age', %s)", (value,))
-            assert str(refused.value).splitlines()[0] == (
-                f"pgbg: history_max_age takes an interval with its unit, not a bare number ('{value.strip()}'): "
-                "such as '10 minutes', '12 hours' or '30 days'"), refused.value
+            assert str(refused.value).startswith(
+                "pgbg: history_max_age takes an interval with its unit, not a bare number ("), refused.value
         assert sql_admin("SELECT value FROM pgbg.settings WHERE name = 'history_max_age'")[0]["value"] == before
         try:
             row = boss.execute("SELECT * FROM pgbg.set_setting('history_max_age', '600000 seconds')").fetchone()

@@ -384,15 +384,14 @@ def test_why_a_queued_job_waits_under_a_live_supervisor():
     from pgbg_cli.waiting import held_why
 
     row = {"id": 7, "owner": "app", "group_name": None, "group_limit": None, "reason": None,
-           "role_running": 2, "max_running": 8, "group_running": 0, "behind_group": False}
+           "role_running": 2, "max_running": 8, "group_running": 0}
     assert held_why(row) is None  # nothing holds it: it starts soon
     assert held_why({**row, "role_running": 8}).startswith(
         "8 jobs of app are starting or running, as many as max_running_per_role (8) allows")
     assert held_why({**row, "role_running": 1, "max_running": 1}).startswith("1 job of app is starting")
     grouped = {**row, "group_name": "nightly", "group_limit": 2, "group_running": 2}
     assert held_why(grouped) == "group nightly runs 2 at once, its limit; it starts when one of them ends"
-    # an earlier queued job of its group comes first, whatever else holds it
-    assert held_why({**grouped, "behind_group": True, "role_running": 8}) == (
-        "an earlier job of group nightly is queued before it")
+    # the group's limit is named before the role's
+    assert held_why({**grouped, "role_running": 8}).startswith("group nightly runs 2 at once")
     assert held_why({**row, "reason": "waiting for a free worker slot"}) == (
-        "waiting for a free worker slot (pgbg capacity says which)")
+        "waiting for a free worker slot (pgbg capacity shows the slots)")

@@ -214,7 +214,8 @@ BEGIN
     -- PostgreSQL reads a bare number as seconds; beside settings in milliseconds a caller may
     -- mean those (a value stored so before still counts, as seconds: pgbg settings shows it so)
     IF (SELECT x.kind FROM pgbg._setting_spec() x WHERE x.name = p_name) = 'interval'
-       AND pg_catalog.btrim(p_value) ~ '^([0-9]+([.][0-9]*)?|[.][0-9]+)$' THEN
+       -- what is left without white space, signs, '@' and quotes ('\t+600000', '@ 600000')
+       AND pg_catalog.regexp_replace(p_value, '[[:space:]+@''"]', '', 'g') ~ '^([0-9]+([.][0-9]*)?|[.][0-9]+)$' THEN
         RAISE EXCEPTION 'pgbg: % takes an interval with its unit, not a bare number (%): such as ''10 minutes'', ''12 hours'' or ''30 days''',
                         p_name, pg_catalog.quote_literal(pg_catalog.btrim(p_value)) USING ERRCODE = '22023';
     END IF;
